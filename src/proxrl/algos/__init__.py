@@ -1,0 +1,1 @@
+"""Algorithms: short compositions of an estimator, a surrogate, a geometry and a solver."""

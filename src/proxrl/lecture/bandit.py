@@ -1,0 +1,187 @@
+"""The lecture's bandit-feedback algorithms, compared by pseudo-regret.
+
+EXP3 (importance-weighted EW; loss-based and reward-based estimators), PG from samples, NPG in
+gradient form (exact Fisher) and NPG in regularisation form (n draws, m inner steps), on a
+stochastic K-armed Bernoulli instance and on an adversarial (switching) reward sequence, with
+EXP3's bound ``ln K/η + ηKt/2`` drawn in (``= √(2TK ln K)`` at ``t = T`` under the standard tuning).
+Each algorithm's seeds run in one vmapped, jitted call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+from rich.progress import Progress
+
+from proxrl.algos import bandit as B
+from proxrl.errors import check_int_at_least, check_positive
+from proxrl.run.plots import band, figure
+from proxrl.run.records import RunDir
+from proxrl.run.stats import mean_ci
+from proxrl.settings import expert as rewards_lib
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    """Pseudo-regret of EXP3, PG and NPG from bandit feedback."""
+
+    arms: tuple[float, ...] = (0.5, 0.45, 0.4, 0.35, 0.3)
+    """Bernoulli means of the stochastic instance (K = number of arms)."""
+    rounds: int = 10_000
+    """Pulls per run (T)."""
+    seeds: int = 200
+    """Seeds per algorithm and instance, run in one vmapped call."""
+    switch_frac: float = 1 / 3
+    """Adversarial instance: arm 0 pays 1 until this fraction of T, then arm 1 pays 1 (others ½)."""
+    exp3_eta: float | None = None
+    """EXP3 step size (default: the standard tuning √(2 ln K / (K T)))."""
+    pg_eta: float = 0.5
+    """PG step size."""
+    pg_n: int = 1
+    """PG draws per iteration."""
+    npg_eta: float = 0.05
+    """NPG (gradient form) step size."""
+    npg_n: int = 10
+    """NPG (gradient form) draws per iteration."""
+    reg_eta: float = 0.05
+    """NPG (regularisation form) η of the KL term 1/η."""
+    reg_n: int = 10
+    """NPG (regularisation form) draws per iteration."""
+    reg_m: int = 50
+    """NPG (regularisation form) inner gradient steps."""
+    reg_alpha: float = 0.1
+    """NPG (regularisation form) inner step size α (stable below ≈ 4η: the KL term's curvature is ≤ 1/(2η))."""
+    pg_baseline: float = 0.5
+    """Baseline b for PG (the IPW estimate uses r − b)."""
+    npg_baseline: float = 1.0
+    """Baseline b for both NPG forms; b = 1 (the top of the reward range) is the loss-based form, R̂ ≤ 0."""
+    seed: int = 0
+    """Base random seed."""
+    out: Path | None = None
+    """Run directory (default: runs/lecture-bandit-<timestamp>)."""
+
+    def validate(self) -> None:
+        rewards_lib.bernoulli(self.arms)
+        check_int_at_least("rounds", self.rounds)
+        check_int_at_least("seeds", self.seeds)
+        if self.exp3_eta is not None:
+            check_positive("exp3_eta", self.exp3_eta)
+        check_positive("switch_frac", self.switch_frac)
+
+    def algorithms(self) -> list[B.BanditAlgo]:
+        k = len(self.arms)
+        eta = self.exp3_eta or B.optimal_exp3_eta(k, self.rounds)
+        return [
+            B.exp3(eta, "loss"),
+            B.exp3(eta, "reward"),
+            B.pg(self.pg_eta, self.pg_n, self.pg_baseline),
+            B.npg(self.npg_eta, self.npg_n, self.npg_baseline),
+            B.npg_reg(self.reg_eta, self.reg_n, self.reg_m, self.reg_alpha, self.npg_baseline),
+        ]
+
+
+def run(cfg: BanditConfig) -> RunDir:
+    cfg.validate()
+    algos = cfg.algorithms()
+    for a in algos:
+        a.validate(len(cfg.arms))
+    rd = RunDir("lecture-bandit", cfg.out)
+    rd.write_config(cfg)
+    k = len(cfg.arms)
+    instances = {
+        "stochastic": rewards_lib.bernoulli(cfg.arms),
+        "adversarial": rewards_lib.switching_sequence(cfg.rounds, k, cfg.switch_frac),
+    }
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.seed), i))(np.arange(cfg.seeds))
+    regrets: dict[tuple[str, str], np.ndarray] = {}
+    with Progress(transient=True) as bar:
+        task = bar.add_task("bandit: algorithms × instances", total=len(algos) * len(instances))
+        for inst_name, model in instances.items():
+            for algo in algos:
+                res = B.make_runner(algo, model, None, cfg.rounds)(keys)
+                reg = np.asarray(res.regret)  # [N, T]
+                regrets[(inst_name, algo.name)] = reg
+                ci = mean_ci(reg[:, -1])
+                rd.log(
+                    {
+                        "instance": inst_name,
+                        "algo": algo.name,
+                        "eta": algo.eta,
+                        "n": algo.n,
+                        "final_regret_mean": ci.mean,
+                        "ci_lo": ci.lo,
+                        "ci_hi": ci.hi,
+                    }
+                )
+                bar.advance(task)
+
+    eta3 = algos[0].eta
+    t = np.arange(1, cfg.rounds + 1)
+    bound = B.exp3_regret_bound(k, eta3, t)
+    fig, ax = figure(ncols=2)
+    stride = max(1, cfg.rounds // 500)
+    for j, inst_name in enumerate(instances):
+        a = ax[0, j]
+        for algo in algos:
+            band(
+                a,
+                t[::stride],
+                regrets[(inst_name, algo.name)][:, ::stride],
+                f"{algo.name} (η={algo.eta:.3g}, n={algo.n})",
+            )
+        a.plot(t, bound, "k--", label="EXP3 bound ln K/η + ηKt/2")
+        a.set(
+            xlabel="round t",
+            ylabel="pseudo-regret",
+            title=f"{inst_name} ({k} arms, {cfg.seeds} seeds, 95% CI)",
+        )
+        a.legend(fontsize=7)
+    rd.save_figure(fig, "regret")
+    rd.write_summary(_summary(cfg, algos, regrets, list(instances), bound[-1]))
+    return rd
+
+
+def _summary(cfg: BanditConfig, algos, regrets, instances, bound_T: float) -> str:
+    k = len(cfg.arms)
+    lines = [
+        "# Lecture: bandit feedback — EXP3, PG and NPG",
+        "",
+        f"K = {k} arms, T = {cfg.rounds} pulls, {cfg.seeds} seeds. Stochastic instance: Bernoulli means "
+        f"{list(cfg.arms)}. Adversarial instance: arm 0 pays 1 for the first {cfg.switch_frac:.3g}·T rounds, "
+        "arm 1 pays 1 after, other arms ½. Pseudo-regret after t rounds: "
+        "max_a Σ_{s≤t} E r_s(a) − Σ_{s≤t} ⟨π_s, E r_s⟩ (negative when the learner beats every fixed arm).",
+        f"EXP3's bound at T (loss-based estimator, η = {algos[0].eta:.4g}): √(2TK ln K) = {bound_T:.1f}.",
+        "",
+        "| instance | algorithm | η | n | final pseudo-regret (95% CI) | under EXP3 bound |",
+        "|---|---|---|---|---|---|",
+    ]
+    for inst in instances:
+        for a in algos:
+            ci = mean_ci(regrets[(inst, a.name)][:, -1])
+            lines.append(
+                f"| {inst} | {a.name} | {a.eta:.3g} | {a.n} | {ci.mean:.1f} [{ci.lo:.1f}, {ci.hi:.1f}] | "
+                f"{'yes' if ci.hi < bound_T else 'no'} |"
+            )
+    loss = mean_ci(regrets[("adversarial", algos[0].name)][:, -1])
+    rew = mean_ci(regrets[("adversarial", algos[1].name)][:, -1])
+    lines += [
+        "",
+        f"EXP3 with the loss-based estimator stays under its bound on both instances; the reward-based "
+        f"estimator (no shift, same η) has regret {rew.mean:.1f} against {loss.mean:.1f} on the adversarial "
+        "sequence — its estimate (r/π ≥ 0 on the drawn arm) is unbounded above, which the bound's analysis "
+        "excludes.",
+        "",
+        f"NPG in gradient form and in regularisation form target the same step, θ_k + η R̂_k (EW on the IPW "
+        f"estimate with baseline b = {cfg.npg_baseline:g}); with m = {cfg.reg_m} inner steps of α = {cfg.reg_alpha:g} "
+        f"the regularisation form reaches {mean_ci(regrets[('stochastic', algos[4].name)][:, -1]).mean:.1f} against "
+        f"{mean_ci(regrets[('stochastic', algos[3].name)][:, -1]).mean:.1f} on the stochastic instance; where the "
+        "best arm changes, its inner Euclidean steps move low-probability arms slowly (the same conditioning "
+        "problem as softmax PG), so it lags the exact step on the adversarial sequence.",
+        "",
+        "Plot: `regret.png`.",
+        "",
+    ]
+    return "\n".join(lines)

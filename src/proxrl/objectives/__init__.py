@@ -1,0 +1,1 @@
+"""Surrogates ``L_k(θ)`` built from an advantage estimate."""

@@ -1,0 +1,1 @@
+"""Running experiments: run directories, metrics, statistics over seeds, plots."""

@@ -1,0 +1,1 @@
+"""Settings: where the data comes from — reward models, finite MDPs, environments."""

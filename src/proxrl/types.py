@@ -1,0 +1,83 @@
+"""Shared types. No logic lives here.
+
+The lecture reduces every policy-based method to one loop::
+
+    for k = 1, 2, ...:
+        data_k  = collect(π_θk)
+        Â_k     = estimate(data_k)
+        θ_{k+1} = argmax_θ  L_k(θ; Â_k) − (1/η)·D(θ, θ_k)      # the proximal step
+
+A :class:`ProxStep` is that last line, shaped like an optax transformation: a pair of pure functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any  # a pytree
+State = Any  # a pytree
+Metrics = dict[str, Array]
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> State: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, params: Params, state: State, batch: Any, key: PRNGKey
+    ) -> tuple[Params, State, Metrics]: ...
+
+
+class ProxStep(NamedTuple):
+    """One proximal policy update ``θ_{k+1} = argmax_θ L_k(θ) − (1/η)·D(θ, θ_k)``.
+
+    ``init(params) -> state`` and ``update(params, state, batch, key) -> (params, state, metrics)``
+    are pure and jit/vmap-safe. Every step reports the same diagnostics in ``metrics``:
+
+    - ``surrogate_gain``: ``L_k(θ_{k+1}) − L_k(θ_k)``
+    - ``kl``: the divergence actually moved, ``KL(π_{θ_{k+1}}, π_{θ_k})`` (weighted as the surrogate is)
+    - ``step_norm``: ``‖θ_{k+1} − θ_k‖₂``
+
+    plus solver extras (clip fraction, CG residual, inner steps taken, ...).
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class TableBatch(NamedTuple):
+    """What a softmax-table proximal step consumes.
+
+    ``q``: the advantage or action-value estimate ``Q̂_k(s, a)`` (or ``R̂_k(a)`` without states),
+    shape ``[..., A]``; any per-state constant added to it leaves every step unchanged.
+    ``d``: state weights ``d_ρ^{π_k}(s)`` of the surrogate ``Σ_s d(s) Σ_a π_θ(a|s) Q̂(s,a)``,
+    shape ``q.shape[:-1]`` (a scalar 1.0 for the expert and bandit settings).
+    """
+
+    q: Array
+    d: Array | float = 1.0
+
+
+class Transition(NamedTuple):
+    """One environment step, emitted identically by every environment back end.
+
+    Shapes are ``[T, B, ...]`` (time-major) once stacked. ``terminated``: the episode ended inside
+    the MDP (no bootstrap); ``truncated``: it was cut from outside (time limit; bootstrap from
+    ``V(next_obs)``). ``next_obs`` is the true next observation, not the reset one.
+    """
+
+    obs: Array
+    action: Array
+    reward: Array
+    terminated: Array
+    truncated: Array
+    next_obs: Array
+
+
+ScheduleFn = Callable[[Array], Array]

@@ -1,0 +1,121 @@
+"""The softmax-table identities the lecture derives, and the ProxStep invariants."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proxrl.algos import softmax_table as st
+from proxrl.policies import softmax
+from proxrl.solvers.natural import conjugate_gradient, pinv_solve
+from proxrl.types import TableBatch
+
+KEY = jax.random.key(0)
+
+
+def _random_table(key, shape=(4, 5)):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return (
+        jax.random.normal(k1, shape) * 1.5,
+        jax.random.uniform(k2, shape),
+        jax.random.uniform(k3, shape[:-1]) + 0.1,
+    )
+
+
+def test_pg_closed_form_equals_autodiff_expert():
+    """(∇_θ V^{π_θ})_i = π_θ(i)(R(i) − Σ_a π_θ(a)R(a)) for V(θ) = Σ_a π_θ(a)R(a)."""
+    theta = jnp.array([0.3, -1.2, 2.0, 0.0])
+    r = jnp.array([0.6, 0.4, 0.1, 0.9])
+    auto = jax.grad(lambda th: jnp.sum(softmax.pi(th) * r))(theta)
+    closed = softmax.pi(theta) * (r - jnp.sum(softmax.pi(theta) * r))
+    np.testing.assert_allclose(softmax.policy_gradient(theta, r), auto, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(closed, auto, rtol=1e-6, atol=1e-7)
+
+
+def test_pg_closed_form_equals_autodiff_with_state_weights():
+    theta, q, d = _random_table(KEY)
+    auto = jax.grad(lambda th: jnp.sum(d[:, None] * softmax.pi(th) * q))(theta)
+    np.testing.assert_allclose(softmax.policy_gradient(theta, q, d), auto, rtol=1e-5, atol=1e-7)
+
+
+def test_fisher_two_ways_and_kl_curvature():
+    """F = diag π − ππᵀ = Σ_a π(a) ∇log π(a) ∇log π(a)ᵀ = the Hessian of KL(π_θk, π_θ) at θ = θk."""
+    theta = jnp.array([0.5, -0.3, 1.1, -2.0, 0.2])
+    p = softmax.pi(theta)
+    jac = jax.jacobian(softmax.log_pi)(theta)  # row a: ∇_θ log π_θ(a) by autodiff
+    outer = jnp.einsum("a,ai,aj->ij", p, jac, jac)
+    np.testing.assert_allclose(softmax.fisher(theta), outer, atol=1e-6)
+    np.testing.assert_allclose(softmax.fisher(theta), jnp.diag(p) - jnp.outer(p, p), atol=1e-7)
+    np.testing.assert_allclose(softmax.score(theta), jac, atol=1e-6)
+    hess = jax.hessian(lambda th: softmax.kl(theta, th))(theta)
+    np.testing.assert_allclose(hess, softmax.fisher(theta), atol=1e-5)
+    # Monte Carlo form E_{a∼π}[∇log π ∇log πᵀ]: 200k draws, tolerance 6 standard errors per entry.
+    a = jax.random.categorical(KEY, theta, shape=(200_000,))
+    s = jac[a]
+    samples = s[:, :, None] * s[:, None, :]
+    se = samples.std(axis=0) / np.sqrt(a.shape[0])
+    assert np.all(np.abs(samples.mean(axis=0) - softmax.fisher(theta)) <= 6 * se + 1e-7)
+
+
+@pytest.mark.parametrize("solve", ["pinv", "lstsq"])
+def test_npg_equals_ew_up_to_constant_shift(solve):
+    """θ + η F⁺∇V = θ + η A = θ + η R − const: NPG under softmax is the EW step."""
+    theta, q, d = _random_table(KEY)
+    eta = 0.7
+    batch = TableBatch(q, d)
+    th_npg, _, _ = st.natural_policy_gradient(eta, solve).update(theta, (), batch, KEY)
+    th_ew, _, _ = st.exponential_weights(eta).update(theta, (), batch, KEY)
+    shift = th_npg - th_ew
+    np.testing.assert_allclose(shift - shift.mean(axis=-1, keepdims=True), 0.0, atol=2e-5)
+    np.testing.assert_allclose(softmax.pi(th_npg), softmax.pi(th_ew), atol=1e-5)
+
+
+def test_npg_regularised_many_inner_steps_approach_ew():
+    theta, q, d = _random_table(KEY)
+    batch = TableBatch(q, d)
+    th_ew, _, _ = st.exponential_weights(0.5).update(theta, (), batch, KEY)
+    errs = []
+    for m in (10, 100, 3000):
+        th, _, metrics = jax.jit(st.npg_regularised(0.5, 0.1, m).update)(theta, (), batch, KEY)
+        errs.append(float(jnp.max(jnp.abs(softmax.pi(th) - softmax.pi(th_ew)))))
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-4
+    assert float(metrics["inner_grad_norm"]) < 1e-3  # float32 floor
+
+
+STEPS = {
+    "ew": lambda eta: st.exponential_weights(eta),
+    "pg": lambda eta: st.policy_gradient(eta),
+    "npg": lambda eta: st.natural_policy_gradient(eta),
+    "npg_lstsq": lambda eta: st.natural_policy_gradient(eta, "lstsq"),
+    "npg_reg": lambda eta: st.npg_regularised(eta, 0.5 * eta, 20),  # stable: α < 4η
+}
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_prox_step_invariants(name):
+    """Every step jits, vmaps over η, keeps the tree structure, reports the shared diagnostics,
+    improves the surrogate, and returns θ_k as η → 0."""
+    theta, q, d = _random_table(KEY)
+    batch = TableBatch(q, d)
+
+    def f(eta):
+        step = STEPS[name](eta)
+        return step.update(theta, step.init(theta), batch, KEY)
+
+    thetas, _, metrics = jax.jit(jax.vmap(f))(jnp.array([1e-7, 0.3]))
+    assert thetas.shape == (2, *theta.shape)
+    assert {"surrogate_gain", "kl", "step_norm"} <= set(metrics)
+    np.testing.assert_allclose(softmax.pi(thetas[0]), softmax.pi(theta), atol=1e-6)
+    assert float(metrics["surrogate_gain"][1]) > 0
+    assert float(metrics["kl"][1]) > 0 and float(metrics["step_norm"][1]) > 0
+
+
+def test_pinv_and_conjugate_gradient_solve_spd_system():
+    a = jax.random.normal(KEY, (6, 6))
+    m = a @ a.T + 0.1 * jnp.eye(6)
+    b = jnp.arange(6.0)
+    x, res = conjugate_gradient(lambda v: m @ v, b, iters=30)
+    np.testing.assert_allclose(m @ x, b, atol=1e-3)
+    assert float(res) < 1e-5
+    np.testing.assert_allclose(pinv_solve(m, b), x, atol=1e-3)
