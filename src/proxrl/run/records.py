@@ -79,6 +79,7 @@ class RunDir:
             raise ConfigError(f"cannot create run directory {str(path)!r}: {e.strerror}") from None
         self.path = path
         self._fields: dict[str, list[str]] = {}
+        self._tb: Any = None
 
     def write_config(self, config: Any) -> Path:
         p = self.path / "config.json"
@@ -101,6 +102,24 @@ class RunDir:
                 w.writeheader()
             w.writerow({k: _scalar(v) for k, v in row.items()})
             f.flush()
+
+    def log_scalars(self, step: int, metrics: Mapping[str, Any], table: str = "metrics") -> None:
+        """Append ``{"step": step, **metrics}`` to ``<table>.csv`` and write each scalar to TensorBoard
+        event files under ``RUN_DIR/tb`` (``tensorboard --logdir RUN_DIR``)."""
+        self.log({"step": int(step), **metrics}, table)
+        if self._tb is None:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.path / "tb"), flush_secs=10)
+        for k, v in metrics.items():
+            if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number):
+                self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer (CSV rows are flushed as they are written)."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def save_figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``<name>.png`` atomically and close it."""
