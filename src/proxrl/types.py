@@ -81,3 +81,20 @@ class Transition(NamedTuple):
 
 
 ScheduleFn = Callable[[Array], Array]
+
+
+class Trainer(NamedTuple):
+    """A training algorithm as pure functions, for the shared driver (:mod:`proxrl.run.train`).
+
+    ``init(key) -> state``; ``update(state) -> (state, metrics)`` is one iteration of
+    collect → estimate → proximal step (randomness comes from a key carried in ``state``);
+    ``evaluate(state, key) -> mean return`` of deterministic-policy episodes. All three are pure and
+    jit/vmap-safe, so the driver runs many seeds as one compiled call.
+    ``steps_per_update``: environment steps one ``update`` consumes (per seed).
+    """
+
+    name: str
+    init: Callable[[PRNGKey], State]
+    update: Callable[[State], tuple[State, Metrics]]
+    evaluate: Callable[[State, PRNGKey], Array]
+    steps_per_update: int

@@ -81,6 +81,18 @@ class RunDir:
         self._fields: dict[str, list[str]] = {}
         self._tb: Any = None
 
+    @classmethod
+    def reopen(cls, path: str | Path) -> RunDir:
+        """An existing run directory, to append to (``--resume``)."""
+        rd = cls.__new__(cls)
+        rd.path, rd._fields, rd._tb = Path(path), {}, None
+        for p in rd.path.glob("*.csv"):
+            with p.open() as f:
+                header = f.readline().strip()
+            if header:
+                rd._fields[p.stem] = header.split(",")
+        return rd
+
     def write_config(self, config: Any) -> Path:
         p = self.path / "config.json"
         atomic_write_text(p, json.dumps(to_jsonable(config), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,212 @@
+"""The training driver shared by every algorithm: seeds vmapped, updates scanned, nothing lost.
+
+    state_s = init(key_s)                        for seeds s = 1..N      (one vmapped call)
+    repeat until the step budget is spent:
+        state, metrics = scan(update, state, length=K)   (K updates, one jitted call, all seeds)
+        append metrics (mean over seeds, and per seed) to metrics.csv and TensorBoard
+        evaluate the deterministic policy; append to eval.csv
+        write checkpoint.safetensors atomically (state + progress), resumable with resume=RUN_DIR
+
+The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed, configuration and
+machine give the same numbers, whether or not the run was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from proxrl.errors import ConfigError, check_int_at_least
+from proxrl.run.cache import enable_compilation_cache
+from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from proxrl.run.plots import band, figure
+from proxrl.run.records import RunDir, to_jsonable
+from proxrl.run.stats import mean_ci
+from proxrl.types import Trainer
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Options every training run shares."""
+
+    num_seeds: int = 1
+    """Seeds trained at once, in one vmapped call."""
+    total_steps: int = 100_000
+    """Environment steps per seed."""
+    eval_every: int = 10_000
+    """Environment steps between evaluations, metric rows and checkpoints."""
+    eval_episodes: int = 10
+    """Deterministic episodes per evaluation (per seed)."""
+    seed: int = 0
+    """Base seed; seed i uses fold_in(key(seed), i)."""
+    out: Path | None = None
+    """Run directory (default: runs/<algo>-<env>-<timestamp>)."""
+    resume: Path | None = None
+    """Continue the run in this directory from its checkpoint (same algorithm and configuration)."""
+    compile_cache: bool = True
+    """Use JAX's persistent compilation cache (a configuration run before starts without recompiling)."""
+    compile_cache_dir: Path | None = None
+    """Where the compilation cache lives (default: ~/.cache/proxrl/jax)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def validate(self) -> None:
+        check_int_at_least("num_seeds", self.num_seeds)
+        check_int_at_least("total_steps", self.total_steps)
+        check_int_at_least("eval_every", self.eval_every)
+        check_int_at_least("eval_episodes", self.eval_episodes)
+
+
+def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """Average over every axis but the first (updates): ``[K, N, ...] -> [K]`` per metric."""
+    return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
+
+
+def train(
+    make: Callable[[], Trainer],
+    run_cfg: RunConfig,
+    algo_config: Any,
+    env_id: str,
+) -> RunDir:
+    """Train ``run_cfg.num_seeds`` seeds of the algorithm ``make()`` builds; return its run directory."""
+    run_cfg.validate()
+    if run_cfg.compile_cache:
+        enable_compilation_cache(run_cfg.compile_cache_dir)
+    trainer = make()
+    config_record = {
+        "algo": trainer.name,
+        "env": env_id,
+        "run": to_jsonable(run_cfg),
+        "algo_config": to_jsonable(algo_config),
+    }
+    config_record["run"].pop("out"), config_record["run"].pop("resume"), config_record["run"].pop("progress")
+
+    updates_per_chunk = max(1, run_cfg.eval_every // trainer.steps_per_update)
+    steps_per_chunk = updates_per_chunk * trainer.steps_per_update
+    num_chunks = max(1, -(-run_cfg.total_steps // steps_per_chunk))
+    base = jax.random.key(run_cfg.seed)
+    seeds = np.arange(run_cfg.num_seeds)
+    init = jax.jit(jax.vmap(lambda i: trainer.init(jax.random.fold_in(base, i))))
+    state = init(seeds)
+
+    if run_cfg.resume is not None:
+        rd, state, start = _resume(run_cfg.resume, trainer.name, config_record, state)
+    else:
+        name = f"{trainer.name}-{env_id.replace('/', '_')}"
+        rd = RunDir(name, run_cfg.out)
+        rd.write_config(config_record)
+        start = 0
+
+    def chunk(s):
+        return jax.lax.scan(lambda c, _: trainer.update(c), s, None, length=updates_per_chunk)
+
+    run_chunk = jax.jit(jax.vmap(chunk))
+    evaluate = jax.jit(jax.vmap(trainer.evaluate))
+    eval_key = jax.random.fold_in(base, 1_000_003)
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
+        task = bar.add_task(
+            f"{trainer.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
+        )
+        for c in range(start, num_chunks):
+            t0 = time.perf_counter()
+            state, metrics = run_chunk(state)
+            metrics = jax.device_get(metrics)
+            returns = np.asarray(
+                evaluate(state, jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds))
+            )
+            seconds = time.perf_counter() - t0
+            means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
+            for u in range(updates_per_chunk):
+                step = (c * updates_per_chunk + u + 1) * trainer.steps_per_update
+                rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
+            step = (c + 1) * steps_per_chunk
+            ci = mean_ci(returns)
+            rd.log_scalars(
+                step,
+                {
+                    "eval_return_mean": ci.mean,
+                    "eval_return_lo": ci.lo,
+                    "eval_return_hi": ci.hi,
+                    "chunk_seconds": seconds,
+                }
+                | {f"eval_return_seed{i}": float(r) for i, r in enumerate(returns)},
+                table="eval",
+            )
+            save_checkpoint(
+                rd.path / CHECKPOINT,
+                state,
+                {"algo": trainer.name, "chunk": c + 1, "step": step, "config": config_record},
+            )
+            bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+    rd.close()
+    _finish(rd, trainer.name, env_id, run_cfg)
+    return rd
+
+
+def _resume(path: Path, algo: str, config_record: dict, template: Any) -> tuple[RunDir, Any, int]:
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"--resume {str(path)!r} is not a run directory")
+    meta = read_metadata(path / CHECKPOINT)
+    if meta.get("algo") != algo:
+        raise ConfigError(f"--resume {str(path)!r} holds a {meta.get('algo')!r} run, not {algo!r}")
+    if _comparable(meta.get("config", {})) != _comparable(json.loads(json.dumps(config_record))):
+        raise ConfigError(f"--resume {str(path)!r} was run with another configuration; pass the same options")
+    state, _ = load_checkpoint(path / CHECKPOINT, template)
+    return RunDir.reopen(path), state, int(meta["chunk"])
+
+
+def _comparable(record: dict) -> dict:
+    """A run's configuration less what a resume may change (the step budget, the cache location)."""
+    run = {
+        k: v
+        for k, v in record.get("run", {}).items()
+        if k not in ("total_steps", "compile_cache", "compile_cache_dir")
+    }
+    return {**record, "run": run}
+
+
+def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
+    """Learning-curve PNG (mean and 95% band over seeds) and summary.md from eval.csv."""
+    rows = np.genfromtxt(rd.path / "eval.csv", delimiter=",", names=True)
+    rows = np.atleast_1d(rows)
+    cols = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
+    per_seed = np.stack([rows[n] for n in cols], axis=1)  # [E, N]
+    steps = rows["step"]
+    fig, ax = figure()
+    band(ax[0, 0], steps, per_seed.T, f"{algo} ({len(cols)} seeds)")
+    ax[0, 0].set(
+        xlabel="environment steps (per seed)", ylabel="evaluation return", title=f"{algo} on {env_id}"
+    )
+    ax[0, 0].legend()
+    rd.save_figure(fig, "learning_curve")
+    final = mean_ci(per_seed[-1])
+    best = per_seed.max(axis=0)
+    rd.write_summary(
+        f"# {algo} on {env_id}\n\n"
+        f"{len(cols)} seeds × {int(steps[-1]):,} environment steps (one vmapped call per chunk).\n\n"
+        f"- final evaluation return: {final.mean:.1f} (95% CI [{final.lo:.1f}, {final.hi:.1f}]), "
+        f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
+        f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
+        f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
+        f"- training time: {rows['chunk_seconds'].sum():.1f} s (compile included in the first chunk)\n\n"
+        "Files: `metrics.csv` (per update, mean over seeds), `eval.csv`, `tb/` (TensorBoard), "
+        "`learning_curve.png`, `checkpoint.safetensors`.\n"
+    )

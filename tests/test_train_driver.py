@@ -1,0 +1,86 @@
+"""The shared training driver, with a small test-double Trainer (a noisy random walk)."""
+
+import csv
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proxrl.errors import ConfigError
+from proxrl.run.checkpoints import read_metadata
+from proxrl.run.train import RunConfig, train
+from proxrl.types import Trainer
+
+
+def walk() -> Trainer:
+    """state = (key, x); update: x ← x + 1 + N(0, 1); evaluation returns x."""
+
+    def init(key):
+        return {"key": key, "x": jnp.zeros(())}
+
+    def update(state):
+        key, sub = jax.random.split(state["key"])
+        x = state["x"] + 1.0 + jax.random.normal(sub)
+        return {"key": key, "x": x}, {"episodic_return": x, "approx_kl": jnp.abs(x) * 0.0}
+
+    def evaluate(state, key):
+        return state["x"]
+
+    return Trainer("walk", init, update, evaluate, steps_per_update=10)
+
+
+def _cfg(tmp_path, name, **kw):
+    base = dict(
+        num_seeds=3, total_steps=400, eval_every=100, out=tmp_path / name, progress=False, compile_cache=False
+    )
+    return RunConfig(**(base | kw))
+
+
+def _rows(path):
+    return list(csv.DictReader(path.open()))
+
+
+def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
+    rd = train(walk, _cfg(tmp_path, "a"), {"lr": 0.1}, "Toy-v0")
+    metrics, evals = _rows(rd.path / "metrics.csv"), _rows(rd.path / "eval.csv")
+    assert len(metrics) == 40 and metrics[-1]["step"] == "400"
+    assert len(evals) == 4 and {"eval_return_seed0", "eval_return_seed2"} <= set(evals[0])
+    # x after 40 updates ≈ 40 ± √40·1.96 per seed
+    finals = [float(evals[-1][f"eval_return_seed{i}"]) for i in range(3)]
+    assert all(40 - 4 * np.sqrt(40) < f < 40 + 4 * np.sqrt(40) for f in finals)
+    assert len(set(finals)) == 3  # seeds differ
+    assert read_metadata(rd.path / "checkpoint.safetensors")["chunk"] == 4
+    for f in ("config.json", "learning_curve.png", "summary.md"):
+        assert (rd.path / f).exists()
+    assert list((rd.path / "tb").iterdir())
+
+
+def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
+    a = train(walk, _cfg(tmp_path, "a"), {}, "Toy-v0")
+    b = train(walk, _cfg(tmp_path, "b"), {}, "Toy-v0")
+    ea, eb = _rows(a.path / "eval.csv"), _rows(b.path / "eval.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in rows]
+    assert strip(ea) == strip(eb)
+    half = train(walk, _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
+    assert len(_rows(half.path / "eval.csv")) == 2
+    resumed = train(walk, _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
+    assert resumed.path == half.path
+    assert strip(_rows(half.path / "eval.csv")) == strip(ea)
+    assert len(_rows(half.path / "metrics.csv")) == 40
+
+
+def test_resume_errors(tmp_path):
+    rd = train(walk, _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(walk, _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
+    with pytest.raises(ConfigError, match="not a run directory"):
+        train(walk, _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
+
+    def other():
+        return walk()._replace(name="other")
+
+    with pytest.raises(ConfigError, match="holds a 'walk' run, not 'other'"):
+        train(other, _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
+    with pytest.raises(ConfigError, match="num_seeds"):
+        train(walk, _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")
