@@ -78,9 +78,12 @@ def load_checkpoint(path: str | Path, template: Any) -> tuple[Any, dict[str, Any
         if arr.shape != want:
             raise ConfigError(f"checkpoint entry {key} has shape {arr.shape}, expected {want}")
         new.append(
-            jax.random.wrap_key_data(arr) if _is_key(leaf) else jax.numpy.asarray(arr, dtype=leaf.dtype)
+            jax.random.wrap_key_data(np.array(arr))
+            if _is_key(leaf)
+            else jax.numpy.array(arr, dtype=leaf.dtype, copy=True)
         )
     extra = set(arrays) - {jax.tree_util.keystr(p) for p, _ in leaves}
     if extra:
         raise ConfigError(f"checkpoint {str(path)!r} has unexpected entries such as {sorted(extra)[0]}")
-    return jax.tree_util.tree_unflatten(treedef, new), meta
+    # Materialise now, as copies that own their memory (never views of the file's buffer).
+    return jax.block_until_ready(jax.tree_util.tree_unflatten(treedef, new)), meta
