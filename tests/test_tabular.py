@@ -1,0 +1,244 @@
+"""Finite MDPs and full-information policy learning: the lecture's theory as tests.
+
+Identities that should hold to rounding run in float64 (``jax.enable_x64(True)`` inside the test);
+everything else runs in the default float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proxrl.algos import tabular as alg
+from proxrl.errors import ConfigError
+from proxrl.policies import softmax
+from proxrl.settings import mdps
+from proxrl.settings import tabular as tb
+
+
+def random_theta(seed: int, S: int, A: int, scale: float = 1.0) -> jax.Array:
+    return jnp.asarray(scale * np.random.default_rng(seed).normal(size=(S, A)))
+
+
+# --- exact evaluation ------------------------------------------------------------------------------
+
+
+def test_evaluation_solves_bellman_and_d_sums_to_horizon():
+    with jax.enable_x64(True):
+        m = mdps.random_mdp(0, 7, 3, 3, gamma=0.9)
+        assert m.P.dtype == jnp.float64
+        pi = softmax.pi(random_theta(1, 7, 3))
+        ev = tb.evaluate(m, pi)
+        P_pi = tb.transition_matrix(m, pi)
+        np.testing.assert_allclose(ev.v, tb.policy_reward(m, pi) + 0.9 * P_pi @ ev.v, atol=1e-12)
+        np.testing.assert_allclose(ev.d, m.rho + 0.9 * P_pi.T @ ev.d, atol=1e-12)
+        assert float(ev.d.sum()) == pytest.approx(1 / (1 - 0.9), abs=1e-10)
+        np.testing.assert_allclose(jnp.sum(pi * ev.adv, axis=1), 0.0, atol=1e-12)
+        # d by its definition Σ_h γ^{h−1} Pr(s_h = s), truncated at 400 steps (γ^400 ≈ 5e-19)
+        p, d = m.rho, jnp.zeros(7)
+        for h in range(400):
+            d, p = d + 0.9**h * p, p @ P_pi
+        np.testing.assert_allclose(ev.d, d, atol=1e-12)
+        assert float(ev.value) == pytest.approx(float(m.rho @ ev.v), abs=1e-14)
+
+
+def test_value_iteration_and_policy_iteration_agree():
+    with jax.enable_x64(True):
+        m = mdps.random_mdp(3, 12, 4, 4, gamma=0.95)
+        vi = tb.value_iteration(m, tol=1e-10)
+        pi = tb.policy_iteration(m)
+        assert float(vi.bound) <= 1e-10
+        np.testing.assert_allclose(vi.v, pi.v, atol=1e-10)
+        np.testing.assert_allclose(tb.bellman_optimality(m, pi.v), pi.v, atol=1e-12)
+        np.testing.assert_array_equal(vi.pi, pi.pi)
+        # no deterministic policy beats π*
+        for seed in range(5):
+            other = tb.greedy(random_theta(seed, 12, 4))
+            assert np.all(np.asarray(tb.v_pi(m, other)) <= np.asarray(pi.v) + 1e-12)
+
+
+# --- theory ---------------------------------------------------------------------------------------
+
+
+def test_policy_gradient_theorem_equals_autodiff():
+    with jax.enable_x64(True):
+        for seed in range(3):
+            m = mdps.random_mdp(seed, 6, 3, 2, gamma=0.8)
+            theta = random_theta(seed + 10, 6, 3)
+            auto = jax.grad(lambda th, mm=m: tb.value(mm, softmax.pi(th)))(theta)
+            pg = alg.exact_gradient(m, theta)  # Σ_{s,a} d(s) ∇π(a|s) Q(s,a) = d π A
+            assert float(jnp.abs(auto).max()) > 1e-3
+            np.testing.assert_allclose(pg, auto, atol=1e-12)
+
+
+def test_performance_difference_lemma_vmapped_over_mdps():
+    with jax.enable_x64(True):
+        stack = tb.stack([mdps.random_mdp(s, 8, 3, 3, gamma=0.9) for s in range(6)])
+        key = jax.random.key(0)
+        th1 = jax.random.normal(key, (6, 8, 3), jnp.float64) * 2
+        th2 = jax.random.normal(jax.random.fold_in(key, 1), (6, 8, 3), jnp.float64) * 2
+
+        def both(m, a, b):
+            p1, p2 = softmax.pi(a), softmax.pi(b)
+            return tb.value(m, p1) - tb.value(m, p2), alg.performance_difference(m, p1, p2)
+
+        lhs, rhs = jax.jit(jax.vmap(both))(stack, th1, th2)
+        assert float(jnp.abs(lhs).min()) > 1e-3
+        np.testing.assert_allclose(lhs, rhs, atol=1e-8, rtol=0)
+
+
+def test_npg_with_exact_fisher_equals_ew():
+    """θ + η F⁺∇V with the dense (S·A)×(S·A) Fisher ``Σ_s d(s) E_a[∇log π ∇log πᵀ]`` moves π exactly as
+    EW's θ + η Q does, and so does the library's block-wise NPG step, iteration after iteration."""
+    with jax.enable_x64(True):
+        S, A, eta = 5, 3, 0.7
+        m = mdps.random_mdp(4, S, A, 3, gamma=0.85)
+        theta = random_theta(5, S, A)
+        ev = tb.evaluate(m, softmax.pi(theta))
+        grad = jax.grad(lambda th: tb.value(m, softmax.pi(th)))(theta).reshape(-1)
+        scores = jax.jacobian(lambda th: softmax.log_pi(th.reshape(S, A)))(theta.reshape(-1))  # [S, A, S·A]
+        w = ev.d[:, None] * softmax.pi(theta)
+        F = jnp.einsum("sa,sai,saj->ij", w, scores, scores)
+        step = jnp.linalg.pinv(F, rtol=1e-10) @ grad
+        np.testing.assert_allclose(
+            softmax.pi(theta + eta * step.reshape(S, A)), softmax.pi(theta + eta * ev.q), atol=1e-10
+        )
+        npg, ew, closed = jax.jit(
+            lambda mm, th: [alg.run(a, mm, th, 8, eta) for a in ("npg", "ew", "npg_closed")]
+        )(m, theta)
+        np.testing.assert_allclose(npg.trace.value, ew.trace.value, atol=1e-10)
+        np.testing.assert_allclose(closed.trace.value, ew.trace.value, atol=1e-10)
+        np.testing.assert_allclose(softmax.pi(npg.params), softmax.pi(ew.params), atol=1e-9)
+
+
+def test_ew_cumulative_regret_under_bound():
+    """Σ_{k=1}^K (V*(ρ) − V^{π_k}(ρ)) ≤ (1/(1−γ))(ln A/η + ηK/(2(1−γ)²)) for rewards in [0, 1]."""
+    S, A, K, gamma = 10, 4, 100, 0.9
+    etas = np.array([0.05, 0.3, 2.0])
+    stack = tb.stack([mdps.random_mdp(s, S, A, 3, gamma) for s in range(4)])
+    runs = jax.vmap(jax.vmap(lambda mm, e: alg.run("ew", mm, jnp.zeros((S, A)), K, e), (None, 0)), (0, None))
+    gap = np.asarray(jax.jit(runs)(stack, jnp.asarray(etas, jnp.float32)).trace.gap)  # [mdp, η, K]
+    regret = gap.sum(axis=-1)
+    bound = np.array([alg.regret_bound(gamma, A, e, K) for e in etas])
+    assert np.all(gap >= -1e-4)
+    assert np.all(regret > 0.05)
+    assert np.all(regret <= bound[None, :]), (regret, bound)
+    # the bound's best η gives the lecture's √K rate
+    best = min(alg.regret_bound(gamma, A, e, K) for e in np.logspace(-3, 1, 200))
+    assert best == pytest.approx(math.sqrt(2 * math.log(A) * K) / (1 - gamma) ** 2, rel=1e-2)
+
+
+def test_api_ew_npg_reach_v_star_on_frozen_lake():
+    """From uniform π, exact dynamics, γ = 0.99, slippery and not: API, EW and NPG (least-squares
+    Fisher solve, and the tabular closed form) end within 1e-6 of V*(ρ). The pseudo-inverse NPG step is
+    held to 1e-4 at 60 iterations: once π is nearly deterministic, ``diag π − ππᵀ`` cancels in floating
+    point (see docs/methods/tabular.md), so it is not run to 1e-6."""
+    with jax.enable_x64(True):
+        both = tb.stack([mdps.frozen_lake(slippery=s, gamma=0.99) for s in (True, False)])
+        v_star = jax.vmap(tb.optimal_value)(both)
+        theta0 = jnp.zeros((2, 16, 4))
+        runs = [("api", 1.0, 20, 1e-6), ("ew", 10.0, 200, 1e-6), ("npg_lstsq", 10.0, 200, 1e-6),
+                ("npg_closed", 10.0, 200, 1e-6), ("npg", 10.0, 60, 1e-4)]  # fmt: skip
+        for algo, eta, iters, tol in runs:
+            f = jax.vmap(lambda mm, th, v, a=algo, e=eta, k=iters: alg.run(a, mm, th, k, e, v_star=v))
+            res = jax.jit(f)(both, theta0, v_star)
+            assert np.all(np.asarray(res.trace.gap[:, 0]) > 0.1), algo
+            assert np.all(np.abs(np.asarray(res.final_gap)) <= tol), (algo, res.final_gap)
+
+
+def test_softmax_pg_is_slow_on_the_chain_from_a_poor_start():
+    """From π(right) = 0.05 in every state, softmax PG barely moves in 200 iterations; EW/NPG solve it."""
+    m = mdps.chain(length=8, gamma=0.9)
+    theta0 = softmax.from_probs(jnp.tile(jnp.array([0.05, 0.95]), (8, 1)))
+    pg = alg.run("pg", m, theta0, 200, 1.0)
+    ew = alg.run("ew", m, theta0, 200, 1.0)
+    npg = alg.run("npg", m, theta0, 200, 1.0)
+    assert float(pg.final_gap) > 0.5 * float(pg.trace.gap[0])
+    assert float(ew.final_gap) < 1e-3 and float(npg.final_gap) < 1e-3
+
+
+def test_sweep_vmaps_over_garnet_mdps_and_matches_single_runs():
+    stack = tb.stack([mdps.random_mdp(s, 9, 3, 2, 0.9) for s in range(4)])
+    theta0 = jnp.zeros((4, 9, 3))
+    etas = jnp.array([0.1, 0.5, 1.0, 2.0])
+    res = alg.sweep("pg", 30)(stack, theta0, etas)
+    assert res.trace.gap.shape == (4, 30)
+    one = alg.run("pg", mdps.random_mdp(2, 9, 3, 2, 0.9), theta0[2], 30, 1.0)
+    np.testing.assert_allclose(res.trace.gap[2], one.trace.gap, rtol=1e-4, atol=1e-5)
+    assert np.all(np.diff(np.asarray(res.trace.value), axis=1) >= -1e-5)  # small-step PG ascends
+
+
+# --- builders --------------------------------------------------------------------------------------
+
+
+def test_builders_known_values():
+    with jax.enable_x64(True):
+        fl = mdps.frozen_lake(slippery=False, gamma=0.9)
+        assert fl.P.shape == (16, 4, 16)
+        np.testing.assert_array_equal(np.nonzero(np.asarray(fl.terminal))[0], [5, 7, 11, 12, 15])
+        assert float(tb.optimal_value(fl)) == pytest.approx(0.9**5, abs=1e-12)  # 6 moves, reward on the 6th
+        cliff = mdps.toy_text("CliffWalking-v1", gamma=0.9)
+        assert float(tb.optimal_value(cliff)) == pytest.approx(-(1 - 0.9**13) / 0.1, abs=1e-10)
+        taxi = mdps.toy_text("Taxi-v4", gamma=0.9)
+        assert taxi.P.shape == (501, 6, 501) and bool(taxi.terminal[500]) and int(taxi.terminal.sum()) == 1
+        ch = mdps.chain(length=10, gamma=0.9)
+        assert float(tb.optimal_value(ch)) == pytest.approx(0.9**9 / 0.1, abs=1e-10)
+        gw = mdps.gridworld(gamma=0.9)
+        term = np.asarray(gw.terminal)
+        assert term.sum() == 3 and np.all(np.asarray(gw.P)[term][:, :, term].sum(-1) == 1)
+        np.testing.assert_allclose(np.asarray(gw.P).sum(-1), 1.0)
+        for m in (fl, cliff, taxi, gw):  # terminal states: absorbing, zero reward
+            t = np.asarray(m.terminal)
+            assert np.all(np.asarray(m.R)[t] == 0)
+            assert np.all(np.asarray(m.P)[t, :, :][:, :, t].sum(-1) == 1)
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def _one_line(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"P": np.full((2, 2, 2), 0.6)}, "distribution"),
+        ({"P": -np.eye(2)[None].repeat(2, 0).transpose(1, 0, 2)}, ">= 0"),
+        ({"gamma": 1.0}, "gamma"),
+        ({"gamma": -0.1}, "gamma"),
+        ({"P": np.zeros((0, 2, 0)), "R": np.zeros((0, 2))}, "at least one state"),
+        ({"P": np.zeros((2, 0, 2)), "R": np.zeros((2, 0))}, "at least one action"),
+        ({"R": np.zeros((3, 2))}, "R must have shape"),
+        ({"rho": [0.5, 0.6]}, "rho"),
+        ({"terminal": [True, False], "R": np.ones((2, 2))}, "terminal state 0"),
+    ],
+)
+def test_bad_mdp_raises_one_line(kwargs, needle):
+    args = {"P": np.eye(2)[:, None, :].repeat(2, 1), "R": np.zeros((2, 2)), "gamma": 0.9}
+    args.update(kwargs)
+    with pytest.raises(ConfigError) as e:
+        tb.finite_mdp(**args)
+    assert needle in _one_line(e)
+
+
+def test_wrong_policy_shape_and_unknown_id_raise():
+    m = mdps.chain(length=4)
+    with pytest.raises(ConfigError) as e:
+        tb.v_pi(m, jnp.full((4, 3), 1 / 3))
+    assert "(4, 2)" in _one_line(e)
+    with pytest.raises(ConfigError) as e:
+        alg.run("ew", m, jnp.zeros((3, 2)), 5)
+    assert "theta0" in _one_line(e)
+    with pytest.raises(ConfigError) as e:
+        mdps.toy_text("FrozenLake-v9")
+    assert "FrozenLake-v1" in _one_line(e)
+    with pytest.raises(ConfigError) as e:
+        alg.run("sgd", m, jnp.zeros((4, 2)), 5)
+    _one_line(e)
