@@ -3,6 +3,9 @@
     proxrl lecture expert        EW vs softmax PG on the lecture's Ber(0.6)/Ber(0.4) problem
     proxrl lecture bandit        EXP3, PG and NPG from bandit feedback: pseudo-regret curves
     proxrl lecture conditioning  gradient descent vs preconditioned steps on ill-conditioned problems
+    proxrl lecture mdp           API, EW, PG, NPG (exact and sampled) on random MDPs, a chain, FrozenLake
+    proxrl train ALGO --env ID   train N seeds in one vmapped call (gymnax environments)
+    proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
 
 Every run writes a directory (``--out``, default ``runs/<name>-<timestamp>``) holding config.json,
 metrics.csv, plots and summary.md. Bad input prints one line and exits with status 2.
@@ -16,20 +19,23 @@ from typing import Annotated, Any, Union
 
 import tyro
 
+from proxrl.algos.registry import TRAINERS
 from proxrl.errors import ConfigError
-from proxrl.lecture import bandit, conditioning, expert
+from proxrl.lecture import bandit, conditioning, expert, mdp
+from proxrl.run.commands import EvaluateCommand, make_train_command, run_evaluate, run_train
 from proxrl.run.records import RunDir
 
 LECTURES: dict[str, tuple[type, Callable[[Any], RunDir]]] = {
     "expert": (expert.ExpertConfig, expert.run),
     "bandit": (bandit.BanditConfig, bandit.run),
     "conditioning": (conditioning.ConditioningConfig, conditioning.run),
+    "mdp": (mdp.MDPConfig, mdp.run),
 }
 
 COMMANDS = {
-    "lecture": "Run one of the lecture's experiments: "
-    + ", ".join(LECTURES)
-    + " (writes plots and a summary).",
+    "lecture": f"Run one of the lecture's experiments: {', '.join(LECTURES)} (writes plots and a summary).",
+    "train": f"Train an algorithm ({', '.join(TRAINERS)}) on an environment, many seeds at once.",
+    "evaluate": "Evaluate a training run's checkpoint (returns per seed; --gif writes an episode).",
 }
 
 
@@ -49,6 +55,26 @@ def _lecture(argv: list[str]) -> RunDir:
     return next(run for cfg_type, run in LECTURES.values() if isinstance(cfg, cfg_type))(cfg)
 
 
+def _train(argv: list[str]) -> RunDir:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: proxrl train ALGO [OPTIONS]\n\nalgorithms:")
+        for name, entry in TRAINERS.items():
+            print(f"  {name:<10} {entry.description}")
+        print("\nRun 'proxrl train ALGO --help' for its options (each with its default).")
+        raise SystemExit(0 if argv else 2)
+    name = argv[0]
+    if name not in TRAINERS:
+        raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(TRAINERS)}")
+    command = make_train_command(name, TRAINERS[name].config)
+    cmd = tyro.cli(command, prog=f"proxrl train {name}", args=argv[1:], config=(tyro.conf.OmitArgPrefixes,))
+    return run_train(cmd)
+
+
+def _evaluate(argv: list[str]) -> RunDir:
+    cmd = tyro.cli(EvaluateCommand, prog="proxrl evaluate", args=argv, config=(tyro.conf.OmitArgPrefixes,))
+    return run_evaluate(cmd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -63,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        rd = _lecture(rest)
+        rd = {"lecture": _lecture, "train": _train, "evaluate": _evaluate}[command](rest)
     except ConfigError as e:
         print(f"proxrl: error: {e}", file=sys.stderr)
         return 2

@@ -67,6 +67,20 @@ class RunConfig:
         check_int_at_least("eval_episodes", self.eval_episodes)
 
 
+def plan(run_cfg: RunConfig, steps_per_update: int) -> tuple[int, int]:
+    """``(updates per chunk K, number of chunks)``: ``K = eval_every // steps_per_update`` (at least 1)
+    and the budget rounded to the nearest whole number of chunks (at least one), so a run takes
+    ``planned_steps`` = K·chunks·steps_per_update environment steps per seed."""
+    k = max(1, run_cfg.eval_every // steps_per_update)
+    return k, max(1, round(run_cfg.total_steps / (k * steps_per_update)))
+
+
+def planned_steps(run_cfg: RunConfig, steps_per_update: int) -> int:
+    """Environment steps per seed that :func:`train` will take (see :func:`plan`)."""
+    k, chunks = plan(run_cfg, steps_per_update)
+    return k * chunks * steps_per_update
+
+
 def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     """Average over every axis but the first (updates): ``[K, N, ...] -> [K]`` per metric."""
     return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
@@ -91,9 +105,8 @@ def train(
     }
     config_record["run"].pop("out"), config_record["run"].pop("resume"), config_record["run"].pop("progress")
 
-    updates_per_chunk = max(1, run_cfg.eval_every // trainer.steps_per_update)
+    updates_per_chunk, num_chunks = plan(run_cfg, trainer.steps_per_update)
     steps_per_chunk = updates_per_chunk * trainer.steps_per_update
-    num_chunks = max(1, -(-run_cfg.total_steps // steps_per_chunk))
     base = jax.random.key(run_cfg.seed)
     seeds = np.arange(run_cfg.num_seeds)
     init = jax.jit(jax.vmap(lambda i: trainer.init(jax.random.fold_in(base, i))))
@@ -174,13 +187,14 @@ def _resume(path: Path, algo: str, config_record: dict, template: Any) -> tuple[
 
 
 def _comparable(record: dict) -> dict:
-    """A run's configuration less what a resume may change (the step budget, the cache location)."""
-    run = {
-        k: v
-        for k, v in record.get("run", {}).items()
-        if k not in ("total_steps", "compile_cache", "compile_cache_dir")
-    }
-    return {**record, "run": run}
+    """A run's configuration less what a resume may change: the step budget (``total_steps``, and the
+    algorithm's ``total_timesteps`` that follows it) and the cache location. Resuming with the same
+    budget reproduces the uninterrupted run exactly; a larger budget re-plans budget-based schedules
+    (e.g. learning-rate annealing) from the current update on."""
+    free = ("total_steps", "total_timesteps", "compile_cache", "compile_cache_dir")
+    run = {k: v for k, v in record.get("run", {}).items() if k not in free}
+    algo = {k: v for k, v in record.get("algo_config", {}).items() if k not in free}
+    return {**record, "run": run, "algo_config": algo}
 
 
 def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:

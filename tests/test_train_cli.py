@@ -1,0 +1,96 @@
+"""`proxrl train` and `proxrl evaluate` end to end on a tiny PPO budget (gymnax CartPole)."""
+
+import csv
+import json
+
+import pytest
+
+from proxrl.cli import main
+
+TINY = [
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "64",
+    "--num-minibatches",
+    "2",
+    "--update-epochs",
+    "2",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "ppo"
+    args = ["train", "ppo", "--env", "CartPole-v1", "--num-seeds", "2", "--total-steps", "1024"]
+    assert main([*args, "--eval-every", "512", "--eval-episodes", "2", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_records(run_dir):
+    for f in (
+        "config.json",
+        "metrics.csv",
+        "eval.csv",
+        "summary.md",
+        "learning_curve.png",
+        "checkpoint.safetensors",
+    ):
+        assert (run_dir / f).exists(), f
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 8 and rows[-1]["step"] == "1024"
+    assert {"episodic_return", "approx_kl", "clip_frac", "explained_variance"} <= set(rows[0])
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["algo"] == "ppo" and cfg["algo_config"]["total_timesteps"] == 1024
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_evaluate_and_resume(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--episodes", "2"]) == 0
+    assert "per seed" in (run_dir / "evaluation.md").read_text()
+    args = ["train", "ppo", "--env", "CartPole-v1", "--num-seeds", "2", "--total-steps", "2048"]
+    assert main([*args, "--eval-every", "512", "--eval-episodes", "2", *TINY, "--resume", str(run_dir)]) == 0
+    rows = list(csv.DictReader((run_dir / "eval.csv").open()))
+    assert [r["step"] for r in rows] == ["512", "1024", "1536", "2048"]
+    capsys.readouterr()
+    # resuming with other hyperparameters is refused
+    assert (
+        main(
+            [
+                *args,
+                "--lr",
+                "0.1",
+                *TINY,
+                "--eval-every",
+                "512",
+                "--eval-episodes",
+                "2",
+                "--resume",
+                str(run_dir),
+            ]
+        )
+        == 2
+    )
+    assert "another configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "ppo", "--env", "CartPol-v1"], "did you mean CartPole-v1"),
+        (["train", "ppo", "--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
+        (["train", "ppo", "--num-seeds", "-1"], "num_seeds must be an integer >= 1"),
+        (["train", "ppo", "--lr", "0"], "lr must be a finite number > 0"),
+        (["train", "ppo", "--clip-eps", "0"], "clip_eps must be a finite number > 0"),
+        (["train", "ppo", "--gamma", "1.5"], "gamma must lie in [0, 1]"),
+        (["train", "ppo", "--gae-lambda", "-0.1"], "gae_lambda must lie in [0, 1]"),
+        (["train", "sarsa"], "unknown algorithm 'sarsa'; choose one of ppo"),
+        (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
+        (["evaluate", "/nonexistent/run"], "is not a training run directory"),
+    ],
+)
+def test_train_bad_input(args, fragment, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err and "Traceback" not in err
