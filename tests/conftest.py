@@ -10,8 +10,6 @@ if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
 
-# JAX's persistent compilation cache: a second run of the suite on the same machine skips most compiles.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "proxrl", "jax-tests")
-)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+import jax
+
+jax.config.update("jax_cpu_enable_async_dispatch", False)  # see proxrl/__init__.py

@@ -65,5 +65,9 @@ def test_log_scalars_writes_csv_and_tensorboard(tmp_path):
 
 
 def test_compilation_cache_directory(tmp_path):
-    d = enable_compilation_cache(tmp_path / "jax")
-    assert d.is_dir() and jax.config.jax_compilation_cache_dir == str(d)
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        d = enable_compilation_cache(tmp_path / "jax")
+        assert d.is_dir() and jax.config.jax_compilation_cache_dir == str(d)
+    finally:  # leave the rest of the suite without a persistent cache (see RunConfig.compile_cache)
+        jax.config.update("jax_compilation_cache_dir", before)

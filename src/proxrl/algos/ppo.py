@@ -33,12 +33,22 @@ import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 import tyro
 
+from proxrl.algos.actor_critic import (
+    Batch,
+    as_env,
+    episode_stats,
+    evaluate,
+    explained_variance,
+    features,
+    make_agent,
+    make_batch,
+    validate_common,
+)
 from proxrl.errors import (
     ConfigError,
     check_choice,
@@ -46,14 +56,10 @@ from proxrl.errors import (
     check_int_at_least,
     check_positive,
 )
-from proxrl.estimators import gae, normalize_advantages
+from proxrl.estimators import normalize_advantages
 from proxrl.objectives import ppo as objectives
-from proxrl.policies.distributions import categorical, diag_gaussian
-from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
-from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, EnvState, JaxEnv, make_jax_env
-from proxrl.types import Array, Metrics, Params, PRNGKey, Trainer, Transition
-
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
+from proxrl.settings.jax_envs import EnvState, JaxEnv
+from proxrl.types import Array, Metrics, Params, PRNGKey, Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,32 +134,17 @@ class PPOConfig:
 
     def validate(self) -> PPOConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
+        validate_common(self)
+        for name in ("update_epochs", "num_minibatches"):
             check_int_at_least(name, getattr(self, name), 1)
         check_choice("surrogate", self.surrogate, objectives.SURROGATES)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if len(self.hidden) == 0:
-            raise ConfigError("hidden must list at least one layer width, got ()")
-        for width in self.hidden:
-            check_int_at_least("hidden layer width", width, 1)
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.num_minibatches}"
             )
-        if self.num_updates < 1:
-            raise ConfigError(
-                f"total_timesteps must be >= num_envs·num_steps = {self.batch_size} (one update), "
-                f"got {self.total_timesteps}"
-            )
-        check_positive("lr", self.lr)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
-        check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
         check_positive("kl_target", self.kl_target)
-        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        check_in_range("vf_coef", self.vf_coef, 0.0, float("inf"), high_open=True)
-        check_positive("max_grad_norm", self.max_grad_norm)
         return self
 
 
@@ -191,93 +182,9 @@ class TrainState(NamedTuple):
     """The traced hyperparameters of this run."""
 
 
-class Batch(NamedTuple):
-    """One update's flat training data ``[N = T·B, ...]`` under θ_k, φ_k."""
-
-    obs: Array
-    action: Array
-    logp_old: Array
-    dist_old: Any
-    value_old: Array
-    adv: Array
-    returns: Array
-
-
 # --------------------------------------------------------------------------------------------------
 # Policy heads: network output → distrax distribution, for discrete and continuous actions.
 # --------------------------------------------------------------------------------------------------
-
-
-class Agent(NamedTuple):
-    """The actor and critic modules for an environment, and how to read the actor's output."""
-
-    actor: nn.Module
-    critic: nn.Module
-    distribution: Callable[[Any], Any]
-    """actor output → distrax distribution over actions."""
-    mode: Callable[[Any], Array]
-    """actor output → the deterministic action (argmax / mean)."""
-    obs_ndim: int
-
-
-def make_agent(env: JaxEnv, hidden: tuple[int, ...], activation: str, log_std_init: float = 0.0) -> Agent:
-    """Categorical MLP for a discrete action space, Gaussian (learned log σ) for a box; MLP critic."""
-    act = ACTIVATIONS[activation]
-    critic = ValueNetwork(hidden=hidden, activation=act)
-    obs_ndim = len(env.observation_space.shape)
-    space = env.action_space
-    if isinstance(space, DiscreteSpace):
-        actor = CategoricalPolicy(num_actions=space.n, hidden=hidden, activation=act)
-        return Agent(actor, critic, categorical, lambda logits: jnp.argmax(logits, axis=-1), obs_ndim)
-    if isinstance(space, BoxSpace):
-        if len(space.shape) != 1:
-            raise ConfigError(f"PPO needs a flat (1-D) box action space, got shape {space.shape}")
-        actor = GaussianPolicy(
-            action_dim=space.shape[0], hidden=hidden, activation=act, log_std_init=log_std_init
-        )
-        return Agent(actor, critic, lambda out: diag_gaussian(*out), lambda out: out[0], obs_ndim)
-    raise ConfigError(f"PPO handles discrete or box action spaces, got {type(space).__name__}")
-
-
-def _as_env(env_id: str | JaxEnv) -> JaxEnv:
-    """The environment for an id; safe inside a trace (gymnax builds its spaces with jnp)."""
-    if isinstance(env_id, JaxEnv):
-        return env_id
-    with jax.ensure_compile_time_eval():
-        return make_jax_env(env_id)
-
-
-def _features(agent: Agent, obs: Array) -> Array:
-    return flatten_obs(jnp.asarray(obs, jnp.float32), agent.obs_ndim)
-
-
-def explained_variance(pred: Array, target: Array) -> Array:
-    """``1 − Var[target − pred] / Var[target]``: 1 is perfect, 0 no better than a constant (NaN if Var = 0)."""
-    var = jnp.var(target)
-    return jnp.where(var > 0, 1.0 - jnp.var(target - pred) / jnp.where(var > 0, var, 1.0), jnp.nan)
-
-
-def episode_stats(traj: Transition, episode_return: Array) -> tuple[Array, Array, Array]:
-    """Undiscounted returns of the episodes completed in a rollout.
-
-    Args:
-      traj: time-major ``[T, B]`` transitions.
-      episode_return: running return of each environment's current episode at the rollout start ``[B]``.
-
-    Returns:
-      ``(mean return of completed episodes (NaN if none), number completed, running returns [B])``.
-    """
-
-    def step(running: Array, xs: tuple[Array, Array]) -> tuple[Array, tuple[Array, Array]]:
-        reward, done = xs
-        total = running + reward
-        return jnp.where(done, 0.0, total), (total, done)
-
-    done = traj.terminated | traj.truncated
-    running, (totals, dones) = jax.lax.scan(step, episode_return, (traj.reward, done))
-    count = jnp.sum(dones)
-    mean = jnp.where(count > 0, jnp.sum(jnp.where(dones, totals, 0.0)) / jnp.maximum(count, 1), jnp.nan)
-    return mean, count, running
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,13 +207,13 @@ def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
     """
     config.validate()
     check_int_at_least("eval_episodes", eval_episodes, 1)
-    env = _as_env(env_id)
+    env = as_env(env_id)
     agent = make_agent(env, tuple(config.hidden), config.activation, config.log_std_init)
     num_updates = config.num_updates
     kind = config.surrogate
 
     def policy_fn(params: Params, obs: Array, key: PRNGKey) -> Array:
-        return agent.distribution(agent.actor.apply(params["actor"], _features(agent, obs))).sample(seed=key)
+        return agent.distribution(agent.actor.apply(params["actor"], features(agent, obs))).sample(seed=key)
 
     def learning_rate(hp: PPOHyper, update: Array) -> Array:
         """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
@@ -345,27 +252,12 @@ def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
         }
         return loss, metrics
 
-    def make_batch(params: Params, traj: Transition, hp: PPOHyper) -> Batch:
-        """One forward pass under θ_k, φ_k over the rollout, then GAE per environment."""
-        obs_t = _features(agent, traj.obs)
-        dist_old = agent.actor.apply(params["actor"], obs_t)
-        logp_old = agent.distribution(dist_old).log_prob(traj.action)
-        v_t = agent.critic.apply(params["critic"], obs_t)
-        v_next = agent.critic.apply(params["critic"], _features(agent, traj.next_obs))
-        discount_t = hp.gamma * (1.0 - traj.terminated.astype(jnp.float32))
-        reset_t = traj.terminated | traj.truncated
-        adv, returns = jax.vmap(gae, in_axes=(1, 1, 1, 1, None, 1), out_axes=1)(
-            traj.reward, discount_t, v_t, v_next, hp.gae_lambda, reset_t
-        )
-        batch = Batch(obs_t, traj.action, logp_old, dist_old, v_t, adv, returns)
-        return jax.tree.map(lambda a: a.reshape(config.batch_size, *a.shape[2:]), batch)
-
     def init(key: PRNGKey, hyper: PPOHyper | None = None) -> TrainState:
         hp = config.hyper() if hyper is None else hyper
         hp = PPOHyper(*(jnp.asarray(h, jnp.float32) for h in hp))
         key, k_actor, k_critic, k_env = jax.random.split(key, 4)
         obs, env_state = env.reset_batch(k_env, config.num_envs)
-        x = _features(agent, obs)
+        x = features(agent, obs)
         params = {"actor": agent.actor.init(k_actor, x), "critic": agent.critic.init(k_critic, x)}
         return TrainState(
             params=params,
@@ -390,7 +282,7 @@ def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
         )
         ep_mean, ep_count, ep_running = episode_stats(traj, state.episode_return)
         # Â_k = GAE(λ) under V_φk
-        batch = make_batch(state.params, traj, hp)
+        batch = make_batch(agent, state.params, traj, hp.gamma, hp.gae_lambda)
 
         # θ_{k+1}: update_epochs × num_minibatches Adam steps on the surrogate
         def one_epoch(carry: tuple[Params, optax.OptState], k: PRNGKey) -> tuple[Any, Metrics]:
@@ -449,48 +341,3 @@ def make_train(config: PPOConfig, env_id: str | JaxEnv) -> Callable[..., tuple[T
         return state, metrics
 
     return train
-
-
-# --------------------------------------------------------------------------------------------------
-# Deterministic evaluation
-# --------------------------------------------------------------------------------------------------
-
-
-def _hidden_from_params(actor_params: Params) -> tuple[int, ...]:
-    torso = actor_params["params"]["MLP_0"]
-    return tuple(int(torso[f"hidden_{i}"]["kernel"].shape[-1]) for i in range(len(torso)))
-
-
-def evaluate(
-    params: Params,
-    env_id: str | JaxEnv,
-    key: PRNGKey,
-    num_episodes: int = 10,
-    *,
-    activation: str = "tanh",
-    max_steps: int | None = None,
-) -> Array:
-    """Undiscounted returns ``[num_episodes]`` of the deterministic policy (argmax / Gaussian mean).
-
-    ``params`` is ``TrainState.params`` of one run (vmap this function over seeds). The episodes run
-    in parallel for ``max_steps`` steps (default: the environment's ``max_steps_in_episode``); rewards
-    after each episode's first end are masked out. Pure and jittable (``env_id`` is static).
-    """
-    check_int_at_least("num_episodes", num_episodes, 1)
-    env = _as_env(env_id)
-    agent = make_agent(env, _hidden_from_params(params["actor"]), activation)
-    horizon = max_steps or int(getattr(env.env_params, "max_steps_in_episode", 1000))
-    k_reset, k_run = jax.random.split(key)
-    obs, env_state = env.reset_batch(k_reset, num_episodes)
-
-    def step(carry: tuple[Any, Array, Array, Array], k: PRNGKey) -> tuple[Any, None]:
-        env_state, obs, total, alive = carry
-        action = agent.mode(agent.actor.apply(params["actor"], _features(agent, obs)))
-        out, env_state = env.step_batch(k, env_state, action)
-        total = total + jnp.where(alive, out.reward, 0.0)
-        alive = alive & ~(out.terminated | out.truncated)
-        return (env_state, out.obs, total, alive), None
-
-    init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (_, _, total, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, horizon))
-    return total

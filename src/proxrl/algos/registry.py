@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proxrl.algos import ppo
+from proxrl.algos import a2c, ppo
 from proxrl.types import Trainer
 
 
@@ -16,6 +16,9 @@ class Entry(NamedTuple):
 
 
 TRAINERS: dict[str, Entry] = {
+    "a2c": Entry(
+        a2c.A2CConfig, a2c.make_a2c, "A2C: synchronous advantage actor-critic, one gradient step per rollout."
+    ),
     "ppo": Entry(
         ppo.PPOConfig,
         ppo.make_ppo,

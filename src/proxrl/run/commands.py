@@ -140,7 +140,7 @@ def record_episode(
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders off-screen; no sound device
     import gymnasium as gym
 
-    from proxrl.algos.ppo import _features, make_agent
+    from proxrl.algos.actor_critic import features, make_agent
     from proxrl.settings.jax_envs import make_jax_env
 
     if env_id not in gym.registry:
@@ -148,7 +148,7 @@ def record_episode(
             f"--gif needs a Gymnasium environment with rgb_array rendering; {env_id!r} is not registered there"
         )
     agent = make_agent(make_jax_env(env_id), tuple(config.hidden), config.activation)
-    act = jax.jit(lambda obs: agent.mode(agent.actor.apply(state.params["actor"], _features(agent, obs))))
+    act = jax.jit(lambda obs: agent.mode(agent.actor.apply(state.params["actor"], features(agent, obs))))
     env = gym.make(env_id, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
     try:

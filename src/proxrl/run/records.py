@@ -86,13 +86,13 @@ class RunDir:
             raise ConfigError(f"cannot create run directory {str(path)!r}: {e.strerror}") from None
         self.path = path
         self._fields: dict[str, list[str]] = {}
-        self._tb: Any = None
+        self._tb: list[tuple[str, float, int]] = []
 
     @classmethod
     def reopen(cls, path: str | Path) -> RunDir:
         """An existing run directory, to append to (``--resume``)."""
         rd = cls.__new__(cls)
-        rd.path, rd._fields, rd._tb = Path(path), {}, None
+        rd.path, rd._fields, rd._tb = Path(path), {}, []
         for p in rd.path.glob("*.csv"):
             with p.open() as f:
                 header = f.readline().strip()
@@ -123,22 +123,30 @@ class RunDir:
             f.flush()
 
     def log_scalars(self, step: int, metrics: Mapping[str, Any], table: str = "metrics") -> None:
-        """Append ``{"step": step, **metrics}`` to ``<table>.csv`` and write each scalar to TensorBoard
-        event files under ``RUN_DIR/tb`` (``tensorboard --logdir RUN_DIR``)."""
+        """Append ``{"step": step, **metrics}`` to ``<table>.csv`` now, and queue each finite scalar for the
+        TensorBoard event files under ``RUN_DIR/tb`` (written by :meth:`flush`; ``tensorboard --logdir RUN_DIR``)."""
         self.log({"step": int(step), **metrics}, table)
-        if self._tb is None:
-            from tensorboardX import SummaryWriter
+        for k, v in metrics.items():  # NaN (e.g. no episode ended yet) stays in the CSV only
+            if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number) and np.isfinite(v):
+                self._tb.append((f"{table}/{k}", float(v), int(step)))
 
-            self._tb = SummaryWriter(str(self.path / "tb"), flush_secs=10)
-        for k, v in metrics.items():
-            if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number):
-                self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+    def flush(self) -> None:
+        """Write the queued TensorBoard scalars and close the writer again, so that no writer thread runs
+        while JAX computes (a resident writer thread coincided with JAX CPU computations that never
+        completed)."""
+        if not self._tb:
+            return
+        from tensorboardX import SummaryWriter
+
+        writer = SummaryWriter(str(self.path / "tb"))
+        for tag, value, step in self._tb:
+            writer.add_scalar(tag, value, step)
+        writer.close()
+        self._tb = []
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (CSV rows are flushed as they are written)."""
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        """Flush the TensorBoard queue (CSV rows are flushed as they are written)."""
+        self.flush()
 
     def save_figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``<name>.png`` atomically and close it."""

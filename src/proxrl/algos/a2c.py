@@ -1,0 +1,261 @@
+"""Synchronous Advantage Actor-Critic (A2C = PG + V_φ) on JAX-native (gymnax) environments.
+
+The lecture's A2C: use π_θk to collect data from n parallel environments, form the policy gradient
+with an advantage estimate, and take ONE gradient step::
+
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h^{(i)} | s_h^{(i)}) |_{θ=θ_k} · Â_h^{(i)}  +  c·∇_θ H(π_θ)
+    θ_{k+1} = θ_k + η·g
+    φ_{k+1} = φ_k − η·vf_coef·∇_φ (1/N) Σ_{i,h} ½·(V_φ(s_h^{(i)}) − R̂_h^{(i)})²
+
+with N = T·B transitions (num_steps T × num_envs B). θ_{k+1} = θ_k + η·g is the *Euclidean*
+proximal step of the lecture's loop,
+
+    θ_{k+1} = argmax_θ  ⟨g, θ − θ_k⟩ − (1/(2η))·‖θ − θ_k‖²₂,
+
+the linearised surrogate L_k(θ) ≈ L_k(θ_k) + ⟨∇L_k(θ_k), θ − θ_k⟩ (at θ_k the ratio π_θ/π_θk is 1 and
+its gradient is ∇log π_θ) with the squared Euclidean distance as D; PPO/NPG replace D by a KL. In
+practice the plain step η·g is preconditioned (RMSprop, as in SB3/CleanRL A2C, or Adam) and the global
+gradient norm is clipped, so each update is one optax step on the combined loss.
+
+Â: GAE(λ) under V_φk (:func:`proxrl.estimators.gae`, vmapped over environments). The default λ = 1
+gives A2C's n-step return ``R̂_t = r_t + γr_{t+1} + … + γ^{T−t}V_φk(s_T)`` bootstrapped at the end of
+the rollout, minus V_φk(s_t) (the same as :func:`proxrl.estimators.n_step_returns` within an episode);
+λ = 0 gives the lecture's TD error. A termination never bootstraps; a truncation bootstraps from V at
+the true next observation. Everything else (agent, episode statistics, explained variance, deterministic
+evaluation, batch construction) is shared with PPO (:mod:`proxrl.algos.actor_critic`)::
+
+    config = A2CConfig(total_timesteps=500_000)
+    train = make_train(config, "CartPole-v1")
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import (
+    Batch,
+    as_env,
+    episode_stats,
+    evaluate,
+    explained_variance,
+    features,
+    make_agent,
+    make_batch,
+    validate_common,
+)
+from proxrl.errors import check_choice, check_in_range, check_int_at_least
+from proxrl.estimators import normalize_advantages
+from proxrl.objectives import ppo as objectives
+from proxrl.settings.jax_envs import EnvState, JaxEnv
+from proxrl.types import Array, Metrics, Params, PRNGKey, Trainer
+
+OPTIMISERS = ("rmsprop", "adam")
+"""The selectable preconditioners of the gradient step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class A2CConfig:
+    """A2C hyperparameters; defaults follow SB3/CleanRL A2C for classic control."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
+    The CLI sets it from ``--total-steps``."""
+    num_envs: int = 8
+    """Parallel environments B stepped in lockstep (vmapped)."""
+    num_steps: int = 5
+    """Steps T per environment per rollout; one update (one gradient step) consumes T·B transitions."""
+    optimiser: str = "rmsprop"
+    """Preconditioner of the step: "rmsprop" (PyTorch-style, decay ``rms_decay``, ε = 1e-5 outside the
+    square root, as SB3) or "adam" (ε = 1e-5)."""
+    rms_decay: float = 0.99
+    """RMSprop's decay α of the squared-gradient average (PyTorch's ``alpha``)."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly from ``lr`` to 0 over the updates."""
+    norm_adv: bool = False
+    """Standardise the advantages over each batch."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and (separate) critic MLPs."""
+    activation: str = "tanh"
+    """Hidden activation: "tanh" or "relu"."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
+    lr: float = 7e-4
+    """Learning rate η (initial value when annealed)."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    gae_lambda: float = 1.0
+    """GAE λ ∈ [0, 1]: 1 gives the n-step return (classic A2C), 0 the one-step TD error."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c (SB3: 0.0; CleanRL-style runs often use 0.01)."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update, N = T·B."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates (rollout + one gradient step) in the run."""
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> A2CConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_common(self)
+        check_choice("optimiser", self.optimiser, OPTIMISERS)
+        check_in_range("rms_decay", self.rms_decay, 0.0, 1.0, high_open=True)
+        return self
+
+
+class TrainState(NamedTuple):
+    """Everything carried from one update to the next.
+
+    ``params = {"actor": θ, "critic": φ}``; ``episode_return``: the running undiscounted return of
+    each environment's current episode ``[B]``.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    env_state: EnvState
+    obs: Array
+    episode_return: Array
+    key: PRNGKey
+    update: Array
+    """Updates done so far (drives learning-rate annealing)."""
+
+
+def policy_gradient_loss(logp: Array, adv: Array) -> Array:
+    """A2C's policy loss ``−(1/N) Σ log π_θ(a|s)·Â`` (Â held fixed), whose gradient is −g_PG.
+
+    Equal in value and gradient at θ_k (up to the constant) to the unclipped surrogate ``−mean ratio·Â``.
+    """
+    return -jnp.mean(logp * jax.lax.stop_gradient(adv))
+
+
+def make_a2c(config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -> Trainer:
+    """A2C as a :class:`~proxrl.types.Trainer`: ``init(key)``, ``update(state)`` (one collect → GAE(λ) →
+    single gradient step iteration) and ``evaluate(state, key)`` (mean deterministic return, PPO's).
+
+    One update is the Euclidean proximal step θ_{k+1} = θ_k + η·g (preconditioned and norm-clipped),
+    g = (1/N) Σ ∇log π_θ(a|s)·Â + c·∇H − vf_coef·∇½(V_φ − R̂)² (see the module docstring).
+
+    Per-update metrics: ``episodic_return`` (mean undiscounted return of the episodes completed during
+    the rollout; NaN when none completed), ``episodes``, ``policy_loss``, ``value_loss``, ``entropy``
+    (at θ_k, the terms of the step), ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the
+    divergence actually moved), ``surrogate_gain`` (``mean ratio·Â`` at θ_{k+1} minus at θ_k),
+    ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor only), ``grad_norm`` (before clipping),
+    ``explained_variance`` and ``learning_rate``.
+    """
+    config.validate()
+    check_int_at_least("eval_episodes", eval_episodes, 1)
+    env = as_env(env_id)
+    agent = make_agent(env, tuple(config.hidden), config.activation, config.log_std_init)
+    num_updates = config.num_updates
+
+    def policy_fn(params: Params, obs: Array, key: PRNGKey) -> Array:
+        return agent.distribution(agent.actor.apply(params["actor"], features(agent, obs))).sample(seed=key)
+
+    def learning_rate(update: Array) -> Array:
+        """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
+        if not config.anneal_lr:
+            return jnp.asarray(config.lr, jnp.float32)
+        return config.lr * jnp.maximum(1.0 - update / num_updates, 0.0)
+
+    def optimiser(lr: Array | float) -> optax.GradientTransformation:
+        if config.optimiser == "rmsprop":
+            precondition = optax.scale_by_rms(decay=config.rms_decay, eps=1e-5, eps_in_sqrt=False)
+        else:
+            precondition = optax.scale_by_adam(eps=1e-5)
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), precondition, optax.scale(-lr))
+
+    def loss_fn(params: Params, batch: Batch) -> tuple[Array, Metrics]:
+        dist = agent.distribution(agent.actor.apply(params["actor"], batch.obs))
+        entropy = dist.entropy()
+        adv = normalize_advantages(batch.adv) if config.norm_adv else batch.adv
+        pg_loss = policy_gradient_loss(dist.log_prob(batch.action), adv)
+        v = agent.critic.apply(params["critic"], batch.obs)
+        v_loss = objectives.value_loss(v, batch.value_old, batch.returns)
+        loss = pg_loss - objectives.entropy_bonus(entropy, config.ent_coef) + config.vf_coef * v_loss
+        return loss, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": jnp.mean(entropy)}
+
+    def init(key: PRNGKey) -> TrainState:
+        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+        obs, env_state = env.reset_batch(k_env, config.num_envs)
+        x = features(agent, obs)
+        params = {"actor": agent.actor.init(k_actor, x), "critic": agent.critic.init(k_critic, x)}
+        return TrainState(
+            params=params,
+            opt_state=optimiser(config.lr).init(params),
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.zeros(config.num_envs, jnp.float32),
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+        key, k_roll = jax.random.split(state.key)
+        lr_now = learning_rate(state.update)
+        # data_k = collect(π_θk)
+        traj, env_state, obs = env.rollout(
+            k_roll, state.env_state, state.obs, policy_fn, state.params, config.num_steps
+        )
+        ep_mean, ep_count, ep_running = episode_stats(traj, state.episode_return)
+        # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
+        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        updates, opt_state = optimiser(lr_now).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # diagnostics of the step actually taken, over the whole batch
+        dist_old = agent.distribution(batch.dist_old)
+        dist_new = agent.distribution(agent.actor.apply(params["actor"], batch.obs))
+        kl = jnp.mean(dist_new.kl_divergence(dist_old))
+        ratio = objectives.ratio(dist_new.log_prob(batch.action), batch.logp_old)
+        step = jax.tree.map(jnp.subtract, params["actor"], state.params["actor"])
+        metrics.update(
+            episodic_return=ep_mean,
+            episodes=ep_count,
+            kl=kl,
+            surrogate_gain=jnp.mean((ratio - 1.0) * batch.adv),
+            step_norm=optax.global_norm(step),
+            grad_norm=optax.global_norm(grads),
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+            learning_rate=lr_now,
+        )
+        new_state = TrainState(params, opt_state, env_state, obs, ep_running, key, state.update + 1)
+        return new_state, metrics
+
+    def evaluate_state(state: TrainState, key: PRNGKey) -> Array:
+        return jnp.mean(evaluate(state.params, env, key, eval_episodes, activation=config.activation))
+
+    return Trainer("a2c", init, update, evaluate_state, config.batch_size)
+
+
+def make_train(config: A2CConfig, env_id: str | JaxEnv) -> Callable[[PRNGKey], tuple[TrainState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: the whole run as one pure function.
+
+    A ``lax.scan`` of :func:`make_a2c`'s ``update`` over ``config.num_updates`` updates, so it jits once
+    and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call. ``metrics[name]`` has shape
+    ``[num_updates]``, plus ``env_steps``.
+    """
+    trainer = make_a2c(config, env_id)
+
+    def train(key: PRNGKey) -> tuple[TrainState, Metrics]:
+        state = trainer.init(key)
+        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=config.num_updates)
+        metrics["env_steps"] = (jnp.arange(config.num_updates) + 1) * config.batch_size
+        return state, metrics
+
+    return train

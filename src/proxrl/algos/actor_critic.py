@@ -1,0 +1,198 @@
+"""Pieces every actor-critic algorithm shares (PPO, A2C, …), written once.
+
+- :func:`make_agent`: actor (categorical or diagonal Gaussian head) and critic ``V_φ`` for an environment;
+- :func:`make_batch`: the *estimate* step — one forward pass under ``θ_k, φ_k`` over a rollout and
+  GAE(λ) per environment (``discount_t = γ(1 − terminated)``; truncation bootstraps from
+  ``V_φ(true next obs)``; never through a termination);
+- :func:`episode_stats`, :func:`explained_variance`: the standard diagnostics;
+- :func:`evaluate`: undiscounted returns of the deterministic policy (argmax / Gaussian mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.estimators import gae
+from proxrl.policies.distributions import categorical, diag_gaussian
+from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
+from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, JaxEnv, make_jax_env
+from proxrl.types import Array, Params, PRNGKey, Transition
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
+
+
+def validate_common(cfg: Any) -> None:
+    """The checks every actor-critic configuration shares (one-line :class:`ConfigError` on failure):
+    budgets and counts, network shape, lr > 0, γ and λ in [0, 1], non-negative coefficients, a positive
+    gradient-norm clip, and a budget of at least one update (``num_envs·num_steps`` steps)."""
+    for name in ("total_timesteps", "num_envs", "num_steps"):
+        check_int_at_least(name, getattr(cfg, name), 1)
+    check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
+    if len(cfg.hidden) == 0:
+        raise ConfigError("hidden must list at least one layer width, got ()")
+    for width in cfg.hidden:
+        check_int_at_least("hidden layer width", width, 1)
+    batch = cfg.num_envs * cfg.num_steps
+    if cfg.total_timesteps < batch:
+        raise ConfigError(
+            f"total_timesteps must be >= num_envs·num_steps = {batch} (one update), got {cfg.total_timesteps}"
+        )
+    check_positive("lr", cfg.lr)
+    check_in_range("gamma", cfg.gamma, 0.0, 1.0)
+    check_in_range("gae_lambda", cfg.gae_lambda, 0.0, 1.0)
+    check_in_range("ent_coef", cfg.ent_coef, 0.0, float("inf"), high_open=True)
+    check_in_range("vf_coef", cfg.vf_coef, 0.0, float("inf"), high_open=True)
+    check_positive("max_grad_norm", cfg.max_grad_norm)
+
+
+class Batch(NamedTuple):
+    """One update's flat training data ``[N = T·B, ...]`` under θ_k, φ_k."""
+
+    obs: Array
+    action: Array
+    logp_old: Array
+    dist_old: Any
+    value_old: Array
+    adv: Array
+    returns: Array
+
+
+class Agent(NamedTuple):
+    """The actor and critic modules for an environment, and how to read the actor's output."""
+
+    actor: nn.Module
+    critic: nn.Module
+    distribution: Callable[[Any], Any]
+    """actor output → distrax distribution over actions."""
+    mode: Callable[[Any], Array]
+    """actor output → the deterministic action (argmax / mean)."""
+    obs_ndim: int
+
+
+def make_agent(env: JaxEnv, hidden: tuple[int, ...], activation: str, log_std_init: float = 0.0) -> Agent:
+    """Categorical MLP for a discrete action space, Gaussian (learned log σ) for a box; MLP critic."""
+    act = ACTIVATIONS[activation]
+    critic = ValueNetwork(hidden=hidden, activation=act)
+    obs_ndim = len(env.observation_space.shape)
+    space = env.action_space
+    if isinstance(space, DiscreteSpace):
+        actor = CategoricalPolicy(num_actions=space.n, hidden=hidden, activation=act)
+        return Agent(actor, critic, categorical, lambda logits: jnp.argmax(logits, axis=-1), obs_ndim)
+    if isinstance(space, BoxSpace):
+        if len(space.shape) != 1:
+            raise ConfigError(f"PPO needs a flat (1-D) box action space, got shape {space.shape}")
+        actor = GaussianPolicy(
+            action_dim=space.shape[0], hidden=hidden, activation=act, log_std_init=log_std_init
+        )
+        return Agent(actor, critic, lambda out: diag_gaussian(*out), lambda out: out[0], obs_ndim)
+    raise ConfigError(f"PPO handles discrete or box action spaces, got {type(space).__name__}")
+
+
+def as_env(env_id: str | JaxEnv) -> JaxEnv:
+    """The environment for an id; safe inside a trace (gymnax builds its spaces with jnp)."""
+    if isinstance(env_id, JaxEnv):
+        return env_id
+    with jax.ensure_compile_time_eval():
+        return make_jax_env(env_id)
+
+
+def features(agent: Agent, obs: Array) -> Array:
+    return flatten_obs(jnp.asarray(obs, jnp.float32), agent.obs_ndim)
+
+
+def explained_variance(pred: Array, target: Array) -> Array:
+    """``1 − Var[target − pred] / Var[target]``: 1 is perfect, 0 no better than a constant (NaN if Var = 0)."""
+    var = jnp.var(target)
+    return jnp.where(var > 0, 1.0 - jnp.var(target - pred) / jnp.where(var > 0, var, 1.0), jnp.nan)
+
+
+def episode_stats(traj: Transition, episode_return: Array) -> tuple[Array, Array, Array]:
+    """Undiscounted returns of the episodes completed in a rollout.
+
+    Args:
+      traj: time-major ``[T, B]`` transitions.
+      episode_return: running return of each environment's current episode at the rollout start ``[B]``.
+
+    Returns:
+      ``(mean return of completed episodes (NaN if none), number completed, running returns [B])``.
+    """
+
+    def step(running: Array, xs: tuple[Array, Array]) -> tuple[Array, tuple[Array, Array]]:
+        reward, done = xs
+        total = running + reward
+        return jnp.where(done, 0.0, total), (total, done)
+
+    done = traj.terminated | traj.truncated
+    running, (totals, dones) = jax.lax.scan(step, episode_return, (traj.reward, done))
+    count = jnp.sum(dones)
+    mean = jnp.where(count > 0, jnp.sum(jnp.where(dones, totals, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+    return mean, count, running
+
+
+def make_batch(
+    agent: Agent, params: Params, traj: Transition, gamma: Array | float, lam: Array | float
+) -> Batch:
+    """One forward pass under θ_k, φ_k over a ``[T, B]`` rollout, then GAE(λ) per environment; flat ``[T·B]``.
+
+    ``discount_t = γ·(1 − terminated_t)`` (no bootstrap through a termination); ``v_next`` is V at the
+    true next observation (a truncation bootstraps from it); ``reset_t`` stops the recursion at either end.
+    """
+    obs_t = features(agent, traj.obs)
+    dist_old = agent.actor.apply(params["actor"], obs_t)
+    logp_old = agent.distribution(dist_old).log_prob(traj.action)
+    v_t = agent.critic.apply(params["critic"], obs_t)
+    v_next = agent.critic.apply(params["critic"], features(agent, traj.next_obs))
+    discount_t = gamma * (1.0 - traj.terminated.astype(jnp.float32))
+    reset_t = traj.terminated | traj.truncated
+    adv, returns = jax.vmap(gae, in_axes=(1, 1, 1, 1, None, 1), out_axes=1)(
+        traj.reward, discount_t, v_t, v_next, lam, reset_t
+    )
+    batch = Batch(obs_t, traj.action, logp_old, dist_old, v_t, adv, returns)
+    n = traj.reward.shape[0] * traj.reward.shape[1]
+    return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), batch)
+
+
+def _hidden_from_params(actor_params: Params) -> tuple[int, ...]:
+    torso = actor_params["params"]["MLP_0"]
+    return tuple(int(torso[f"hidden_{i}"]["kernel"].shape[-1]) for i in range(len(torso)))
+
+
+def evaluate(
+    params: Params,
+    env_id: str | JaxEnv,
+    key: PRNGKey,
+    num_episodes: int = 10,
+    *,
+    activation: str = "tanh",
+    max_steps: int | None = None,
+) -> Array:
+    """Undiscounted returns ``[num_episodes]`` of the deterministic policy (argmax / Gaussian mean).
+
+    ``params`` is ``TrainState.params`` of one run (vmap this function over seeds). The episodes run
+    in parallel for ``max_steps`` steps (default: the environment's ``max_steps_in_episode``); rewards
+    after each episode's first end are masked out. Pure and jittable (``env_id`` is static).
+    """
+    check_int_at_least("num_episodes", num_episodes, 1)
+    env = as_env(env_id)
+    agent = make_agent(env, _hidden_from_params(params["actor"]), activation)
+    horizon = max_steps or int(getattr(env.env_params, "max_steps_in_episode", 1000))
+    k_reset, k_run = jax.random.split(key)
+    obs, env_state = env.reset_batch(k_reset, num_episodes)
+
+    def step(carry: tuple[Any, Array, Array, Array], k: PRNGKey) -> tuple[Any, None]:
+        env_state, obs, total, alive = carry
+        action = agent.mode(agent.actor.apply(params["actor"], features(agent, obs)))
+        out, env_state = env.step_batch(k, env_state, action)
+        total = total + jnp.where(alive, out.reward, 0.0)
+        alive = alive & ~(out.terminated | out.truncated)
+        return (env_state, out.obs, total, alive), None
+
+    init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
+    (_, _, total, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, horizon))
+    return total
