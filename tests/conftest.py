@@ -9,7 +9,3 @@ if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
-
-import jax
-
-jax.config.update("jax_cpu_enable_async_dispatch", False)  # see proxrl/__init__.py

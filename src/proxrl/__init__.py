@@ -6,22 +6,17 @@ estimate, a geometry D (Euclidean or KL), and a solver (closed form, Fisher solv
 
 import os as _os
 
-# JAX's CPU runtime sometimes never completes an asynchronous computation or transfer on this kind of
-# machine (all threads parked, the caller waiting in ArrayImpl._value; seen with vmapped training, restored
-# checkpoints and batched SVDs). proxrl therefore runs CPU work synchronously and XLA's Eigen code
-# single-threaded (an upstream-reported deadlock on vmapped programs), at a measured 5-10% cost.
-# Set PROXRL_XLA_MULTI_THREAD_EIGEN=1 to keep JAX's defaults. Both take effect only if JAX's CPU backend
-# has not started yet (import proxrl before running JAX code).
+# JAX's CPU runtime sometimes never completes a computation or transfer on this kind of machine (all
+# threads parked, the caller waiting in ArrayImpl._value; seen with vmapped training, restored checkpoints
+# and batched SVDs). XLA's multithreaded Eigen pool has an upstream-reported deadlock on vmapped programs,
+# so proxrl runs it single-threaded (measured 5-10% slower on bench_expert); the hang is rarer but not gone.
+# Set PROXRL_XLA_MULTI_THREAD_EIGEN=1 to keep JAX's default. Takes effect only if JAX's CPU backend has not
+# started yet (import proxrl before running JAX code).
 _SAFE_CPU = _os.environ.get("PROXRL_XLA_MULTI_THREAD_EIGEN") != "1"
 if _SAFE_CPU and "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = (
         _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     ).strip()
-
-import jax as _jax  # noqa: E402
-
-if _SAFE_CPU:
-    _jax.config.update("jax_cpu_enable_async_dispatch", False)  # read when the CPU client starts
 
 from proxrl.errors import ConfigError  # noqa: E402
 from proxrl.types import ProxStep, TableBatch, Transition  # noqa: E402
