@@ -38,7 +38,7 @@ def make_train_command(algo: str, config_type: type) -> type:
     return TrainCommand
 
 
-def _algo_config(algo: str, config: Any, total_steps: int) -> Any:
+def _algo_config(config: Any, total_steps: int) -> Any:
     """The algorithm's configuration with its step budget taken from ``--total-steps``."""
     names = {f.name for f in dataclasses.fields(config)}
     return dataclasses.replace(config, total_timesteps=total_steps) if "total_timesteps" in names else config
@@ -48,12 +48,8 @@ def run_train(cmd: Any) -> RunDir:
     algo = cmd.algo_name
     entry = TRAINERS[algo]
     cmd.run.validate()
-    steps_per_update = entry.make(
-        _algo_config(algo, cmd.algo, cmd.run.total_steps), cmd.env, 1
-    ).steps_per_update
-    config = _algo_config(
-        algo, cmd.algo, planned_steps(cmd.run, steps_per_update)
-    )  # schedules see the real budget
+    steps_per_update = entry.make(_algo_config(cmd.algo, cmd.run.total_steps), cmd.env, 1).steps_per_update
+    config = _algo_config(cmd.algo, planned_steps(cmd.run, steps_per_update))  # schedules see the real budget
     return train(lambda: entry.make(config, cmd.env, cmd.run.eval_episodes), cmd.run, config, cmd.env)
 
 
@@ -93,15 +89,9 @@ def load_run(run_dir: Path) -> tuple[str, str, Any, Any, Any]:
     config = entry.config(**values)
     trainer = entry.make(config, env, 1)
     num_seeds = int(record["run"]["num_seeds"])
-    template = jax.eval_shape(jax.vmap(trainer.init), jax.random.split(jax.random.key(0), num_seeds))
-    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype) if not _is_key_shape(s) else s, template)
     template = jax.vmap(trainer.init)(jax.random.split(jax.random.key(0), num_seeds))
     state, _ = load_checkpoint(run_dir / CHECKPOINT, template)
     return algo, env, config, trainer, state
-
-
-def _is_key_shape(s: Any) -> bool:
-    return jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key)
 
 
 def run_evaluate(cmd: EvaluateCommand) -> RunDir:
