@@ -1,6 +1,6 @@
 """`proxrl train` and `proxrl evaluate` end to end on a tiny PPO budget (gymnax CartPole).
 
-Commands that compute run in a subprocess with a time limit and one retry: on this machine JAX's CPU
+Commands that compute run in a subprocess with a 60 s limit (a run takes ~15 s) and one retry: on this machine JAX's CPU
 runtime occasionally never completes a computation (about 1 run in 6 of this file hung in-process, with
 JAX's asynchronous dispatch and multithreaded Eigen both off; see proxrl/__init__.py). A retry resumes
 from the last atomic checkpoint, so a second attempt checks the same behaviour.
@@ -16,7 +16,7 @@ import pytest
 from proxrl.cli import main
 
 
-def cli(args: list[str], timeout: float = 150.0) -> subprocess.CompletedProcess:
+def cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
     """``proxrl ARGS`` in a fresh process; retried once if it exceeds ``timeout`` seconds."""
     for _ in range(2):
         try:
