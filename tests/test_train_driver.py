@@ -9,7 +9,7 @@ import pytest
 
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import read_metadata
-from proxrl.run.train import RunConfig, train
+from proxrl.run.train import JaxRunner, RunConfig, train
 from proxrl.types import Trainer
 
 
@@ -42,7 +42,7 @@ def _rows(path):
 
 
 def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
-    rd = train(walk, _cfg(tmp_path, "a"), {"lr": 0.1}, "Toy-v0")
+    rd = train(JaxRunner(walk()), _cfg(tmp_path, "a"), {"lr": 0.1}, "Toy-v0")
     metrics, evals = _rows(rd.path / "metrics.csv"), _rows(rd.path / "eval.csv")
     assert len(metrics) == 40 and metrics[-1]["step"] == "400"
     assert len(evals) == 4 and {"eval_return_seed0", "eval_return_seed2"} <= set(evals[0])
@@ -57,30 +57,30 @@ def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
 
 
 def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
-    a = train(walk, _cfg(tmp_path, "a"), {}, "Toy-v0")
-    b = train(walk, _cfg(tmp_path, "b"), {}, "Toy-v0")
+    a = train(JaxRunner(walk()), _cfg(tmp_path, "a"), {}, "Toy-v0")
+    b = train(JaxRunner(walk()), _cfg(tmp_path, "b"), {}, "Toy-v0")
     ea, eb = _rows(a.path / "eval.csv"), _rows(b.path / "eval.csv")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in rows]
     assert strip(ea) == strip(eb)
-    half = train(walk, _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
+    half = train(JaxRunner(walk()), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
     assert len(_rows(half.path / "eval.csv")) == 2
-    resumed = train(walk, _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
+    resumed = train(JaxRunner(walk()), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
     assert resumed.path == half.path
     assert strip(_rows(half.path / "eval.csv")) == strip(ea)
     assert len(_rows(half.path / "metrics.csv")) == 40
 
 
 def test_resume_errors(tmp_path):
-    rd = train(walk, _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
+    rd = train(JaxRunner(walk()), _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="another configuration"):
-        train(walk, _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
+        train(JaxRunner(walk()), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
     with pytest.raises(ConfigError, match="not a run directory"):
-        train(walk, _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
+        train(JaxRunner(walk()), _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
 
     def other():
         return walk()._replace(name="other")
 
     with pytest.raises(ConfigError, match="holds a 'walk' run, not 'other'"):
-        train(other, _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
+        train(JaxRunner(other()), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="num_seeds"):
-        train(walk, _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")
+        train(JaxRunner(walk()), _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")

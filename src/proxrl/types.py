@@ -91,6 +91,7 @@ class Trainer(NamedTuple):
     ``evaluate(state, key) -> mean return`` of deterministic-policy episodes. All three are pure and
     jit/vmap-safe, so the driver runs many seeds as one compiled call.
     ``steps_per_update``: environment steps one ``update`` consumes (per seed).
+    ``mode(state, obs[B, ...]) -> action[B, ...]``: the deterministic policy (for recording episodes).
     """
 
     name: str
@@ -98,3 +99,31 @@ class Trainer(NamedTuple):
     update: Callable[[State], tuple[State, Metrics]]
     evaluate: Callable[[State, PRNGKey], Array]
     steps_per_update: int
+    mode: Callable[[State, Array], Array] | None = None
+
+
+class Learner(NamedTuple):
+    """An algorithm as pure functions, independent of where its data comes from.
+
+    The same learner trains on a JAX-native environment (the rollout is traced into the update,
+    :func:`proxrl.collect.loops.jax_trainer`) and on host-side Gymnasium environments (one jitted
+    ``act`` per step, one jitted ``learn`` per rollout, :mod:`proxrl.run.host`):
+
+    - ``init(key, obs) -> state``: ``obs`` are example observations ``[num_envs, ...]``;
+    - ``act(state, obs, key) -> action``: the behaviour policy (sampling, exploration noise, warm-up);
+    - ``mode(state, obs) -> action``: the deterministic policy used for evaluation (argmax / mean / μ_θ);
+    - ``learn(state, traj) -> (state, metrics)``: one iteration's estimate → proximal step on the
+      time-major rollout ``traj`` ``[num_steps, num_envs, ...]`` just collected with ``act`` under ``state``.
+
+    All four are pure and jit/vmap-safe (``vmap`` over seeds gives many runs in one call). Observations
+    reach the learner already normalised when observation normalisation is on, and rewards scaled when
+    reward normalisation is on. ``num_envs``, ``num_steps``: the rollout shape ``learn`` expects.
+    """
+
+    name: str
+    init: Callable[[PRNGKey, Array], State]
+    act: Callable[[State, Array, PRNGKey], Array]
+    mode: Callable[[State, Array], Array]
+    learn: Callable[[State, Transition], tuple[State, Metrics]]
+    num_envs: int
+    num_steps: int

@@ -43,19 +43,18 @@ import tyro
 from proxrl.algos.actor_critic import (
     Batch,
     as_env,
-    episode_stats,
-    evaluate,
     explained_variance,
-    features,
     make_agent,
     make_batch,
     validate_common,
 )
-from proxrl.errors import check_choice, check_in_range, check_int_at_least
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import check_choice, check_in_range
 from proxrl.estimators import normalize_advantages
 from proxrl.objectives import ppo as objectives
-from proxrl.settings.jax_envs import EnvState, JaxEnv
-from proxrl.types import Array, Metrics, Params, PRNGKey, Trainer
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
 OPTIMISERS = ("rmsprop", "adam")
 """The selectable preconditioners of the gradient step."""
@@ -118,19 +117,11 @@ class A2CConfig:
         return self
 
 
-class TrainState(NamedTuple):
-    """Everything carried from one update to the next.
-
-    ``params = {"actor": θ, "critic": φ}``; ``episode_return``: the running undiscounted return of
-    each environment's current episode ``[B]``.
-    """
+class A2CState(NamedTuple):
+    """What A2C carries from one update to the next; ``params = {"actor": θ, "critic": φ}``."""
 
     params: Params
     opt_state: optax.OptState
-    env_state: EnvState
-    obs: Array
-    episode_return: Array
-    key: PRNGKey
     update: Array
     """Updates done so far (drives learning-rate annealing)."""
 
@@ -143,28 +134,23 @@ def policy_gradient_loss(logp: Array, adv: Array) -> Array:
     return -jnp.mean(logp * jax.lax.stop_gradient(adv))
 
 
-def make_a2c(config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -> Trainer:
-    """A2C as a :class:`~proxrl.types.Trainer`: ``init(key)``, ``update(state)`` (one collect → GAE(λ) →
-    single gradient step iteration) and ``evaluate(state, key)`` (mean deterministic return, PPO's).
+def make_learner(config: A2CConfig, observation_space: Space, action_space: Space) -> Learner:
+    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is one GAE(λ) → single gradient step iteration.
 
     One update is the Euclidean proximal step θ_{k+1} = θ_k + η·g (preconditioned and norm-clipped),
     g = (1/N) Σ ∇log π_θ(a|s)·Â + c·∇H − vf_coef·∇½(V_φ − R̂)² (see the module docstring).
 
-    Per-update metrics: ``episodic_return`` (mean undiscounted return of the episodes completed during
-    the rollout; NaN when none completed), ``episodes``, ``policy_loss``, ``value_loss``, ``entropy``
-    (at θ_k, the terms of the step), ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the
-    divergence actually moved), ``surrogate_gain`` (``mean ratio·Â`` at θ_{k+1} minus at θ_k),
-    ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor only), ``grad_norm`` (before clipping),
-    ``explained_variance`` and ``learning_rate``.
+    Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step),
+    ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved),
+    ``surrogate_gain`` (``mean ratio·Â`` at θ_{k+1} minus at θ_k), ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor
+    only), ``grad_norm`` (before clipping), ``explained_variance`` and ``learning_rate``; the collection
+    loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    check_int_at_least("eval_episodes", eval_episodes, 1)
-    env = as_env(env_id)
-    agent = make_agent(env, tuple(config.hidden), config.activation, config.log_std_init)
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
     num_updates = config.num_updates
-
-    def policy_fn(params: Params, obs: Array, key: PRNGKey) -> Array:
-        return agent.distribution(agent.actor.apply(params["actor"], features(agent, obs))).sample(seed=key)
 
     def learning_rate(update: Array) -> Array:
         """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
@@ -189,29 +175,13 @@ def make_a2c(config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
         loss = pg_loss - objectives.entropy_bonus(entropy, config.ent_coef) + config.vf_coef * v_loss
         return loss, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": jnp.mean(entropy)}
 
-    def init(key: PRNGKey) -> TrainState:
-        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
-        obs, env_state = env.reset_batch(k_env, config.num_envs)
-        x = features(agent, obs)
-        params = {"actor": agent.actor.init(k_actor, x), "critic": agent.critic.init(k_critic, x)}
-        return TrainState(
-            params=params,
-            opt_state=optimiser(config.lr).init(params),
-            env_state=env_state,
-            obs=obs,
-            episode_return=jnp.zeros(config.num_envs, jnp.float32),
-            key=key,
-            update=jnp.zeros((), jnp.int32),
-        )
+    def init(key: PRNGKey, obs: Array) -> A2CState:
+        k_actor, k_critic = jax.random.split(key)
+        params = agent.init(k_actor, k_critic, obs)
+        return A2CState(params, optimiser(config.lr).init(params), jnp.zeros((), jnp.int32))
 
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
-        key, k_roll = jax.random.split(state.key)
+    def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
         lr_now = learning_rate(state.update)
-        # data_k = collect(π_θk)
-        traj, env_state, obs = env.rollout(
-            k_roll, state.env_state, state.obs, policy_fn, state.params, config.num_steps
-        )
-        ep_mean, ep_count, ep_running = episode_stats(traj, state.episode_return)
         # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
@@ -225,8 +195,6 @@ def make_a2c(config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
         ratio = objectives.ratio(dist_new.log_prob(batch.action), batch.logp_old)
         step = jax.tree.map(jnp.subtract, params["actor"], state.params["actor"])
         metrics.update(
-            episodic_return=ep_mean,
-            episodes=ep_count,
             kl=kl,
             surrogate_gain=jnp.mean((ratio - 1.0) * batch.adv),
             step_norm=optax.global_norm(step),
@@ -234,28 +202,36 @@ def make_a2c(config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
             explained_variance=explained_variance(batch.value_old, batch.returns),
             learning_rate=lr_now,
         )
-        new_state = TrainState(params, opt_state, env_state, obs, ep_running, key, state.update + 1)
-        return new_state, metrics
+        return A2CState(params, opt_state, state.update + 1), metrics
 
-    def evaluate_state(state: TrainState, key: PRNGKey) -> Array:
-        return jnp.mean(evaluate(state.params, env, key, eval_episodes, activation=config.activation))
+    return Learner(
+        "a2c",
+        init,
+        lambda state, obs, key: agent.sample(state.params, obs, key),
+        lambda state, obs: agent.act_mode(state.params, obs),
+        learn,
+        config.num_envs,
+        config.num_steps,
+    )
 
-    return Trainer("a2c", init, update, evaluate_state, config.batch_size)
+
+def make_a2c(
+    config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """A2C on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    env = as_env(env_id)
+    return loops.jax_trainer(
+        make_learner(config, env.observation_space, env.action_space), env, eval_episodes, norm
+    )
 
 
-def make_train(config: A2CConfig, env_id: str | JaxEnv) -> Callable[[PRNGKey], tuple[TrainState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run as one pure function.
-
-    A ``lax.scan`` of :func:`make_a2c`'s ``update`` over ``config.num_updates`` updates, so it jits once
-    and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call. ``metrics[name]`` has shape
-    ``[num_updates]``, plus ``env_steps``.
-    """
-    trainer = make_a2c(config, env_id)
-
-    def train(key: PRNGKey) -> tuple[TrainState, Metrics]:
-        state = trainer.init(key)
-        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=config.num_updates)
-        metrics["env_steps"] = (jnp.arange(config.num_updates) + 1) * config.batch_size
-        return state, metrics
-
-    return train
+def make_train(
+    config: A2CConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
+    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call).
+    ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``."""
+    env = as_env(env_id)
+    learner = make_learner(config, env.observation_space, env.action_space)
+    return loops.make_train(learner, env, config.num_updates, norm)

@@ -4,8 +4,9 @@
 - :func:`make_batch`: the *estimate* step — one forward pass under ``θ_k, φ_k`` over a rollout and
   GAE(λ) per environment (``discount_t = γ(1 − terminated)``; truncation bootstraps from
   ``V_φ(true next obs)``; never through a termination);
-- :func:`episode_stats`, :func:`explained_variance`: the standard diagnostics;
-- :func:`evaluate`: undiscounted returns of the deterministic policy (argmax / Gaussian mean).
+- :func:`explained_variance`: the standard critic diagnostic.
+
+Collection, episode statistics and evaluation are the loop's (:mod:`proxrl.collect.loops`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_a
 from proxrl.estimators import gae
 from proxrl.policies.distributions import categorical, diag_gaussian
 from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
-from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, JaxEnv, make_jax_env
+from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, JaxEnv, Space, make_jax_env
 from proxrl.types import Array, Params, PRNGKey, Transition
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
@@ -64,7 +65,7 @@ class Batch(NamedTuple):
 
 
 class Agent(NamedTuple):
-    """The actor and critic modules for an environment, and how to read the actor's output."""
+    """The actor and critic modules for an environment's spaces, and how to read the actor's output."""
 
     actor: nn.Module
     critic: nn.Module
@@ -74,24 +75,48 @@ class Agent(NamedTuple):
     """actor output → the deterministic action (argmax / mean)."""
     obs_ndim: int
 
+    def init(self, k_actor: PRNGKey, k_critic: PRNGKey, obs: Array) -> Params:
+        """``{"actor": θ, "critic": φ}`` initialised on example observations ``obs[B, ...]``."""
+        x = features(self, obs)
+        return {"actor": self.actor.init(k_actor, x), "critic": self.critic.init(k_critic, x)}
 
-def make_agent(env: JaxEnv, hidden: tuple[int, ...], activation: str, log_std_init: float = 0.0) -> Agent:
+    def policy(self, params: Params, obs: Array) -> Any:
+        """π_θ(·|s) for observations ``obs[B, ...]``, as a distrax distribution."""
+        return self.distribution(self.actor.apply(params["actor"], features(self, obs)))
+
+    def sample(self, params: Params, obs: Array, key: PRNGKey) -> Array:
+        """``a ∼ π_θ(·|s)`` for each observation."""
+        return self.policy(params, obs).sample(seed=key)
+
+    def act_mode(self, params: Params, obs: Array) -> Array:
+        """The deterministic action (argmax of the logits / the Gaussian mean) for each observation."""
+        return self.mode(self.actor.apply(params["actor"], features(self, obs)))
+
+
+def make_agent(
+    observation_space: Space,
+    action_space: Space,
+    hidden: tuple[int, ...],
+    activation: str,
+    log_std_init: float = 0.0,
+) -> Agent:
     """Categorical MLP for a discrete action space, Gaussian (learned log σ) for a box; MLP critic."""
     act = ACTIVATIONS[activation]
     critic = ValueNetwork(hidden=hidden, activation=act)
-    obs_ndim = len(env.observation_space.shape)
-    space = env.action_space
-    if isinstance(space, DiscreteSpace):
-        actor = CategoricalPolicy(num_actions=space.n, hidden=hidden, activation=act)
+    obs_ndim = len(observation_space.shape)
+    if isinstance(action_space, DiscreteSpace):
+        actor = CategoricalPolicy(num_actions=action_space.n, hidden=hidden, activation=act)
         return Agent(actor, critic, categorical, lambda logits: jnp.argmax(logits, axis=-1), obs_ndim)
-    if isinstance(space, BoxSpace):
-        if len(space.shape) != 1:
-            raise ConfigError(f"PPO needs a flat (1-D) box action space, got shape {space.shape}")
+    if isinstance(action_space, BoxSpace):
+        if len(action_space.shape) != 1:
+            raise ConfigError(
+                f"a Gaussian policy needs a flat (1-D) box action space, got shape {action_space.shape}"
+            )
         actor = GaussianPolicy(
-            action_dim=space.shape[0], hidden=hidden, activation=act, log_std_init=log_std_init
+            action_dim=action_space.shape[0], hidden=hidden, activation=act, log_std_init=log_std_init
         )
         return Agent(actor, critic, lambda out: diag_gaussian(*out), lambda out: out[0], obs_ndim)
-    raise ConfigError(f"PPO handles discrete or box action spaces, got {type(space).__name__}")
+    raise ConfigError(f"action space must be Discrete or Box, got {type(action_space).__name__}")
 
 
 def as_env(env_id: str | JaxEnv) -> JaxEnv:
@@ -110,29 +135,6 @@ def explained_variance(pred: Array, target: Array) -> Array:
     """``1 − Var[target − pred] / Var[target]``: 1 is perfect, 0 no better than a constant (NaN if Var = 0)."""
     var = jnp.var(target)
     return jnp.where(var > 0, 1.0 - jnp.var(target - pred) / jnp.where(var > 0, var, 1.0), jnp.nan)
-
-
-def episode_stats(traj: Transition, episode_return: Array) -> tuple[Array, Array, Array]:
-    """Undiscounted returns of the episodes completed in a rollout.
-
-    Args:
-      traj: time-major ``[T, B]`` transitions.
-      episode_return: running return of each environment's current episode at the rollout start ``[B]``.
-
-    Returns:
-      ``(mean return of completed episodes (NaN if none), number completed, running returns [B])``.
-    """
-
-    def step(running: Array, xs: tuple[Array, Array]) -> tuple[Array, tuple[Array, Array]]:
-        reward, done = xs
-        total = running + reward
-        return jnp.where(done, 0.0, total), (total, done)
-
-    done = traj.terminated | traj.truncated
-    running, (totals, dones) = jax.lax.scan(step, episode_return, (traj.reward, done))
-    count = jnp.sum(dones)
-    mean = jnp.where(count > 0, jnp.sum(jnp.where(dones, totals, 0.0)) / jnp.maximum(count, 1), jnp.nan)
-    return mean, count, running
 
 
 def make_batch(
@@ -156,43 +158,3 @@ def make_batch(
     batch = Batch(obs_t, traj.action, logp_old, dist_old, v_t, adv, returns)
     n = traj.reward.shape[0] * traj.reward.shape[1]
     return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), batch)
-
-
-def _hidden_from_params(actor_params: Params) -> tuple[int, ...]:
-    torso = actor_params["params"]["MLP_0"]
-    return tuple(int(torso[f"hidden_{i}"]["kernel"].shape[-1]) for i in range(len(torso)))
-
-
-def evaluate(
-    params: Params,
-    env_id: str | JaxEnv,
-    key: PRNGKey,
-    num_episodes: int = 10,
-    *,
-    activation: str = "tanh",
-    max_steps: int | None = None,
-) -> Array:
-    """Undiscounted returns ``[num_episodes]`` of the deterministic policy (argmax / Gaussian mean).
-
-    ``params`` is ``TrainState.params`` of one run (vmap this function over seeds). The episodes run
-    in parallel for ``max_steps`` steps (default: the environment's ``max_steps_in_episode``); rewards
-    after each episode's first end are masked out. Pure and jittable (``env_id`` is static).
-    """
-    check_int_at_least("num_episodes", num_episodes, 1)
-    env = as_env(env_id)
-    agent = make_agent(env, _hidden_from_params(params["actor"]), activation)
-    horizon = max_steps or int(getattr(env.env_params, "max_steps_in_episode", 1000))
-    k_reset, k_run = jax.random.split(key)
-    obs, env_state = env.reset_batch(k_reset, num_episodes)
-
-    def step(carry: tuple[Any, Array, Array, Array], k: PRNGKey) -> tuple[Any, None]:
-        env_state, obs, total, alive = carry
-        action = agent.mode(agent.actor.apply(params["actor"], features(agent, obs)))
-        out, env_state = env.step_batch(k, env_state, action)
-        total = total + jnp.where(alive, out.reward, 0.0)
-        alive = alive & ~(out.terminated | out.truncated)
-        return (env_state, out.obs, total, alive), None
-
-    init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (_, _, total, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, horizon))
-    return total

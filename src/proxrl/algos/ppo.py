@@ -14,7 +14,10 @@ so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled 
     config = PPOConfig(total_timesteps=100_000)
     train = make_train(config, "CartPole-v1")
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
-    returns = evaluate(state.params, "CartPole-v1", key, num_episodes=10)   # (vmap it over seeds)
+    params = state.carry.learner.params                                     # θ and φ of each seed
+
+``make_learner`` gives the same algorithm as a :class:`~proxrl.types.Learner`, which the training
+driver runs on gymnax environments (traced rollouts) or on host-side Gymnasium environments.
 
 Config fields are split as in Rejax: *static* ones fix shapes and code paths (budgets, network
 sizes, surrogate kind, on/off details), *traced* ones are numbers (:class:`PPOHyper`) that
@@ -41,14 +44,13 @@ import tyro
 from proxrl.algos.actor_critic import (
     Batch,
     as_env,
-    episode_stats,
-    evaluate,
     explained_variance,
-    features,
     make_agent,
     make_batch,
     validate_common,
 )
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
 from proxrl.errors import (
     ConfigError,
     check_choice,
@@ -58,8 +60,8 @@ from proxrl.errors import (
 )
 from proxrl.estimators import normalize_advantages
 from proxrl.objectives import ppo as objectives
-from proxrl.settings.jax_envs import EnvState, JaxEnv
-from proxrl.types import Array, Metrics, Params, PRNGKey, Trainer
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,18 +164,14 @@ class PPOHyper(NamedTuple):
     max_grad_norm: Any
 
 
-class TrainState(NamedTuple):
-    """Everything carried from one update to the next.
+class PPOState(NamedTuple):
+    """What PPO carries from one update to the next (the environment side lives in the loop's carry).
 
-    ``params = {"actor": θ, "critic": φ}``; ``episode_return``: the running undiscounted return of
-    each environment's current episode ``[B]``; ``beta``: the current KL coefficient.
+    ``params = {"actor": θ, "critic": φ}``; ``beta``: the current KL coefficient.
     """
 
     params: Params
     opt_state: optax.OptState
-    env_state: EnvState
-    obs: Array
-    episode_return: Array
     beta: Array
     key: PRNGKey
     update: Array
@@ -182,38 +180,25 @@ class TrainState(NamedTuple):
     """The traced hyperparameters of this run."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Policy heads: network output → distrax distribution, for discrete and continuous actions.
-# --------------------------------------------------------------------------------------------------
+def make_learner(
+    config: PPOConfig, observation_space: Space, action_space: Space, hyper: PPOHyper | None = None
+) -> Learner:
+    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is one GAE → proximal-step iteration on a rollout.
 
+    Per-update metrics: ``approx_kl``, ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch),
+    ``clip_frac``, ``explained_variance``, ``entropy``, ``value_loss``, ``policy_loss`` (the loss terms
+    averaged over the inner steps), ``beta`` (in force during the update) and ``learning_rate``; the
+    collection loop adds ``episodic_return`` and ``episodes``.
 
-# --------------------------------------------------------------------------------------------------
-# make_train
-# --------------------------------------------------------------------------------------------------
-
-
-def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -> Trainer:
-    """PPO as a :class:`~proxrl.types.Trainer`: ``init(key, hyper=None)``, ``update(state)`` (one
-    collect → GAE → proximal step iteration) and ``evaluate(state, key)`` (mean deterministic return).
-
-    Per-update metrics: ``episodic_return`` (mean undiscounted return of the episodes completed during
-    the rollout; NaN when none completed), ``episodes``, ``approx_kl``, ``kl`` (exact mean
-    KL(π_θ_{k+1}, π_θk) over the batch), ``clip_frac``, ``explained_variance``, ``entropy``,
-    ``value_loss``, ``policy_loss`` (the first five loss terms averaged over the inner steps), ``beta``
-    (in force during the update) and ``learning_rate``.
-
-    ``hyper``: a :class:`PPOHyper` overriding the traced fields (default ``config.hyper()``); it is
-    carried in the state, so ``jax.vmap(init)(keys, hypers)`` sweeps hyperparameters like seeds.
+    ``hyper``: a :class:`PPOHyper` overriding the traced fields (default ``config.hyper()``); it may hold
+    traced arrays, so ``jax.vmap`` over hyperparameters works like a vmap over seeds.
     """
     config.validate()
-    check_int_at_least("eval_episodes", eval_episodes, 1)
-    env = as_env(env_id)
-    agent = make_agent(env, tuple(config.hidden), config.activation, config.log_std_init)
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
     num_updates = config.num_updates
     kind = config.surrogate
-
-    def policy_fn(params: Params, obs: Array, key: PRNGKey) -> Array:
-        return agent.distribution(agent.actor.apply(params["actor"], features(agent, obs))).sample(seed=key)
 
     def learning_rate(hp: PPOHyper, update: Array) -> Array:
         """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
@@ -252,35 +237,25 @@ def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
         }
         return loss, metrics
 
-    def init(key: PRNGKey, hyper: PPOHyper | None = None) -> TrainState:
+    def init(key: PRNGKey, obs: Array) -> PPOState:
         hp = config.hyper() if hyper is None else hyper
         hp = PPOHyper(*(jnp.asarray(h, jnp.float32) for h in hp))
-        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
-        obs, env_state = env.reset_batch(k_env, config.num_envs)
-        x = features(agent, obs)
-        params = {"actor": agent.actor.init(k_actor, x), "critic": agent.critic.init(k_critic, x)}
-        return TrainState(
+        key, k_actor, k_critic = jax.random.split(key, 3)
+        params = agent.init(k_actor, k_critic, obs)
+        return PPOState(
             params=params,
             opt_state=optimiser(hp, hp.lr).init(params),
-            env_state=env_state,
-            obs=obs,
-            episode_return=jnp.zeros(config.num_envs, jnp.float32),
             beta=hp.beta,
             key=key,
             update=jnp.zeros((), jnp.int32),
             hyper=hp,
         )
 
-    def update(state: TrainState) -> tuple[TrainState, Metrics]:
+    def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
         hp = state.hyper
-        key, k_roll, k_perm = jax.random.split(state.key, 3)
+        key, k_perm = jax.random.split(state.key)
         lr_now = learning_rate(hp, state.update)
         tx = optimiser(hp, lr_now)
-        # data_k = collect(π_θk)
-        traj, env_state, obs = env.rollout(
-            k_roll, state.env_state, state.obs, policy_fn, state.params, config.num_steps
-        )
-        ep_mean, ep_count, ep_running = episode_stats(traj, state.episode_return)
         # Â_k = GAE(λ) under V_φk
         batch = make_batch(agent, state.params, traj, hp.gamma, hp.gae_lambda)
 
@@ -309,35 +284,49 @@ def make_ppo(config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10) -
 
         metrics = {name: jnp.mean(value) for name, value in inner.items()}
         metrics.update(
-            episodic_return=ep_mean,
-            episodes=ep_count,
             kl=kl,
             explained_variance=explained_variance(batch.value_old, batch.returns),
             beta=state.beta,
             learning_rate=lr_now,
         )
-        new_state = TrainState(params, opt_state, env_state, obs, ep_running, beta, key, state.update + 1, hp)
-        return new_state, metrics
+        return PPOState(params, opt_state, beta, key, state.update + 1, hp), metrics
 
-    def evaluate_state(state: TrainState, key: PRNGKey) -> Array:
-        return jnp.mean(evaluate(state.params, env, key, eval_episodes, activation=config.activation))
+    return Learner(
+        "ppo",
+        init,
+        lambda state, obs, key: agent.sample(state.params, obs, key),
+        lambda state, obs: agent.act_mode(state.params, obs),
+        learn,
+        config.num_envs,
+        config.num_steps,
+    )
 
-    return Trainer("ppo", init, update, evaluate_state, config.batch_size)
+
+def make_ppo(
+    config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """PPO on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`): ``init(key)``, ``update(state)`` (one collect → GAE →
+    proximal step iteration) and ``evaluate(state, key)`` (mean deterministic return)."""
+    env = as_env(env_id)
+    learner = make_learner(config, env.observation_space, env.action_space)
+    return loops.jax_trainer(learner, env, eval_episodes, norm)
 
 
-def make_train(config: PPOConfig, env_id: str | JaxEnv) -> Callable[..., tuple[TrainState, Metrics]]:
+def make_train(
+    config: PPOConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[..., tuple[loops.LoopState, Metrics]]:
     """``train(key, hyper=None) -> (final_state, metrics)``: the whole run as one pure function.
 
-    A ``lax.scan`` of :func:`make_ppo`'s ``update`` over ``config.num_updates`` updates, so it jits once
-    and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call. ``metrics[name]`` has shape
-    ``[num_updates]``, plus ``env_steps``.
+    A ``lax.scan`` over ``config.num_updates`` updates, so it jits once and ``jax.vmap(train)(keys)``
+    trains many seeds in one compiled call. ``metrics[name]`` has shape ``[num_updates]``, plus
+    ``env_steps``; ``state.carry.learner.params`` are the trained parameters.
     """
-    trainer = make_ppo(config, env_id)
+    config.validate()
+    env = as_env(env_id)
 
-    def train(key: PRNGKey, hyper: PPOHyper | None = None) -> tuple[TrainState, Metrics]:
-        state = trainer.init(key, hyper)
-        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=config.num_updates)
-        metrics["env_steps"] = (jnp.arange(config.num_updates) + 1) * config.batch_size
-        return state, metrics
+    def train(key: PRNGKey, hyper: PPOHyper | None = None) -> tuple[loops.LoopState, Metrics]:
+        learner = make_learner(config, env.observation_space, env.action_space, hyper)
+        return loops.make_train(learner, env, config.num_updates, norm)(key)
 
     return train

@@ -1,4 +1,7 @@
-"""Trainable algorithms by name: each a config dataclass and a factory ``make(config, env_id, eval_episodes) -> Trainer``."""
+"""Trainable algorithms by name: a config dataclass and ``make_learner(config, observation_space, action_space)``.
+
+The driver (:mod:`proxrl.run.train`) runs any of them on gymnax (traced) or Gymnasium (host) environments.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,25 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from proxrl.algos import a2c, ppo
-from proxrl.types import Trainer
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Learner
 
 
 class Entry(NamedTuple):
     config: type
-    make: Callable[[Any, str, int], Trainer]
+    make_learner: Callable[[Any, Space, Space], Learner]
     description: str
 
 
 TRAINERS: dict[str, Entry] = {
     "a2c": Entry(
-        a2c.A2CConfig, a2c.make_a2c, "A2C: synchronous advantage actor-critic, one gradient step per rollout."
+        a2c.A2CConfig,
+        a2c.make_learner,
+        "A2C: synchronous advantage actor-critic, one gradient step per rollout.",
     ),
     "ppo": Entry(
         ppo.PPOConfig,
-        ppo.make_ppo,
-        "PPO (clip, KL fixed/adaptive, or none) with GAE, on gymnax environments.",
+        ppo.make_learner,
+        "PPO (clip, KL fixed/adaptive, or none) with GAE.",
     ),
 }

@@ -16,7 +16,7 @@ from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.stats import mean_ci
-from proxrl.run.train import CHECKPOINT, RunConfig, planned_steps, train
+from proxrl.run.train import CHECKPOINT, RunConfig, Runner, make_runner, planned_steps, train
 
 ENV_HELP = "Environment id (gymnax: CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …)."
 
@@ -44,13 +44,23 @@ def _algo_config(config: Any, total_steps: int) -> Any:
     return dataclasses.replace(config, total_timesteps=total_steps) if "total_timesteps" in names else config
 
 
-def run_train(cmd: Any) -> RunDir:
-    algo = cmd.algo_name
+def build_runner(algo: str, config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
+    """The runner that trains ``algo`` (registry name) with ``config`` on ``env_id`` (see :func:`make_runner`)."""
     entry = TRAINERS[algo]
+    return make_runner(
+        lambda obs_space, act_space: entry.make_learner(config, obs_space, act_space),
+        env_id,
+        run_cfg,
+        gamma=float(getattr(config, "gamma", 0.99)),
+    )
+
+
+def run_train(cmd: Any) -> RunDir:
     cmd.run.validate()
-    steps_per_update = entry.make(_algo_config(cmd.algo, cmd.run.total_steps), cmd.env, 1).steps_per_update
+    steps_per_update = cmd.algo.num_envs * cmd.algo.num_steps
     config = _algo_config(cmd.algo, planned_steps(cmd.run, steps_per_update))  # schedules see the real budget
-    return train(lambda: entry.make(config, cmd.env, cmd.run.eval_episodes), cmd.run, config, cmd.env)
+    runner = build_runner(cmd.algo_name, config, cmd.env, cmd.run)
+    return train(runner, cmd.run, config, cmd.env)
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,8 @@ class EvaluateCommand:
     """Longest episode to record."""
 
 
-def load_run(run_dir: Path) -> tuple[str, str, Any, Any, Any]:
-    """``(algo, env, config, trainer, state)`` of a training run, from config.json and its checkpoint."""
+def load_run(run_dir: Path, eval_episodes: int = 10) -> tuple[str, str, Any, Runner, Any]:
+    """``(algo, env, config, runner, state)`` of a training run, from config.json and its checkpoint."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
@@ -82,26 +92,26 @@ def load_run(run_dir: Path) -> tuple[str, str, Any, Any, Any]:
             f"{str(run_dir)!r} holds a {algo!r} run; trainable algorithms: {', '.join(TRAINERS)}"
         )
     entry = TRAINERS[algo]
-    fields = {f.name: f for f in dataclasses.fields(entry.config)}
-    values = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in record["algo_config"].items() if k in fields
-    }
-    config = entry.config(**values)
-    trainer = entry.make(config, env, 1)
-    num_seeds = int(record["run"]["num_seeds"])
-    template = jax.vmap(trainer.init)(jax.random.split(jax.random.key(0), num_seeds))
+    config = _from_record(entry.config, record["algo_config"])
+    run_cfg = dataclasses.replace(_from_record(RunConfig, record["run"]), eval_episodes=eval_episodes)
+    runner = build_runner(algo, config, env, run_cfg)
+    template = runner.init(jax.random.split(jax.random.key(0), run_cfg.num_seeds))
     state, _ = load_checkpoint(run_dir / CHECKPOINT, template)
-    return algo, env, config, trainer, state
+    return algo, env, config, runner, state
+
+
+def _from_record(cls: type, values: dict) -> Any:
+    """A config dataclass from its JSON record (lists back to tuples; unknown keys ignored)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
 
 def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     check_int_at_least("episodes", cmd.episodes)
-    algo, env, config, _, state = load_run(cmd.run_dir)
-    entry = TRAINERS[algo]
-    trainer = entry.make(config, env, cmd.episodes)
+    algo, env, _, runner, state = load_run(cmd.run_dir, cmd.episodes)
     num_seeds = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(jax.random.key(cmd.seed), num_seeds)
-    returns = np.asarray(jax.jit(jax.vmap(trainer.evaluate))(state, keys))
+    returns = runner.evaluate(state, keys, cmd.seed)
     ci = mean_ci(returns)
     lines = [
         f"# Evaluation of {algo} on {env}",
@@ -113,32 +123,25 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     ]
     rd = RunDir.reopen(cmd.run_dir)
     if cmd.gif is not None:
-        frames = record_episode(
-            algo, env, config, jax.tree.map(lambda x: x[0], state), cmd.gif_steps, cmd.seed
-        )
+        frames = record_episode(runner, env, jax.tree.map(lambda x: x[:1], state), cmd.gif_steps, cmd.seed)
         write_gif(frames, cmd.gif)
         lines.append(f"- GIF of seed 0 ({len(frames)} frames): {cmd.gif}")
+    runner.close()
     atomic_write_text(rd.path / "evaluation.md", "\n".join(lines) + "\n")
     print("\n".join(lines[4:]))
     return rd
 
 
-def record_episode(
-    algo: str, env_id: str, config: Any, state: Any, max_steps: int, seed: int
-) -> list[np.ndarray]:
-    """Roll the deterministic policy of one seed in Gymnasium's ``env_id`` (``render_mode="rgb_array"``)."""
+def record_episode(runner: Runner, env_id: str, state: Any, max_steps: int, seed: int) -> list[np.ndarray]:
+    """Roll the deterministic policy of one seed (``state`` with a seed axis of 1) in Gymnasium's
+    ``env_id`` (``render_mode="rgb_array"``); observations are normalised as in training."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders off-screen; no sound device
     import gymnasium as gym
-
-    from proxrl.algos.actor_critic import features, make_agent
-    from proxrl.settings.jax_envs import make_jax_env
 
     if env_id not in gym.registry:
         raise ConfigError(
             f"--gif needs a Gymnasium environment with rgb_array rendering; {env_id!r} is not registered there"
         )
-    agent = make_agent(make_jax_env(env_id), tuple(config.hidden), config.activation)
-    act = jax.jit(lambda obs: agent.mode(agent.actor.apply(state.params["actor"], features(agent, obs))))
     env = gym.make(env_id, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
     try:
@@ -146,7 +149,7 @@ def record_episode(
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"--gif cannot render {env_id}: {str(e).splitlines()[0]}") from None
     for _ in range(max_steps):
-        action = np.asarray(act(np.asarray(obs, np.float32)))
+        action = np.asarray(runner.mode(state, np.asarray(obs, np.float32)[None, None]))[0, 0]
         obs, _, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
         frames.append(env.render())
         if terminated or truncated:

@@ -8,7 +8,13 @@
         write checkpoint.safetensors atomically (state + progress), resumable with resume=RUN_DIR
 
 The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed, configuration and
-machine give the same numbers, whether or not the run was interrupted and resumed.
+machine give the same numbers, whether or not the run was interrupted and resumed (on gymnax; host-side
+Gymnasium environments restart their episodes on resume, see :mod:`proxrl.run.host`).
+
+A :class:`Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a gymnax
+:class:`~proxrl.types.Trainer` (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
+steps Gymnasium vector environments on the host around the same learner. :func:`make_runner` picks one
+for an environment id.
 """
 
 from __future__ import annotations
@@ -24,13 +30,18 @@ import jax
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from proxrl.errors import ConfigError, check_int_at_least
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.run.cache import enable_compilation_cache
 from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from proxrl.run.host import HostRunner, gym_spaces
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir, to_jsonable
 from proxrl.run.stats import mean_ci
-from proxrl.types import Trainer
+from proxrl.settings.gym_envs import resolve_backend
+from proxrl.settings.jax_envs import Space, make_jax_env
+from proxrl.types import Learner, PRNGKey, Trainer
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -61,12 +72,132 @@ class RunConfig:
     """Where the compilation cache lives (default: ~/.cache/proxrl/jax)."""
     progress: bool = True
     """Show a progress bar."""
+    backend: str = "auto"
+    """Environment back end: "gymnax" (JAX-native, the whole chunk compiled), "gymnasium" (host-side, any
+    registered id incl. MuJoCo), or "auto" (gymnax when it has the id, else Gymnasium)."""
+    normalize_obs: bool = False
+    """Standardise observations with running statistics (saved with checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running standard deviation of the discounted return (saved with checkpoints)."""
 
     def validate(self) -> None:
+        check_choice("backend", self.backend, BACKENDS)
         check_int_at_least("num_seeds", self.num_seeds)
         check_int_at_least("total_steps", self.total_steps)
         check_int_at_least("eval_every", self.eval_every)
         check_int_at_least("eval_episodes", self.eval_episodes)
+
+
+BACKENDS = ("auto", "gymnax", "gymnasium")
+
+
+class Runner:
+    """What the driver needs from a back end (all batched over seeds ``N``)."""
+
+    name: str
+    steps_per_update: int
+
+    def init(self, keys: PRNGKey) -> Any:
+        """States of all seeds from keys ``[N]``."""
+        raise NotImplementedError
+
+    def resumed(self, state: Any) -> Any:
+        """A restored state, ready to continue."""
+        return state
+
+    def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
+        """``updates`` updates of every seed; metrics as ``[N, updates]`` arrays."""
+        raise NotImplementedError
+
+    def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
+        """Mean deterministic evaluation return per seed ``[N]``."""
+        raise NotImplementedError
+
+    def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions ``[N, B, ...]`` for raw observations ``[N, B, ...]``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release environments."""
+
+
+class JaxRunner(Runner):
+    """A gymnax :class:`~proxrl.types.Trainer`: a chunk of K updates of all seeds is one jitted call."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer, self.name, self.steps_per_update = trainer, trainer.name, trainer.steps_per_update
+        self._chunks: dict[int, Callable] = {}
+        self._evaluate = jax.jit(jax.vmap(trainer.evaluate))
+        self._mode = jax.jit(jax.vmap(trainer.mode)) if trainer.mode is not None else None
+
+    def init(self, keys: PRNGKey) -> Any:
+        return jax.jit(jax.vmap(self.trainer.init))(keys)
+
+    def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
+        if updates not in self._chunks:
+
+            def run(s: Any) -> Any:
+                return jax.lax.scan(lambda c, _: self.trainer.update(c), s, None, length=updates)
+
+            self._chunks[updates] = jax.jit(jax.vmap(run))
+        state, metrics = self._chunks[updates](state)
+        return state, {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+
+    def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
+        return np.asarray(self._evaluate(state, keys))
+
+    def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
+        if self._mode is None:
+            raise ConfigError(f"{self.name} has no deterministic policy to record")
+        return np.asarray(self._mode(state, obs))
+
+
+class HostAdapter(Runner):
+    """:class:`~proxrl.run.host.HostRunner` behind the :class:`Runner` interface."""
+
+    def __init__(self, host: HostRunner) -> None:
+        self.host, self.name = host, host.learner.name
+        self.steps_per_update = host.learner.num_envs * host.learner.num_steps
+
+    def init(self, keys: PRNGKey) -> Any:
+        return self.host.init(keys)
+
+    def resumed(self, state: Any) -> Any:
+        return self.host.resumed(state)
+
+    def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
+        return self.host.chunk(state, updates)
+
+    def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
+        return self.host.evaluate(state, round_index)
+
+    def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.host.mode(state, obs))
+
+    def close(self) -> None:
+        self.host.close()
+
+
+def make_runner(
+    make_learner: Callable[[Space, Space], Learner], env_id: str, run_cfg: RunConfig, gamma: float = 0.99
+) -> Runner:
+    """The runner for ``env_id`` on the back end ``run_cfg.backend`` resolves to (see :class:`RunConfig`).
+
+    ``make_learner(observation_space, action_space)`` builds the algorithm for the environment's spaces
+    (raising :class:`~proxrl.errors.ConfigError` for a space it cannot handle); ``gamma`` is the
+    discount of the reward normaliser's running return.
+    """
+    run_cfg.validate()
+    norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
+    if resolve_backend(env_id, run_cfg.backend) == "gymnax":
+        with jax.ensure_compile_time_eval():
+            env = make_jax_env(env_id)
+        learner = make_learner(env.observation_space, env.action_space)
+        return JaxRunner(loops.jax_trainer(learner, env, run_cfg.eval_episodes, norm))
+    learner = make_learner(*gym_spaces(env_id))
+    return HostAdapter(
+        HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
+    )
 
 
 def plan(run_cfg: RunConfig, steps_per_update: int) -> tuple[int, int]:
@@ -88,45 +219,33 @@ def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
 
 
-def train(
-    make: Callable[[], Trainer],
-    run_cfg: RunConfig,
-    algo_config: Any,
-    env_id: str,
-) -> RunDir:
-    """Train ``run_cfg.num_seeds`` seeds of the algorithm ``make()`` builds; return its run directory."""
+def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> RunDir:
+    """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory."""
     run_cfg.validate()
     if run_cfg.compile_cache:
         enable_compilation_cache(run_cfg.compile_cache_dir)
-    trainer = make()
     config_record = {
-        "algo": trainer.name,
+        "algo": runner.name,
         "env": env_id,
         "run": to_jsonable(run_cfg),
         "algo_config": to_jsonable(algo_config),
     }
     config_record["run"].pop("out"), config_record["run"].pop("resume"), config_record["run"].pop("progress")
 
-    updates_per_chunk, num_chunks = plan(run_cfg, trainer.steps_per_update)
-    steps_per_chunk = updates_per_chunk * trainer.steps_per_update
+    updates_per_chunk, num_chunks = plan(run_cfg, runner.steps_per_update)
+    steps_per_chunk = updates_per_chunk * runner.steps_per_update
     base = jax.random.key(run_cfg.seed)
     seeds = np.arange(run_cfg.num_seeds)
-    init = jax.jit(jax.vmap(lambda i: trainer.init(jax.random.fold_in(base, i))))
-    state = init(seeds)
+    state = runner.init(jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds))
 
     if run_cfg.resume is not None:
-        rd, state, start = _resume(run_cfg.resume, trainer.name, config_record, state)
+        rd, state, start = _resume(run_cfg.resume, runner.name, config_record, state)
+        state = runner.resumed(state)
     else:
-        name = f"{trainer.name}-{env_id.replace('/', '_')}"
+        name = f"{runner.name}-{env_id.replace('/', '_')}"
         rd = RunDir(name, run_cfg.out)
         rd.write_config(config_record)
         start = 0
-
-    def chunk(s):
-        return jax.lax.scan(lambda c, _: trainer.update(c), s, None, length=updates_per_chunk)
-
-    run_chunk = jax.jit(jax.vmap(chunk))
-    evaluate = jax.jit(jax.vmap(trainer.evaluate))
     eval_key = jax.random.fold_in(base, 1_000_003)
 
     columns = [
@@ -135,44 +254,45 @@ def train(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     ]
-    with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
-        task = bar.add_task(
-            f"{trainer.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
-        )
-        for c in range(start, num_chunks):
-            t0 = time.perf_counter()
-            state, metrics = run_chunk(state)
-            metrics = jax.device_get(metrics)
-            returns = np.asarray(
-                evaluate(state, jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds))
+    try:
+        with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
+            task = bar.add_task(
+                f"{runner.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
             )
-            seconds = time.perf_counter() - t0
-            means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
-            for u in range(updates_per_chunk):
-                step = (c * updates_per_chunk + u + 1) * trainer.steps_per_update
-                rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
-            step = (c + 1) * steps_per_chunk
-            ci = mean_ci(returns)
-            rd.log_scalars(
-                step,
-                {
-                    "eval_return_mean": ci.mean,
-                    "eval_return_lo": ci.lo,
-                    "eval_return_hi": ci.hi,
-                    "chunk_seconds": seconds,
-                }
-                | {f"eval_return_seed{i}": float(r) for i, r in enumerate(returns)},
-                table="eval",
-            )
-            rd.flush()  # TensorBoard events for this chunk, written while no JAX work runs
-            save_checkpoint(
-                rd.path / CHECKPOINT,
-                state,
-                {"algo": trainer.name, "chunk": c + 1, "step": step, "config": config_record},
-            )
-            bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+            for c in range(start, num_chunks):
+                t0 = time.perf_counter()
+                state, metrics = runner.chunk(state, updates_per_chunk)
+                keys = jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds)
+                returns = runner.evaluate(state, keys, c)
+                seconds = time.perf_counter() - t0
+                means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
+                for u in range(updates_per_chunk):
+                    step = (c * updates_per_chunk + u + 1) * runner.steps_per_update
+                    rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
+                step = (c + 1) * steps_per_chunk
+                ci = mean_ci(returns)
+                rd.log_scalars(
+                    step,
+                    {
+                        "eval_return_mean": ci.mean,
+                        "eval_return_lo": ci.lo,
+                        "eval_return_hi": ci.hi,
+                        "chunk_seconds": seconds,
+                    }
+                    | {f"eval_return_seed{i}": float(r) for i, r in enumerate(returns)},
+                    table="eval",
+                )
+                rd.flush()  # TensorBoard events for this chunk, written while no JAX work runs
+                save_checkpoint(
+                    rd.path / CHECKPOINT,
+                    state,
+                    {"algo": runner.name, "chunk": c + 1, "step": step, "config": config_record},
+                )
+                bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+    finally:
+        runner.close()
     rd.close()
-    _finish(rd, trainer.name, env_id, run_cfg)
+    _finish(rd, runner.name, env_id, run_cfg)
     return rd
 
 

@@ -130,3 +130,22 @@ def make_gym_env(env_id: str, num_envs: int = 1, **env_kwargs: Any) -> GymVecEnv
         action_space=convert_gym_space(vec_env.single_action_space),
         num_envs=num_envs,
     )
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """``"gymnax"`` or ``"gymnasium"`` for ``env_id``: the one asked for, or with ``"auto"`` gymnax when it
+    registers the id (a whole run then compiles into one function) and Gymnasium otherwise. An id neither
+    registers raises :class:`~proxrl.errors.ConfigError` naming the closest ids of both."""
+    import gymnax
+
+    in_gymnax, in_gym = env_id in gymnax.registered_envs, env_id in gym.registry
+    if backend == "gymnax" or (backend == "auto" and in_gymnax):
+        if not in_gymnax:
+            raise ConfigError(unknown_env_message(env_id, list(gymnax.registered_envs), "gymnax"))
+        return "gymnax"
+    if backend in ("gymnasium", "auto") and in_gym:
+        return "gymnasium"
+    known = list(gym.registry) if backend == "gymnasium" else [*gymnax.registered_envs, *gym.registry]
+    raise ConfigError(
+        unknown_env_message(env_id, known, "Gymnasium" if backend == "gymnasium" else "gymnax or Gymnasium")
+    )

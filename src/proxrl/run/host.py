@@ -1,0 +1,154 @@
+"""Host-side training on Gymnasium environments (MuJoCo included), many seeds at once.
+
+The learner is the same :class:`~proxrl.types.Learner` the gymnax back end traces; only the collect step
+differs. For ``N`` seeds of a learner with ``B`` environments, one synchronous Gymnasium vector
+environment holds ``N·B`` copies (SAME_STEP autoreset, :mod:`proxrl.settings.gym_envs`)::
+
+    per step:    a = act(carry_s, obs_s, key)  for every seed s   (one jitted, vmapped call)
+                 obs, r, terminated, truncated, next_obs = env.step(a)          (host)
+    per rollout: carry_s = absorb(carry_s, traj_s)                              (one jitted, vmapped call)
+
+``act`` and ``absorb`` are :func:`proxrl.collect.loops.act` and :func:`~proxrl.collect.loops.absorb`, the
+functions the gymnax back end uses inside its scan, so normalisation, episode statistics and ``learn`` are
+the same code on both back ends. Copy ``s·B + b`` of the vector environment is seeded ``seed + s·B + b``.
+
+The environments themselves are host state and are not checkpointed: a resumed run restarts its
+episodes from fresh resets (the learner, the normalisation statistics and the keys are restored exactly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from proxrl.collect import loops
+from proxrl.collect.loops import Carry, Normalization
+from proxrl.settings.gym_envs import GymVecEnv, make_gym_env
+from proxrl.types import Learner, Metrics, PRNGKey, Transition
+
+
+def _max_episode_steps(env_id: str) -> int:
+    import gymnasium as gym
+
+    spec = gym.spec(env_id)
+    return int(spec.max_episode_steps or 1000)
+
+
+class HostRunner:
+    """``num_seeds`` runs of a learner on host Gymnasium environments (see the module docstring)."""
+
+    def __init__(
+        self,
+        learner: Learner,
+        env_id: str,
+        num_seeds: int,
+        norm: Normalization,
+        eval_episodes: int,
+        seed: int,
+    ) -> None:
+        self.learner, self.env_id, self.norm = learner, env_id, norm
+        self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed
+        self.env: GymVecEnv = make_gym_env(env_id, num_envs=num_seeds * learner.num_envs)
+        self._eval_env: GymVecEnv | None = None
+        self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
+        self._obs: np.ndarray | None = None
+
+        def act(carry: Carry, obs: jax.Array, t: jax.Array) -> jax.Array:
+            return loops.act(learner, norm, carry, obs, jax.random.fold_in(carry.key, t))
+
+        self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, None)))
+        self._absorb = jax.jit(jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr)))
+        self._init = jax.jit(jax.vmap(lambda k, o: loops.carry_init(learner, k, o, norm)))
+
+        def mode(carry: Carry, obs: jax.Array) -> jax.Array:
+            return learner.mode(carry.learner, loops.observe(carry.obs_stats, obs, norm))
+
+        self._mode = jax.jit(jax.vmap(mode))
+
+    def mode(self, carry: Carry, obs: np.ndarray) -> jax.Array:
+        """Deterministic actions ``[N, B, ...]`` for raw observations ``[N, B, ...]``."""
+        return self._mode(carry, obs)
+
+    # -- shapes: the vector environment is flat [N·B]; the learner sees [N, B] --
+    def _split(self, x: np.ndarray, per_seed: int) -> np.ndarray:
+        return x.reshape(self.num_seeds, per_seed, *x.shape[1:])
+
+    def _reset(self, offset: int = 0) -> None:
+        self._obs = self._split(self.env.reset(seed=self.seed + offset), self.learner.num_envs)
+
+    def init(self, keys: PRNGKey) -> Carry:
+        """Every seed's carry, initialised on its first observations (keys ``[N]``)."""
+        self._reset()
+        return self._init(keys, self._obs)
+
+    def resumed(self, carry: Carry) -> Carry:
+        """Continue a restored carry on freshly reset environments (their episodes restart)."""
+        self._reset(offset=1_000_000)
+        return carry._replace(episode_return=jnp.zeros_like(carry.episode_return))
+
+    def update(self, carry: Carry) -> tuple[Carry, Metrics]:
+        """One rollout of ``num_steps`` steps per environment, then ``absorb`` (learn) for every seed."""
+        learner, n = self.learner, self.num_seeds
+        steps = []
+        obs = self._obs
+        for t in range(learner.num_steps):
+            action = np.asarray(self._act(carry, obs, t))
+            out = self.env.step(action.reshape(n * learner.num_envs, *action.shape[2:]))
+            fields = (
+                action.reshape(n * learner.num_envs, *action.shape[2:]),
+                out.reward,
+                out.terminated,
+                out.truncated,
+                out.next_obs,
+            )
+            steps.append((obs.reshape(n * learner.num_envs, *obs.shape[2:]), *fields))
+            obs = self._split(out.obs, learner.num_envs)
+        self._obs = obs
+        stacked = [np.stack(f) for f in zip(*steps, strict=True)]  # [T, N·B, ...]
+        traj = Transition(*(np.swapaxes(f.reshape(f.shape[0], n, -1, *f.shape[2:]), 0, 1) for f in stacked))
+        return self._absorb(carry, traj)
+
+    def chunk(self, carry: Carry, updates: int) -> tuple[Carry, dict[str, np.ndarray]]:
+        """``updates`` updates; metrics stacked as ``[N, updates]`` numpy arrays (the gymnax layout)."""
+        rows: list[Metrics] = []
+        for _ in range(updates):
+            carry, metrics = self.update(carry)
+            rows.append(metrics)
+        stacked = {k: np.stack([np.asarray(r[k]) for r in rows], axis=1) for k in rows[0]}
+        return carry, stacked
+
+    def evaluate(self, carry: Carry, round_index: int) -> np.ndarray:
+        """Mean undiscounted return of ``eval_episodes`` deterministic episodes per seed ``[N]``, on a
+        separate vector environment (seeded per evaluation round), each episode to its first end."""
+        if self._eval_env is None:
+            self._eval_env = make_gym_env(self.env_id, num_envs=self.num_seeds * self.eval_episodes)
+        env, e = self._eval_env, self.eval_episodes
+        obs = self._split(env.reset(seed=self.seed + 10_000_000 + 1000 * round_index), e)
+        total = np.zeros(self.num_seeds * e)
+        alive = np.ones(self.num_seeds * e, bool)
+        for _ in range(_max_episode_steps(self.env_id)):
+            action = np.asarray(self.mode(carry, obs))
+            out = env.step(action.reshape(self.num_seeds * e, *action.shape[2:]))
+            total += np.where(alive, out.reward, 0.0)
+            alive &= ~(out.terminated | out.truncated)
+            obs = self._split(out.obs, e)
+            if not alive.any():
+                break
+        return total.reshape(self.num_seeds, e).mean(axis=1)
+
+    def close(self) -> None:
+        self.env.close()
+        if self._eval_env is not None:
+            self._eval_env.close()
+
+
+def gym_spaces(env_id: str) -> tuple[Any, Any]:
+    """``(observation_space, action_space)`` of a Gymnasium id, as :mod:`proxrl.settings` spaces."""
+    env = make_gym_env(env_id, num_envs=1)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
