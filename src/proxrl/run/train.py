@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,9 @@ def planned_steps(run_cfg: RunConfig, steps_per_update: int) -> int:
 
 def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     """Average over every axis but the first (updates): ``[K, N, ...] -> [K]`` per metric."""
-    return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
+    with warnings.catch_warnings():  # an update with no finished episode has a NaN episodic_return
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
 
 
 def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> RunDir:

@@ -1,0 +1,107 @@
+"""Host-side training on Gymnasium environments, back-end selection, and normalisation in checkpoints."""
+
+import csv
+
+import jax
+import numpy as np
+import pytest
+
+from proxrl.algos.ppo import PPOConfig
+from proxrl.errors import ConfigError
+from proxrl.run.checkpoints import load_checkpoint
+from proxrl.run.commands import build_runner
+from proxrl.run.train import CHECKPOINT, HostAdapter, JaxRunner, RunConfig, train
+from proxrl.settings.gym_envs import resolve_backend
+
+CARTPOLE = PPOConfig(total_timesteps=153_600, num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+
+
+def _evals(rd):
+    return list(csv.DictReader((rd.path / "eval.csv").open()))
+
+
+def test_ppo_learns_gymnasium_cartpole(tmp_path):
+    """The gymnax learning check, on Gymnasium's CartPole-v1 (host-side, SAME_STEP autoreset)."""
+    run = RunConfig(
+        backend="gymnasium", total_steps=153_600, eval_every=51_200, out=tmp_path / "cp", progress=False
+    )
+    runner = build_runner("ppo", CARTPOLE, "CartPole-v1", run)
+    assert isinstance(runner, HostAdapter) and runner.steps_per_update == 512
+    rd = train(runner, run, CARTPOLE, "CartPole-v1")
+    evals = _evals(rd)
+    assert [int(r["step"]) for r in evals] == [51_200, 102_400, 153_600]
+    assert float(evals[-1]["eval_return_mean"]) >= 475.0, evals
+
+
+def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path):
+    config = PPOConfig(total_timesteps=1024, num_envs=2, num_steps=64, hidden=(16,))
+
+    def run(name):
+        cfg = RunConfig(
+            backend="gymnasium",
+            num_seeds=2,
+            total_steps=1024,
+            eval_every=512,
+            eval_episodes=2,
+            normalize_obs=True,
+            normalize_reward=True,
+            out=tmp_path / name,
+            progress=False,
+        )
+        return train(build_runner("ppo", config, "Pendulum-v1", cfg), cfg, config, "Pendulum-v1")
+
+    a, b = run("a"), run("b")
+    rows = lambda rd: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in _evals(rd)]
+    assert rows(a) == rows(b)
+    ma, mb = (list(csv.DictReader((rd.path / "metrics.csv").open())) for rd in (a, b))
+    assert ma == mb and len(ma) == 1024 // 128
+    # the checkpoint holds the running statistics: 2 seeds × (1024 steps + 2 first observations) each
+    cfg = RunConfig(
+        backend="gymnasium", num_seeds=2, normalize_obs=True, normalize_reward=True, progress=False
+    )
+    runner = build_runner("ppo", config, "Pendulum-v1", cfg)
+    template = runner.init(jax.random.split(jax.random.key(0), 2))
+    state, _ = load_checkpoint(a.path / CHECKPOINT, template)
+    runner.close()
+    np.testing.assert_array_equal(np.asarray(state.obs_stats.count), [1024 + 2, 1024 + 2])
+    assert np.all(np.asarray(state.obs_stats.var) > 0)
+    assert np.all(np.asarray(state.reward_norm.stats.count) == 1024)
+
+
+def test_gymnax_normalisation_statistics_count_every_observation():
+    config = PPOConfig(total_timesteps=512, num_envs=2, num_steps=64, hidden=(16,))
+    cfg = RunConfig(num_seeds=1, normalize_obs=True, normalize_reward=True, progress=False)
+    runner = build_runner("ppo", config, "Pendulum-v1", cfg)
+    assert isinstance(runner, JaxRunner)
+    state = runner.init(jax.random.split(jax.random.key(0), 1))
+    state, metrics = runner.chunk(state, 4)
+    assert metrics["episodic_return"].shape == (1, 4)
+    stats = state.carry.obs_stats
+    assert float(stats.count[0]) == 4 * 128 + 2
+    # Pendulum observations are (cos θ, sin θ, θ̇): |mean| ≤ 1 for the first two, variance > 0
+    assert np.all(np.abs(np.asarray(stats.mean)[0, :2]) <= 1.0) and np.all(np.asarray(stats.var) > 0)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "backend", "fragment"),
+    [
+        ("CartPole-v1", "auto", None),
+        ("HalfCheetah-v5", "auto", None),
+        ("HalfCheetah-v5", "gymnax", "not a registered gymnax environment"),
+        ("HalfCheetah-v9", "auto", "did you mean"),
+        ("CartPol-v1", "gymnasium", "did you mean CartPole-v1"),
+    ],
+)
+def test_backend_resolution(env_id, backend, fragment):
+    if fragment is None:
+        expected = "gymnax" if env_id == "CartPole-v1" else "gymnasium"
+        assert resolve_backend(env_id, backend) == expected
+    else:
+        with pytest.raises(ConfigError, match=fragment) as info:
+            resolve_backend(env_id, backend)
+        assert "\n" not in str(info.value)
+
+
+def test_bad_backend_name():
+    with pytest.raises(ConfigError, match="backend"):
+        RunConfig(backend="jax").validate()
