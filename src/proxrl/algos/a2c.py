@@ -42,7 +42,6 @@ import tyro
 
 from proxrl.algos.actor_critic import (
     Batch,
-    as_env,
     explained_variance,
     make_agent,
     make_batch,
@@ -220,10 +219,7 @@ def make_a2c(
 ) -> Trainer:
     """A2C on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
     :func:`proxrl.collect.loops.jax_trainer`)."""
-    env = as_env(env_id)
-    return loops.jax_trainer(
-        make_learner(config, env.observation_space, env.action_space), env, eval_episodes, norm
-    )
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
 
 
 def make_train(
@@ -232,6 +228,4 @@ def make_train(
     """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
     ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call).
     ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``."""
-    env = as_env(env_id)
-    learner = make_learner(config, env.observation_space, env.action_space)
-    return loops.make_train(learner, env, config.num_updates, norm)
+    return loops.train_for(make_learner, config, env_id, norm)

@@ -18,11 +18,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from proxrl.collect.loops import env_for as as_env  # noqa: F401  (re-exported: the algorithms' env lookup)
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.estimators import gae
 from proxrl.policies.distributions import categorical, diag_gaussian
 from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
-from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, JaxEnv, Space, make_jax_env
+from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.types import Array, Params, PRNGKey, Transition
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
@@ -117,14 +118,6 @@ def make_agent(
         )
         return Agent(actor, critic, lambda out: diag_gaussian(*out), lambda out: out[0], obs_ndim)
     raise ConfigError(f"action space must be Discrete or Box, got {type(action_space).__name__}")
-
-
-def as_env(env_id: str | JaxEnv) -> JaxEnv:
-    """The environment for an id; safe inside a trace (gymnax builds its spaces with jnp)."""
-    if isinstance(env_id, JaxEnv):
-        return env_id
-    with jax.ensure_compile_time_eval():
-        return make_jax_env(env_id)
 
 
 def features(agent: Agent, obs: Array) -> Array:

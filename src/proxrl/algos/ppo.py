@@ -308,9 +308,7 @@ def make_ppo(
     """PPO on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
     :func:`proxrl.collect.loops.jax_trainer`): ``init(key)``, ``update(state)`` (one collect → GAE →
     proximal step iteration) and ``evaluate(state, key)`` (mean deterministic return)."""
-    env = as_env(env_id)
-    learner = make_learner(config, env.observation_space, env.action_space)
-    return loops.jax_trainer(learner, env, eval_episodes, norm)
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
 
 
 def make_train(

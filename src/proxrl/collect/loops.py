@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.errors import check_in_range, check_int_at_least, check_positive
-from proxrl.settings.jax_envs import EnvState, JaxEnv
+from proxrl.settings.jax_envs import EnvState, JaxEnv, make_jax_env
 from proxrl.settings.normalize import (
     RewardNormState,
     RunningStats,
@@ -239,3 +239,40 @@ def make_train(
         return state, metrics
 
     return train
+
+
+def env_for(env_id: str | JaxEnv) -> JaxEnv:
+    """The gymnax environment for an id (or the environment itself); safe inside a trace."""
+    if isinstance(env_id, JaxEnv):
+        return env_id
+    with jax.ensure_compile_time_eval():
+        return make_jax_env(env_id)
+
+
+def trainer_for(
+    make_learner: Callable[[Any, Any, Any], Learner],
+    config: Any,
+    env_id: str | JaxEnv,
+    eval_episodes: int = 10,
+    norm: Normalization | None = None,
+) -> Trainer:
+    """``make_learner(config, observation_space, action_space)`` on a gymnax environment, as a
+    :class:`~proxrl.types.Trainer` (:func:`jax_trainer`)."""
+    env = env_for(env_id)
+    return jax_trainer(
+        make_learner(config, env.observation_space, env.action_space), env, eval_episodes, norm
+    )
+
+
+def train_for(
+    make_learner: Callable[[Any, Any, Any], Learner],
+    config: Any,
+    env_id: str | JaxEnv,
+    norm: Normalization | None = None,
+) -> Callable[[PRNGKey], tuple[LoopState, Metrics]]:
+    """``train(key)``: the whole run of ``config.total_timesteps`` steps (whole updates of
+    ``num_envs·num_steps``) as one function (:func:`make_train`); vmap it over keys for many seeds."""
+    env = env_for(env_id)
+    learner = make_learner(config, env.observation_space, env.action_space)
+    num_updates = config.total_timesteps // (learner.num_envs * learner.num_steps)
+    return make_train(learner, env, num_updates, norm)
