@@ -341,7 +341,7 @@ def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
     best = per_seed.max(axis=0)
     rd.write_summary(
         f"# {algo} on {env_id}\n\n"
-        f"{len(cols)} seeds × {int(steps[-1]):,} environment steps (one vmapped call per chunk).\n\n"
+        f"{len(cols)} seeds × {int(steps[-1]):,} environment steps, seeds trained together (vmapped).\n\n"
         f"- final evaluation return: {final.mean:.1f} (95% CI [{final.lo:.1f}, {final.hi:.1f}]), "
         f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
         f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
