@@ -29,10 +29,9 @@ from proxrl.types import Array, Params, PRNGKey, Transition
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
 
-def validate_common(cfg: Any) -> None:
-    """The checks every actor-critic configuration shares (one-line :class:`ConfigError` on failure):
-    budgets and counts, network shape, lr > 0, γ and λ in [0, 1], non-negative coefficients, a positive
-    gradient-norm clip, and a budget of at least one update (``num_envs·num_steps`` steps)."""
+def validate_network_and_budget(cfg: Any) -> None:
+    """Checks every on-policy configuration shares (one-line :class:`ConfigError` on failure): budgets and
+    counts, network shape, and a budget of at least one update (``num_envs·num_steps`` steps)."""
     for name in ("total_timesteps", "num_envs", "num_steps"):
         check_int_at_least(name, getattr(cfg, name), 1)
     check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
@@ -45,6 +44,12 @@ def validate_common(cfg: Any) -> None:
         raise ConfigError(
             f"total_timesteps must be >= num_envs·num_steps = {batch} (one update), got {cfg.total_timesteps}"
         )
+
+
+def validate_common(cfg: Any) -> None:
+    """:func:`validate_network_and_budget` plus the actor-critic coefficients: lr > 0, γ and λ in [0, 1],
+    non-negative entropy and value coefficients, a positive gradient-norm clip."""
+    validate_network_and_budget(cfg)
     check_positive("lr", cfg.lr)
     check_in_range("gamma", cfg.gamma, 0.0, 1.0)
     check_in_range("gae_lambda", cfg.gae_lambda, 0.0, 1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proxrl.algos import a2c, ppo
+from proxrl.algos import a2c, npg, ppo, qac, reinforce
 from proxrl.settings.jax_envs import Space
 from proxrl.types import Learner
 
@@ -20,6 +20,21 @@ class Entry(NamedTuple):
 
 
 TRAINERS: dict[str, Entry] = {
+    "reinforce": Entry(
+        reinforce.REINFORCEConfig,
+        reinforce.make_learner,
+        "REINFORCE: Monte Carlo policy gradient; baseline none (unfinished episodes masked) or learned V.",
+    ),
+    "npg": Entry(
+        npg.NPGConfig,
+        npg.make_learner,
+        "NPG / TRPO: Fisher-vector products + conjugate gradient, trust-region step, optional line search.",
+    ),
+    "qac": Entry(
+        qac.QACConfig,
+        qac.make_learner,
+        "Q actor-critic: TD-trained Q critic, sampled-action or all-actions policy gradient.",
+    ),
     "a2c": Entry(
         a2c.A2CConfig,
         a2c.make_learner,

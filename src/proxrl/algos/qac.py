@@ -1,0 +1,367 @@
+"""Q actor-critic: a policy-gradient step with an action-value critic Q_φ(s, a) trained by TD.
+
+The lecture's "Actor-Critic with Q_ϕ": use π_θk to collect trajectories, then::
+
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h|s_h)|_{θ_k} · Q_φk(s_h, a_h)                 (sampled action)
+         or (1/N) Σ_{i,h} Σ_a ∇_θ π_θ(a|s_h)|_{θ_k} · Q_φk(s_h, a)                       (all actions)
+    θ_{k+1} = θ_k + η·g
+    φ_{k+1} = φ_k − λ∇_φ (1/N) Σ_{i,h} ½(Q_φ(s_h, a_h) − r_h − γ·Q_φk(s_{h+1}, a_{h+1}))²|_{φ=φ_k}
+
+``gradient="sampled"`` subtracts the critic's own state value, the lecture's advantage estimate
+``Â = Q_φk(s, a) − E_{a'∼π_θk(·|s)} Q_φk(s, a')`` (:func:`proxrl.estimators.q_advantages` for discrete
+actions): a baseline, so the expectation of g is unchanged. For continuous actions the expectation is
+a Monte Carlo average over ``num_action_samples`` actions a'_m ∼ π_θk(·|s) (unbiased for E_π Q; the
+baseline only needs to be independent of the sampled a). ``gradient="all_actions"`` sums over the
+finite action set (discrete actions only): ``g = ∇_θ (1/N) Σ_h Σ_a π_θ(a|s_h)·Q_φk(s_h, a)`` at θ_k, which
+needs no sampled action and has no variance from a (the lecture's "not using a_i here").
+
+The critic's target (``td_target``):
+
+- ``"sarsa"``: ``y_h = r_h + γ(1 − terminated_h)·Q_φk(s_{h+1}, a_{h+1})`` with a_{h+1} the next action of the
+  rollout — the lecture's target. Where the rollout does not hold the next action (the rollout's last
+  step, or a truncation, whose true next observation s' is not followed in the data) the target uses
+  ``E_{a'∼π_θk(·|s')} Q_φk(s', a')`` instead (exact over a finite action set, the Monte Carlo average above
+  for continuous actions).
+- ``"expected"``: ``y_h = r_h + γ(1 − terminated_h)·E_{a'∼π_θk(·|s_{h+1})} Q_φk(s_{h+1}, a')`` everywhere
+  (expected SARSA; the replay-buffer form of the lecture's off-policy slide).
+
+A termination never bootstraps; a truncation bootstraps from the true next observation. The targets are
+fixed at φ_k (a target network refreshed every rollout) and fitted by ``q_epochs`` × ``q_minibatches``
+Adam steps; one is the lecture's single step. The actor step uses Q_φk, as the lecture's simultaneous update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import (
+    ACTIVATIONS,
+    Agent,
+    explained_variance,
+    features,
+    make_agent,
+    validate_network_and_budget,
+)
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.estimators import normalize_advantages, q_advantages
+from proxrl.policies.networks import DiscreteQNetwork, QNetwork
+from proxrl.settings.jax_envs import DiscreteSpace, JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+GRADIENTS = ("sampled", "all_actions")
+"""Actor gradient estimators: ∇log π(a|s)·(Q − E_πQ) at the sampled action, or Σ_a ∇π(a|s)·Q(s, a)."""
+TD_TARGETS = ("sarsa", "expected")
+"""Critic targets: Q_φk at the rollout's next action, or E_{a'∼π_θk} Q_φk at the next state."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QACConfig:
+    """Q actor-critic hyperparameters: one actor Adam step and ``q_epochs`` critic passes per rollout."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
+    The CLI sets it from ``--total-steps``."""
+    num_envs: int = 16
+    """Parallel environments B stepped in lockstep (vmapped)."""
+    num_steps: int = 32
+    """Steps T per environment per rollout; one update consumes T·B transitions."""
+    gradient: str = "all_actions"
+    """Actor gradient: "sampled" (∇log π(a|s)·(Q − E_πQ)) or "all_actions" (Σ_a ∇π(a|s)·Q; discrete only)."""
+    td_target: str = "sarsa"
+    """Critic target: "sarsa" (Q_φk(s', a') at the rollout's next action) or "expected" (E_{a'∼π_θk} Q_φk(s', a'))."""
+    num_action_samples: int = 8
+    """Continuous actions: samples a' ∼ π_θk(·|s) in the Monte Carlo estimate of E_{a'} Q_φk(s, a')."""
+    q_epochs: int = 8
+    """Passes over each batch fitting Q_φ toward the fixed targets (1 = the lecture's single step; CartPole
+    needs a well-fitted critic: 4 passes at q_lr 1e-3 learned, then collapsed mid-run)."""
+    q_minibatches: int = 4
+    """Minibatches per critic pass; must divide num_envs·num_steps."""
+    norm_adv: bool = False
+    """Standardise Q − E_πQ over each batch ("sampled" only)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and (separate) critic MLPs."""
+    activation: str = "tanh"
+    """Hidden activation: "tanh" or "relu"."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
+    lr: float = 1e-3
+    """Adam step size η of the actor."""
+    q_lr: float = 3e-3
+    """Adam step size λ of the critic."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c."""
+    max_grad_norm: float = 10.0
+    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update, N = T·B."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates (rollout + actor step + critic fit) in the run."""
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> QACConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_network_and_budget(self)
+        check_choice("gradient", self.gradient, GRADIENTS)
+        check_choice("td_target", self.td_target, TD_TARGETS)
+        check_int_at_least("num_action_samples", self.num_action_samples, 1)
+        check_int_at_least("q_epochs", self.q_epochs, 1)
+        check_int_at_least("q_minibatches", self.q_minibatches, 1)
+        if self.batch_size % self.q_minibatches:
+            raise ConfigError(
+                f"q_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.q_minibatches}"
+            )
+        check_positive("lr", self.lr)
+        check_positive("q_lr", self.q_lr)
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        return self
+
+
+class QACState(NamedTuple):
+    """What Q actor-critic carries between updates: ``params = {"actor": θ, "critic": φ}``."""
+
+    params: Params
+    opt_state: Any
+    key: PRNGKey
+
+
+class Critic(NamedTuple):
+    """Q_φ for an action space: ``q(φ, s, a) -> [...]`` and ``expected(φ, π, s, key) -> E_{a∼π}Q_φ(s, a)``."""
+
+    module: nn.Module
+    q: Callable[[Params, Array, Array], Array]
+    expected: Callable[[Params, Any, Array, PRNGKey], Array]
+    init: Callable[[PRNGKey, Array, Array], Params]
+
+
+def make_critic(
+    action_space: Space, hidden: tuple[int, ...], activation: str, num_action_samples: int
+) -> Critic:
+    """Discrete actions: Q_φ(s, ·) over all actions at once (:class:`DiscreteQNetwork`), E_π Q = Σ_a π(a|s)Q(s, a)
+    exactly. Continuous: Q_φ(s, a) on the concatenation (:class:`QNetwork`), E_π Q ≈ (1/M) Σ_m Q_φ(s, a_m),
+    a_m ∼ π(·|s), M = ``num_action_samples``."""
+    act = ACTIVATIONS[activation]
+    if isinstance(action_space, DiscreteSpace):
+        module = DiscreteQNetwork(num_actions=action_space.n, hidden=hidden, activation=act)
+
+        def q(phi: Params, obs: Array, action: Array) -> Array:
+            q_all = module.apply(phi, obs)
+            return jnp.take_along_axis(q_all, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+        def expected(phi: Params, pi: Any, obs: Array, key: PRNGKey) -> Array:
+            return jnp.sum(pi.probs * module.apply(phi, obs), axis=-1)
+
+        return Critic(module, q, expected, lambda k, obs, action: module.init(k, obs))
+
+    module = QNetwork(hidden=hidden, activation=act)
+
+    def q_cont(phi: Params, obs: Array, action: Array) -> Array:
+        return module.apply(phi, obs, action)
+
+    def expected_cont(phi: Params, pi: Any, obs: Array, key: PRNGKey) -> Array:
+        samples = pi.sample(seed=key, sample_shape=(num_action_samples,))  # [M, ..., d]
+        return jnp.mean(jax.vmap(lambda a: module.apply(phi, obs, a))(samples), axis=0)
+
+    return Critic(module, q_cont, expected_cont, lambda k, obs, action: module.init(k, obs, action))
+
+
+def all_actions_objective(logits: Array, q_values: Array) -> Array:
+    """``(1/N) Σ_h Σ_a π_θ(a|s_h)·Q(s_h, a)`` with Q held fixed; its gradient at θ_k is the all-actions g.
+
+    ``logits`` ``[..., A]`` (π_θ = softmax), ``q_values`` ``[..., A]``.
+    """
+    return jnp.mean(jnp.sum(jax.nn.softmax(logits, axis=-1) * jax.lax.stop_gradient(q_values), axis=-1))
+
+
+def sampled_objective(logp: Array, adv: Array) -> Array:
+    """``(1/N) Σ_h log π_θ(a_h|s_h)·Â_h`` with Â held fixed; its gradient at θ_k is the sampled-action g."""
+    return jnp.mean(logp * jax.lax.stop_gradient(adv))
+
+
+def td_targets(
+    critic: Critic,
+    agent: Agent,
+    theta: Params,
+    phi: Params,
+    traj: Transition,
+    gamma: Array | float,
+    kind: str,
+    key: PRNGKey,
+) -> Array:
+    """The critic's targets ``y = r + γ(1 − terminated)·Q_φ(s', a')`` over a ``[T, B]`` rollout (see the module).
+
+    ``kind="sarsa"``: a' the rollout's next action where the rollout continues the episode, otherwise (last
+    step, truncation) E_{a'∼π_θ(·|s')} Q_φ(s', a') at the true next observation; ``"expected"``: the latter
+    everywhere. Returns ``[T, B]``.
+    """
+    next_obs = features(agent, traj.next_obs)
+    pi_next = agent.distribution(agent.actor.apply(theta, next_obs))
+    q_next = critic.expected(phi, pi_next, next_obs, key)
+    if kind == "sarsa":
+        obs = features(agent, traj.obs)
+        q_follow = critic.q(phi, obs[1:], traj.action[1:])  # Q_φ(s_{h+1}, a_{h+1}), h < T − 1
+        follows = ~(traj.terminated | traj.truncated)[:-1]  # the next row continues this episode
+        q_next = q_next.at[:-1].set(jnp.where(follows, q_follow, q_next[:-1]))
+    return traj.reward + gamma * (1.0 - traj.terminated.astype(jnp.float32)) * q_next
+
+
+def make_learner(config: QACConfig, observation_space: Space, action_space: Space) -> Learner:
+    """Q actor-critic as a :class:`~proxrl.types.Learner`: ``learn`` is TD targets → actor step → critic fit.
+
+    Per-update metrics: ``policy_loss`` (−objective at θ_k), ``entropy`` (at θ_k), ``kl`` (exact mean
+    KL(π_θ_{k+1}, π_θk)), ``surrogate_gain`` (objective at θ_{k+1} minus at θ_k, with Q_φk fixed),
+    ``step_norm``, ``grad_norm`` (actor, before clipping), ``value_loss`` (the critic's TD loss, mean over
+    its steps), ``explained_variance`` (Q_φk(s, a) against the targets y), ``q_mean`` (mean Q_φk(s, a)).
+    """
+    config.validate()
+    discrete = isinstance(action_space, DiscreteSpace)
+    if config.gradient == "all_actions" and not discrete:
+        raise ConfigError(
+            "gradient='all_actions' needs a discrete action space; use gradient='sampled' for Box actions"
+        )
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
+    critic = make_critic(action_space, tuple(config.hidden), config.activation, config.num_action_samples)
+    n_mb = config.q_minibatches
+    mb_size = config.batch_size // n_mb
+
+    def adam(lr: float) -> optax.GradientTransformation:
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+    tx_actor, tx_critic = adam(config.lr), adam(config.q_lr)
+
+    def init(key: PRNGKey, obs: Array) -> QACState:
+        key, k_actor, k_critic, k_act = jax.random.split(key, 4)
+        x = features(agent, obs)
+        theta = agent.actor.init(k_actor, x)
+        action = agent.distribution(agent.actor.apply(theta, x)).sample(seed=k_act)
+        phi = critic.init(k_critic, x, action)
+        params = {"actor": theta, "critic": phi}
+        return QACState(params, {"actor": tx_actor.init(theta), "critic": tx_critic.init(phi)}, key)
+
+    def objective(
+        theta: Params, phi: Params, obs: Array, action: Array, key: PRNGKey
+    ) -> tuple[Array, Metrics]:
+        """The actor's objective at θ with Q_φk (φ fixed) and its entropy, over flat ``[N]`` data."""
+        out = agent.actor.apply(theta, obs)
+        pi = agent.distribution(out)
+        entropy = jnp.mean(pi.entropy())
+        if config.gradient == "all_actions":
+            value = all_actions_objective(out, critic.module.apply(phi, obs))
+        else:
+            pi_k = agent.distribution(jax.lax.stop_gradient(out))
+            if discrete:
+                adv = q_advantages(critic.module.apply(phi, obs), pi_k.probs, action)
+            else:
+                adv = critic.q(phi, obs, action) - critic.expected(phi, pi_k, obs, key)
+            adv = normalize_advantages(adv) if config.norm_adv else adv
+            value = sampled_objective(pi.log_prob(action), adv)
+        return value + config.ent_coef * entropy, {"entropy": entropy}
+
+    def fit_critic(phi: Params, opt_state: Any, obs: Array, action: Array, y: Array, key: PRNGKey):
+        def loss_fn(p: Params, mb: tuple[Array, Array, Array]) -> Array:
+            o, a, target = mb
+            return 0.5 * jnp.mean((critic.q(p, o, a) - target) ** 2)
+
+        data = (obs, action, y)
+
+        def epoch(carry: tuple[Params, Any], k: PRNGKey) -> tuple[tuple[Params, Any], Array]:
+            perm = jax.random.permutation(k, config.batch_size)
+            shuffled = jax.tree.map(lambda a: a[perm].reshape(n_mb, mb_size, *a.shape[1:]), data)
+
+            def step(
+                c: tuple[Params, Any], mb: tuple[Array, Array, Array]
+            ) -> tuple[tuple[Params, Any], Array]:
+                p, s = c
+                loss, grads = jax.value_and_grad(loss_fn)(p, mb)
+                updates, s = tx_critic.update(grads, s, p)
+                return (optax.apply_updates(p, updates), s), loss
+
+            return jax.lax.scan(step, carry, shuffled)
+
+        (phi, opt_state), losses = jax.lax.scan(
+            epoch, (phi, opt_state), jax.random.split(key, config.q_epochs)
+        )
+        return phi, opt_state, jnp.mean(losses)
+
+    def learn(state: QACState, traj: Transition) -> tuple[QACState, Metrics]:
+        key, k_target, k_base, k_fit = jax.random.split(state.key, 4)
+        theta_k, phi_k = state.params["actor"], state.params["critic"]
+        # targets y = r + γ(1 − terminated)·Q_φk(s', a'), fixed at φ_k
+        y = td_targets(critic, agent, theta_k, phi_k, traj, config.gamma, config.td_target, k_target)
+        n = config.batch_size
+        obs = features(agent, traj.obs).reshape(n, -1)
+        action = traj.action.reshape(n, *traj.action.shape[2:])
+        y = y.reshape(n)
+        # θ_{k+1} = θ_k + η·g (one Adam step), g = ∇ objective at θ_k with Q_φk
+        (value_k, aux), grads = jax.value_and_grad(objective, has_aux=True)(
+            theta_k, phi_k, obs, action, k_base
+        )
+        neg = jax.tree.map(jnp.negative, grads)
+        updates, opt_actor = tx_actor.update(neg, state.opt_state["actor"], theta_k)
+        theta = optax.apply_updates(theta_k, updates)
+        # φ_{k+1}: TD regression toward y
+        phi, opt_critic, v_loss = fit_critic(phi_k, state.opt_state["critic"], obs, action, y, k_fit)
+
+        q_sa = critic.q(phi_k, obs, action)
+        dist_k = agent.distribution(agent.actor.apply(theta_k, obs))
+        dist_new = agent.distribution(agent.actor.apply(theta, obs))
+        value_new, _ = objective(theta, phi_k, obs, action, k_base)
+        metrics = dict(
+            aux,
+            policy_loss=-value_k,
+            kl=jnp.mean(dist_new.kl_divergence(dist_k)),
+            surrogate_gain=value_new - value_k,
+            step_norm=optax.global_norm(jax.tree.map(jnp.subtract, theta, theta_k)),
+            grad_norm=optax.global_norm(grads),
+            value_loss=v_loss,
+            explained_variance=explained_variance(q_sa, y),
+            q_mean=jnp.mean(q_sa),
+        )
+        params = {"actor": theta, "critic": phi}
+        return QACState(params, {"actor": opt_actor, "critic": opt_critic}, key), metrics
+
+    def act(state: QACState, obs: Array, key: PRNGKey) -> Array:
+        return agent.distribution(agent.actor.apply(state.params["actor"], features(agent, obs))).sample(
+            seed=key
+        )
+
+    def mode(state: QACState, obs: Array) -> Array:
+        return agent.mode(agent.actor.apply(state.params["actor"], features(agent, obs)))
+
+    return Learner("qac", init, act, mode, learn, config.num_envs, config.num_steps)
+
+
+def make_qac(
+    config: QACConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """Q actor-critic on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
+
+
+def make_train(
+    config: QACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
+    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call)."""
+    return loops.train_for(make_learner, config, env_id, norm)

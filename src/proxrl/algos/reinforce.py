@@ -1,0 +1,290 @@
+"""REINFORCE: Monte Carlo policy gradient, with no baseline or a learned baseline V_φ.
+
+The lecture's "PG + Bandit Feedback (REINFORCE)": use π_θk to collect trajectories, then take ONE
+Euclidean step along
+
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h^{(i)} | s_h^{(i)}) |_{θ=θ_k} · (R_h^{(i)} − b(s_h^{(i)}))
+    θ_{k+1} = θ_k + η·g              (= argmax_θ ⟨g, θ − θ_k⟩ − (1/2η)·‖θ − θ_k‖²; Adam-preconditioned here)
+
+with R_h = Σ_{l≥h} γ^{l−h} r_l the discounted return-to-go and N = T·B the transitions of the rollout.
+Any b(s) leaves g unbiased (E_{a∼π}[∇log π(a|s)] = 0); ``baseline="value"`` fits b = V_φ by regression
+on the returns, ``φ ← φ − λ∇_φ (1/N) Σ ½(V_φ(s_h) − R_h)²`` (``vf_steps`` full-batch Adam steps after θ's step).
+
+Rollouts are fixed-length ``[T, B]`` and episodes cross rollout boundaries (the collection loop never
+resets an environment between rollouts), so the return-to-go of the last steps of a rollout is not
+observed. The two baselines treat that tail differently, and say so:
+
+- ``"value"``: the incomplete tail is **bootstrapped** with the critic,
+  ``R_h = r_h + γr_{h+1} + … + γ^{T−1−h}·V_φk(s_T)`` (as Spinning Up's VPG, or A2C's n-step returns
+  with n = T). It is GAE with λ = 1; its only bias is γ^{T−h}·(V_φk(s_T) − V^π(s_T)), small when T is
+  long compared with the effective horizon 1/(1 − γ).
+- ``"none"``: there is no critic to bootstrap with, so the steps whose episode does **not end inside the
+  rollout are masked out** (weight 0; g still divides by N). Every kept step has its exact Monte Carlo
+  return-to-go. This is the lecture's whole-trajectory estimator when each rollout holds whole episodes
+  (``num_steps`` ≥ the episode length); otherwise the mask keeps a step with a probability that falls with
+  its remaining episode length, which under-weights states far from their episode's end, a bias that
+  vanishes as ``num_steps`` / episode length grows. Choose ``num_steps`` at least the typical episode length.
+
+Either way a termination never bootstraps (``discount_t = γ(1 − terminated)``). A truncation (time limit)
+bootstraps from V_φk at the true final observation with ``"value"``; with ``"none"`` the truncated episode
+counts as ended, i.e. the objective is the return of the time-limited episode (what evaluation measures).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import (
+    explained_variance,
+    features,
+    make_agent,
+    validate_network_and_budget,
+)
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.estimators import discounted_returns
+from proxrl.objectives import ppo as objectives
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+BASELINES = ("none", "value")
+"""The selectable baselines b(s): none (b = 0, incomplete tails masked) or a learned V_φ (tails bootstrapped)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class REINFORCEConfig:
+    """REINFORCE hyperparameters; one Adam step on g per rollout of ``num_envs × num_steps`` steps."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
+    The CLI sets it from ``--total-steps``."""
+    num_envs: int = 8
+    """Parallel environments B stepped in lockstep (vmapped): the lecture's n trajectories per update."""
+    num_steps: int = 500
+    """Steps T per environment per rollout; one update consumes T·B transitions. With ``baseline="none"``
+    keep it at least the typical episode length (steps of unfinished episodes are masked out)."""
+    baseline: str = "value"
+    """b(s): "none" (b = 0) or "value" (a learned V_φ, which also bootstraps the rollout's unfinished tail)."""
+    norm_adv: bool = False
+    """Standardise R − b over the kept steps of each batch (a constant shift and a step-size rescale)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and (separate) critic MLPs."""
+    activation: str = "tanh"
+    """Hidden activation: "tanh" or "relu"."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
+    lr: float = 1e-3
+    """Adam step size η of the policy step."""
+    vf_lr: float = 1e-3
+    """Adam step size of the baseline's regression steps (``baseline="value"``)."""
+    vf_steps: int = 10
+    """Full-batch Adam steps of the baseline's regression per rollout (Spinning Up's VPG takes 80): with one,
+    V_φ lags the returns and barely reduces the variance."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1] of the returns-to-go."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c (g + c·∇H); 0 is plain REINFORCE."""
+    max_grad_norm: float = 10.0
+    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update, N = T·B."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates (rollout + one gradient step) in the run."""
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> REINFORCEConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_network_and_budget(self)
+        check_choice("baseline", self.baseline, BASELINES)
+        check_positive("lr", self.lr)
+        check_positive("vf_lr", self.vf_lr)
+        check_int_at_least("vf_steps", self.vf_steps, 1)
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        return self
+
+
+class REINFORCEState(NamedTuple):
+    """What REINFORCE carries between updates: ``params = {"actor": θ}`` (plus ``"critic": φ`` with a baseline)."""
+
+    params: Params
+    opt_state: optax.OptState
+
+
+def returns_to_go(traj: Transition, gamma: Array | float, v_next: Array | None = None) -> tuple[Array, Array]:
+    """Monte Carlo returns-to-go ``R_h = Σ_{l≥h} γ^{l−h} r_l`` within each episode of a ``[T, B]`` rollout.
+
+    ``v_next`` ``[T, B]`` (V_φ at the true next observations) given: the unfinished tail bootstraps from
+    ``v_next[T−1]`` = V_φ(s_T) and a truncation from ``v_next`` at its step; every step is kept.
+    ``v_next`` None: no bootstrap (a truncated episode's return is its observed sum), and steps whose
+    episode does not end inside the rollout are masked out.
+
+    Returns ``(R [T, B], mask [T, B] float)``. A termination never bootstraps.
+    """
+    discount_t = gamma * (1.0 - traj.terminated.astype(jnp.float32))
+    ended = traj.terminated | traj.truncated
+    if v_next is None:
+        g = jax.vmap(lambda r, d, e: discounted_returns(r, d, 0.0, reset_t=e), in_axes=1, out_axes=1)(
+            traj.reward, discount_t, ended
+        )
+        # kept ⇔ some episode end at a step ≥ h in this column (reverse cumulative OR)
+        kept = jnp.flip(jnp.cumsum(jnp.flip(ended, 0), axis=0), 0) > 0
+        return g * kept, kept.astype(jnp.float32)
+    g = jax.vmap(
+        lambda r, d, last, e, v: discounted_returns(r, d, last, reset_t=e, v_next=v),
+        in_axes=(1, 1, 0, 1, 1),
+        out_axes=1,
+    )(traj.reward, discount_t, v_next[-1], ended, v_next)
+    return g, jnp.ones_like(g)
+
+
+def policy_loss(logp: Array, adv: Array, mask: Array) -> Array:
+    """``−(1/N) Σ mask·log π_θ(a|s)·(R − b)`` with ``R − b`` held fixed; its gradient at θ_k is −g.
+
+    All inputs share one shape (N entries in all); N counts masked entries too.
+    """
+    return -jnp.mean(mask * logp * jax.lax.stop_gradient(adv))
+
+
+def make_learner(config: REINFORCEConfig, observation_space: Space, action_space: Space) -> Learner:
+    """REINFORCE as a :class:`~proxrl.types.Learner`: ``learn`` is returns-to-go → one Adam step on g.
+
+    Per-update metrics: ``policy_loss``, ``entropy`` (at θ_k), ``kl`` (exact mean KL(π_θ_{k+1}, π_θk)
+    over the batch), ``surrogate_gain`` (``(1/N) Σ mask·(ratio − 1)·(R − b)`` at θ_{k+1}), ``step_norm``
+    (‖θ_{k+1} − θ_k‖₂), ``grad_norm`` (‖g‖ before clipping), ``kept_frac`` (fraction of steps with a known
+    return-to-go; 1 with a value baseline), ``mean_return`` (mean R over kept steps); with
+    ``baseline="value"`` also ``value_loss`` (at φ_k) and ``explained_variance`` (V_φk against R).
+    """
+    config.validate()
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
+    use_value = config.baseline == "value"
+
+    def adam(lr: float) -> optax.GradientTransformation:
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+    tx_actor, tx_critic = adam(config.lr), adam(config.vf_lr)
+
+    def init(key: PRNGKey, obs: Array) -> REINFORCEState:
+        k_actor, k_critic = jax.random.split(key)
+        params = agent.init(k_actor, k_critic, obs)
+        if not use_value:
+            params = {"actor": params["actor"]}
+        opt_state = {
+            name: tx.init(params[name])
+            for name, tx in (("actor", tx_actor), ("critic", tx_critic))
+            if name in params
+        }
+        return REINFORCEState(params, opt_state)
+
+    def learn(state: REINFORCEState, traj: Transition) -> tuple[REINFORCEState, Metrics]:
+        params = state.params
+        obs = features(agent, traj.obs)
+        metrics: Metrics = {}
+        # estimate: R_h (Monte Carlo, tail bootstrapped by V_φk or masked) and b(s_h)
+        if use_value:
+            v_t = agent.critic.apply(params["critic"], obs)
+            v_next = agent.critic.apply(params["critic"], features(agent, traj.next_obs))
+            returns, mask = returns_to_go(traj, config.gamma, v_next)
+            adv = returns - v_t
+        else:
+            returns, mask = returns_to_go(traj, config.gamma)
+            adv = returns
+        if config.norm_adv:
+            count = jnp.maximum(jnp.sum(mask), 1.0)
+            mean = jnp.sum(mask * adv) / count
+            std = jnp.sqrt(jnp.sum(mask * (adv - mean) ** 2) / count)
+            adv = mask * (adv - mean) / (std + 1e-8)
+
+        # θ_{k+1} = θ_k + η·g (one Adam step): g = (1/N) Σ ∇log π·(R − b) + c·∇H
+        dist_old_out = agent.actor.apply(params["actor"], obs)
+        logp_old = agent.distribution(dist_old_out).log_prob(traj.action)
+
+        def actor_loss(theta: Params) -> tuple[Array, Metrics]:
+            dist = agent.distribution(agent.actor.apply(theta, obs))
+            entropy = dist.entropy()
+            pg = policy_loss(dist.log_prob(traj.action), adv, mask)
+            loss = pg - objectives.entropy_bonus(entropy, config.ent_coef)
+            return loss, {"policy_loss": pg, "entropy": jnp.mean(entropy)}
+
+        grads, aux = jax.grad(actor_loss, has_aux=True)(params["actor"])
+        updates, opt_actor = tx_actor.update(grads, state.opt_state["actor"], params["actor"])
+        theta = optax.apply_updates(params["actor"], updates)
+        new_params, opt_state = {"actor": theta}, {"actor": opt_actor}
+        metrics.update(aux, grad_norm=optax.global_norm(grads))
+
+        # φ_{k+1}: vf_steps full-batch Adam steps on ½(V_φ(s) − R)², the baseline's regression
+        if use_value:
+
+            def critic_loss(phi: Params) -> Array:
+                return 0.5 * jnp.mean((agent.critic.apply(phi, obs) - returns) ** 2)
+
+            def critic_step(
+                carry: tuple[Params, optax.OptState], _: None
+            ) -> tuple[tuple[Params, Any], Array]:
+                phi, opt = carry
+                loss, v_grads = jax.value_and_grad(critic_loss)(phi)
+                updates, opt = tx_critic.update(v_grads, opt, phi)
+                return (optax.apply_updates(phi, updates), opt), loss
+
+            (phi, opt_critic), losses = jax.lax.scan(
+                critic_step, (params["critic"], state.opt_state["critic"]), None, length=config.vf_steps
+            )
+            new_params["critic"], opt_state["critic"] = phi, opt_critic
+            metrics.update(value_loss=losses[0], explained_variance=explained_variance(v_t, returns))
+
+        # diagnostics of the step actually taken
+        dist_old = agent.distribution(dist_old_out)
+        dist_new = agent.distribution(agent.actor.apply(theta, obs))
+        ratio = objectives.ratio(dist_new.log_prob(traj.action), logp_old)
+        step = jax.tree.map(jnp.subtract, theta, params["actor"])
+        count = jnp.maximum(jnp.sum(mask), 1.0)
+        metrics.update(
+            kl=jnp.mean(dist_new.kl_divergence(dist_old)),
+            surrogate_gain=jnp.mean(mask * (ratio - 1.0) * adv),
+            step_norm=optax.global_norm(step),
+            kept_frac=jnp.mean(mask),
+            mean_return=jnp.sum(mask * returns) / count,
+        )
+        return REINFORCEState(new_params, opt_state), metrics
+
+    return Learner(
+        "reinforce",
+        init,
+        lambda state, obs, key: agent.sample(state.params, obs, key),
+        lambda state, obs: agent.act_mode(state.params, obs),
+        learn,
+        config.num_envs,
+        config.num_steps,
+    )
+
+
+def make_reinforce(
+    config: REINFORCEConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """REINFORCE on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
+
+
+def make_train(
+    config: REINFORCEConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
+    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call)."""
+    return loops.train_for(make_learner, config, env_id, norm)

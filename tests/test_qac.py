@@ -1,0 +1,238 @@
+"""Q actor-critic: TD targets by hand, the all-actions and sampled-action gradients against explicit
+formulas, the learner's first step, learning on CartPole, seeds, continuous actions, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from proxrl.algos.actor_critic import as_env, make_agent
+from proxrl.algos.qac import (
+    QACConfig,
+    all_actions_objective,
+    make_critic,
+    make_learner,
+    make_qac,
+    make_train,
+    sampled_objective,
+    td_targets,
+)
+from proxrl.errors import ConfigError
+from proxrl.estimators import q_advantages
+from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
+from proxrl.types import Transition
+
+# Measured with jax.random.key(0) (seeds a, b), deterministic evaluation over 10 episodes: see
+# docs/methods/q-actor-critic.md. The all-actions gradient (defaults: 16 envs × 32 steps), 60k steps: 450 / 500.
+CARTPOLE = QACConfig(total_timesteps=60_000)
+GAMMA = 0.9
+
+
+def _traj(key, T=4, B=2):
+    """Column 0 terminates at t = 1; column 1 is truncated at t = 2; both are cut at t = T − 1."""
+    k_obs, k_next, k_act, k_rew = jax.random.split(key, 4)
+    return Transition(
+        obs=jax.random.normal(k_obs, (T, B, 4)),
+        action=jax.random.randint(k_act, (T, B), 0, 2),
+        reward=jax.random.uniform(k_rew, (T, B)),
+        terminated=jnp.zeros((T, B), bool).at[1, 0].set(True),
+        truncated=jnp.zeros((T, B), bool).at[2, 1].set(True),
+        next_obs=jax.random.normal(k_next, (T, B, 4)),
+    )
+
+
+def _problem():
+    env = as_env("CartPole-v1")
+    agent = make_agent(env.observation_space, env.action_space, (8,), "tanh")
+    critic = make_critic(env.action_space, (8,), "tanh", 4)
+    traj = _traj(jax.random.key(0))
+    theta = agent.actor.init(jax.random.key(1), traj.obs[0])
+    theta = jax.tree.map(
+        lambda p: 100.0 * p if p.ndim == 2 and p.shape[-1] == 2 else p, theta
+    )  # non-uniform π
+    phi = critic.init(jax.random.key(2), traj.obs[0], traj.action[0])
+    return agent, critic, traj, theta, phi
+
+
+@pytest.mark.parametrize("kind", ["sarsa", "expected"])
+def test_td_targets_by_hand(kind):
+    """y = r + γ(1 − terminated)·Q_φ(s', a'): a' the rollout's next action (sarsa) where the rollout continues
+    the episode, else E_{a'∼π}Q_φ(s', a') at the true next observation; never through a termination."""
+    agent, critic, traj, theta, phi = _problem()
+    y = jax.jit(lambda t: td_targets(critic, agent, theta, phi, t, GAMMA, kind, jax.random.key(0)))(traj)
+    q_obs = np.asarray(critic.module.apply(phi, traj.obs))  # [T, B, A]
+    q_next = np.asarray(critic.module.apply(phi, traj.next_obs))
+    pi_next = np.asarray(jax.nn.softmax(agent.actor.apply(theta, traj.next_obs), axis=-1))
+    assert pi_next.min() < 0.3  # π is far from uniform, so E_π Q differs from the mean
+    r, a = np.asarray(traj.reward), np.asarray(traj.action)
+    term, trunc = np.asarray(traj.terminated), np.asarray(traj.truncated)
+    T, B = r.shape
+    want = np.zeros((T, B))
+    for t in range(T):
+        for b in range(B):
+            if term[t, b]:
+                want[t, b] = r[t, b]
+            elif kind == "sarsa" and t < T - 1 and not trunc[t, b]:
+                want[t, b] = r[t, b] + GAMMA * q_obs[t + 1, b, a[t + 1, b]]
+            else:
+                want[t, b] = r[t, b] + GAMMA * np.dot(pi_next[t, b], q_next[t, b])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    assert float(y[1, 0]) == float(traj.reward[1, 0])  # the termination
+
+
+def _policy_batch():
+    k_init, k_obs, k_act, k_q = jax.random.split(jax.random.key(3), 4)
+    policy = CategoricalPolicy(num_actions=3, hidden=(8,))
+    obs = jax.random.normal(k_obs, (16, 4))
+    flat, unravel = ravel_pytree(policy.init(k_init, obs))
+    q = 5.0 * jax.random.normal(k_q, (16, 3))
+    actions = jax.random.randint(k_act, (16,), 0, 3)
+    return policy, obs, flat, unravel, q, actions
+
+
+def test_all_actions_gradient_is_sum_of_grad_pi_times_q():
+    """∇_θ (1/N) Σ_s Σ_a π_θ(a|s) Q(s, a) = (1/N) Σ_s Σ_a ∇π_θ(a|s)·Q(s, a), ∇π by jax.jacobian; it is also the
+    exact expectation over a ∼ π of the sampled-action estimator ∇log π(a|s)·(Q(s, a) − Σ_a' π(a'|s)Q(s, a'))."""
+    policy, obs, flat, unravel, q, _ = _policy_batch()
+
+    def logits(f):
+        return policy.apply(unravel(f), obs)
+
+    g = jax.jit(jax.grad(lambda f: all_actions_objective(logits(f), q)))(flat)
+    dpi = jax.jacobian(lambda f: jax.nn.softmax(logits(f), axis=-1))(flat)  # [N, A, P]
+    np.testing.assert_allclose(g, jnp.einsum("nap,na->p", dpi, q) / 16, rtol=1e-4, atol=1e-6)
+    probs = jax.nn.softmax(logits(flat), axis=-1)
+    scores = jax.jacobian(lambda f: jax.nn.log_softmax(logits(f), axis=-1))(flat)  # [N, A, P]
+    adv = q - jnp.sum(probs * q, axis=-1, keepdims=True)
+    np.testing.assert_allclose(g, jnp.einsum("na,nap,na->p", probs, scores, adv) / 16, rtol=1e-4, atol=1e-6)
+    assert float(jnp.linalg.norm(g)) > 1e-3
+
+
+def test_sampled_gradient_uses_the_critics_state_value_as_baseline():
+    """∇ (1/N) Σ log π_θ(a|s)·Â with Â = Q(s, a) − Σ_a' π_θk(a'|s)Q(s, a') (estimators.q_advantages)."""
+    policy, obs, flat, unravel, q, actions = _policy_batch()
+    probs = jax.nn.softmax(policy.apply(unravel(flat), obs), axis=-1)
+    adv = q_advantages(q, probs, actions)
+    np.testing.assert_allclose(adv, q[jnp.arange(16), actions] - jnp.sum(probs * q, axis=-1), rtol=1e-6)
+
+    def logp(f):
+        return jax.nn.log_softmax(policy.apply(unravel(f), obs), axis=-1)[jnp.arange(16), actions]
+
+    g = jax.grad(lambda f: sampled_objective(logp(f), adv))(flat)
+    np.testing.assert_allclose(g, jax.jacobian(logp)(flat).T @ adv / 16, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("gradient", ["all_actions", "sampled"])
+def test_first_step_follows_the_hand_computed_gradient(gradient):
+    """The learner's actor gradient under Q_φ0 equals the formula (grad_norm), and the first Adam step is
+    θ₁ − θ₀ = lr·g/(|g| + ε) elementwise."""
+    env = as_env("CartPole-v1")
+    config = QACConfig(
+        total_timesteps=8,
+        num_envs=2,
+        num_steps=4,
+        hidden=(8,),
+        gradient=gradient,
+        max_grad_norm=1e6,
+        q_minibatches=2,
+    )
+    learner = make_learner(config, env.observation_space, env.action_space)
+    traj = _traj(jax.random.key(4))
+    state = learner.init(jax.random.key(5), traj.obs[0])
+    new_state, metrics = jax.jit(learner.learn)(state, traj)
+    theta = state.params["actor"]
+    flat, unravel = ravel_pytree(theta)
+    obs, actions = traj.obs.reshape(8, 4), traj.action.reshape(8)
+    q = DiscreteQNetwork(num_actions=2, hidden=(8,)).apply(state.params["critic"], obs)
+    policy = CategoricalPolicy(num_actions=2, hidden=(8,))
+
+    def logits(f):
+        return policy.apply(unravel(f), obs)
+
+    if gradient == "all_actions":
+        dpi = jax.jacobian(lambda f: jax.nn.softmax(logits(f), axis=-1))(flat)
+        g = jnp.einsum("nap,na->p", dpi, q) / 8
+    else:
+        probs = jax.nn.softmax(logits(flat), axis=-1)
+        adv = q[jnp.arange(8), actions] - jnp.sum(probs * q, axis=-1)
+        scores = jax.jacobian(lambda f: jax.nn.log_softmax(logits(f), axis=-1)[jnp.arange(8), actions])(flat)
+        g = scores.T @ adv / 8
+    np.testing.assert_allclose(metrics["grad_norm"], jnp.linalg.norm(g), rtol=1e-4)
+    step = ravel_pytree(new_state.params["actor"])[0] - flat
+    np.testing.assert_allclose(step, config.lr * g / (jnp.abs(g) + 1e-5), rtol=1e-3, atol=1e-3 * config.lr)
+    assert float(jnp.linalg.norm(g)) > 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- learning
+
+
+@pytest.fixture(scope="module")
+def cartpole_runs():
+    """Seeds (a, b, a) in ONE vmapped, jitted call: learning, seed differences and determinism at once."""
+    train = jax.jit(jax.vmap(make_train(CARTPOLE, "CartPole-v1")))
+    ka, kb = jax.random.split(jax.random.key(0), 2)
+    state, metrics = train(jnp.stack([ka, kb, ka]))
+    evaluate = make_qac(CARTPOLE, "CartPole-v1", eval_episodes=10).evaluate
+    returns = jax.jit(jax.vmap(evaluate))(state, jax.random.split(jax.random.key(1), 3))
+    return jax.tree.map(np.asarray, metrics), np.asarray(returns)
+
+
+def test_all_actions_learns_cartpole(cartpole_runs):
+    metrics, returns = cartpole_runs
+    assert np.nanmean(metrics["episodic_return"][:2, :5]) < 40.0  # starts near random (~20)
+    assert returns[:2].min() >= 150.0, returns
+    assert np.nanmean(metrics["explained_variance"][:2, -20:]) > 0.5  # Q_φ tracks its TD targets
+    for name in ("policy_loss", "value_loss", "entropy", "kl", "surrogate_gain", "step_norm", "q_mean"):
+        assert metrics[name].shape == (3, CARTPOLE.num_updates), name
+        assert np.all(np.isfinite(metrics[name])), name
+
+
+def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
+    metrics, _ = cartpole_runs
+    assert not np.allclose(metrics["policy_loss"][0], metrics["policy_loss"][1])
+    for name, value in metrics.items():
+        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+
+
+def test_continuous_actions_sampled_step_and_all_actions_refused():
+    config = QACConfig(total_timesteps=64, num_envs=2, num_steps=32, hidden=(16,), gradient="sampled")
+    trainer = make_qac(config, "Pendulum-v1", eval_episodes=1)
+    state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
+    for name in ("kl", "policy_loss", "value_loss", "entropy", "step_norm", "q_mean"):
+        assert np.isfinite(float(metrics[name])), name
+    assert float(metrics["step_norm"]) > 0
+    assert state.carry.learner.params["actor"]["params"]["log_std"].shape == (1,)
+    with pytest.raises(ConfigError, match="discrete") as info:
+        make_qac(dataclasses.replace(config, gradient="all_actions"), "Pendulum-v1")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"total_timesteps": 10},
+        {"num_envs": 0},
+        {"gradient": "reparam"},
+        {"td_target": "q_learning"},
+        {"num_action_samples": 0},
+        {"q_epochs": 0},
+        {"q_minibatches": 3},
+        {"lr": 0.0},
+        {"q_lr": -1.0},
+        {"gamma": 1.5},
+        {"ent_coef": -0.1},
+        {"hidden": ()},
+    ],
+)
+def test_bad_config_raises(change):
+    config = dataclasses.replace(QACConfig(), **change)
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError):
+        make_qac(config, "CartPole-v1")
