@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proxrl.algos import a2c, npg, ppo, qac, reinforce
+from proxrl.algos import a2c, ddpg, dpg, npg, ppo, qac, reinforce, td3
 from proxrl.settings.jax_envs import Space
 from proxrl.types import Learner
 
@@ -44,5 +44,20 @@ TRAINERS: dict[str, Entry] = {
         ppo.PPOConfig,
         ppo.make_learner,
         "PPO (clip, KL fixed/adaptive, or none) with GAE.",
+    ),
+    "dpg": Entry(
+        dpg.DPGConfig,
+        dpg.make_learner,
+        "DPG: deterministic policy gradient with a replay buffer, no target networks (continuous actions).",
+    ),
+    "ddpg": Entry(
+        ddpg.DDPGConfig,
+        ddpg.make_learner,
+        "DDPG: DPG with replay, Polyak target networks and Gaussian exploration (continuous actions).",
+    ),
+    "td3": Entry(
+        td3.TD3Config,
+        td3.make_learner,
+        "TD3: twin critics (clipped double Q), target policy smoothing, delayed actor updates (continuous actions).",
     ),
 }

@@ -1,0 +1,169 @@
+"""Deep Deterministic Policy Gradient (DDPG; Lillicrap et al., 2016): DPG with a replay buffer and target networks.
+
+The lecture's DDPG, per gradient step on a minibatch {(s_i, a_i, r_i, s'_i, terminated_i)} from the buffer::
+
+    y_i   = r_i + γ(1 − terminated_i)·Q_φtar(s'_i, μ_θtar(s'_i))
+    φ     ← φ − λ∇_φ (1/n) Σ_i (Q_φ(s_i, a_i) − y_i)²
+    θ     ← θ + η·(1/n) Σ_i ∇_θ Q_φ(s_i, μ_θ(s_i))          (with the updated φ)
+    θ_tar ← τθ + (1 − τ)θ_tar,   φ_tar ← τφ + (1 − τ)φ_tar
+
+Behaviour policy: a = clip(μ_θ(s) + σ·h·ε, low, high), ε ∼ N(0, I), h the action half range (Gaussian
+noise as SB3 and CleanRL use, instead of the paper's Ornstein-Uhlenbeck process); uniform random actions
+for the first ``learning_starts`` steps. The buffer and schedule are
+:func:`proxrl.algos.off_policy.replay_learner`'s; this module is the update above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import ACTIVATIONS
+from proxrl.algos.off_policy import (
+    adam_step,
+    deterministic_actor,
+    dpg_objective,
+    gaussian_explore,
+    polyak,
+    replay_learner,
+    require_box,
+    td_target,
+    validate_off_policy,
+)
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import check_in_range
+from proxrl.policies.networks import QNetwork
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig:
+    """DDPG hyperparameters; defaults follow CleanRL's ``ddpg_continuous_action.py`` (lr, batch, τ, γ, σ,
+    256×256 ReLU) with the actor updated every step as in the paper and SB3, and ``learning_starts`` 1000
+    for Pendulum-scale budgets (CleanRL: 25k on MuJoCo)."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
+    """Environment steps in the whole run (over all parallel environments); the CLI sets it from ``--total-steps``."""
+    num_envs: int = 1
+    """Parallel environments stepped in lockstep."""
+    num_steps: int = 1
+    """Environment steps per environment between two learn calls (SB3's ``train_freq``)."""
+    gradient_steps: int = 1
+    """Gradient steps per learn call, i.e. per ``num_envs·num_steps`` environment steps."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
+    batch_size: int = 256
+    """Transitions per minibatch (drawn uniformly with replacement)."""
+    learning_starts: int = 1_000
+    """Environment steps of uniform random actions before the first update."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and the critic."""
+    activation: str = "relu"
+    """Hidden activation: "relu" or "tanh"."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor and the critic."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    tau: float = 0.005
+    """Polyak coefficient τ ∈ (0, 1] of the target networks (1 copies)."""
+    exploration_noise: float = 0.1
+    """σ of the Gaussian behaviour noise, in units of the action half range."""
+
+    @property
+    def num_updates(self) -> int:
+        """Learn calls in the run."""
+        return self.total_timesteps // (self.num_envs * self.num_steps)
+
+    def validate(self) -> DDPGConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_off_policy(self)
+        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
+        return self
+
+
+class DDPGState(NamedTuple):
+    """``params``/``target`` = ``{"actor": θ, "critic": φ}`` and their Adam states."""
+
+    params: Params
+    target: Params
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+
+
+def make_learner(config: DDPGConfig, observation_space: Space, action_space: Space) -> Learner:
+    """DDPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.algos.off_policy.replay_learner`).
+
+    Metrics (averaged over a learn call's gradient steps; NaN before ``learning_starts``): ``critic_loss``,
+    ``q`` (mean Q_φ(s_i, a_i)), ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ(s_i, μ_θ(s_i))).
+    """
+    config.validate()
+    space = require_box(action_space, "DDPG")
+    actor = deterministic_actor(space, config.hidden, config.activation)
+    critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
+    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+
+    def init(key: PRNGKey, obs: Array) -> DDPGState:
+        k_actor, k_critic = jax.random.split(key)
+        theta = actor.init(k_actor, obs)
+        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
+        params = {"actor": theta, "critic": phi}
+        return DDPGState(params, params, actor_tx.init(theta), critic_tx.init(phi))
+
+    def act(state: DDPGState, obs: Array, key: PRNGKey) -> Array:
+        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+
+    def mode(state: DDPGState, obs: Array) -> Array:
+        return actor.apply(state.params["actor"], obs)
+
+    def critic_loss(phi: Params, batch: Transition, y: Array) -> tuple[Array, Array]:
+        q = critic.apply(phi, batch.obs, batch.action)
+        return jnp.mean((q - y) ** 2), jnp.mean(q)
+
+    def update(state: DDPGState, batch: Transition, key: PRNGKey) -> tuple[DDPGState, Metrics]:
+        del key  # deterministic given the batch
+        # y = r + γ(1 − terminated)·Q_φtar(s', μ_θtar(s'))
+        q_next = critic.apply(
+            state.target["critic"], batch.next_obs, actor.apply(state.target["actor"], batch.next_obs)
+        )
+        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+        (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.params["critic"], batch, y
+        )
+        phi, critic_opt = adam_step(critic_tx, state.params["critic"], state.critic_opt, grads)
+
+        # θ ← θ + η·∇_θ (1/n) Σ Q_φ(s_i, μ_θ(s_i))
+        def actor_loss(theta: Params) -> Array:
+            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi, s, a), batch.obs)
+
+        a_loss, grads = jax.value_and_grad(actor_loss)(state.params["actor"])
+        theta, actor_opt = adam_step(actor_tx, state.params["actor"], state.actor_opt, grads)
+        params = {"actor": theta, "critic": phi}
+        state = DDPGState(params, polyak(state.target, params, config.tau), actor_opt, critic_opt)
+        metrics = {"critic_loss": c_loss, "q": q_mean, "target_q": jnp.mean(y), "actor_loss": a_loss}
+        return state, metrics
+
+    return replay_learner("ddpg", init, act, mode, update, config, observation_space, action_space)
+
+
+def make_ddpg(
+    config: DDPGConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """DDPG on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
+
+
+def make_train(
+    config: DDPGConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
+    ``jax.vmap(train)(keys)`` trains many seeds in one compiled call."""
+    return loops.train_for(make_learner, config, env_id, norm)

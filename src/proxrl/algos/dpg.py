@@ -1,0 +1,162 @@
+"""Deterministic Policy Gradient (DPG; Silver et al., 2014) with a replay buffer and no target networks.
+
+The deterministic policy gradient theorem: for a deterministic policy μ_θ,
+
+    ∇_θ V^{μ_θ}(ρ) = Σ_s d_ρ^{μ_θ}(s) · ∇_θ μ_θ(s) · ∇_a Q^{μ_θ}(s, a)|_{a = μ_θ(s)}
+
+(unnormalised discounted state weights d_ρ, as in the lecture). The lecture's DPG algorithm replaces Q^{μ_θ}
+by a critic Q_φk and the state distribution by samples; per gradient step on a minibatch
+{(s_i, a_i, r_i, s'_i, terminated_i)} drawn from the buffer::
+
+    g     = (1/n) Σ_i ∇_θ Q_φk(s_i, μ_θ(s_i))|_{θ=θk} = (1/n) Σ_i ∇_θ μ_θk(s_i)·∇_a Q_φk(s_i, a)|_{a=μ_θk(s_i)}
+    θk+1  = θk + η·g                                                   (Adam with step size η)
+    φk+1  = φk − λ∇_φ (1/n) Σ_i (Q_φ(s_i, a_i) − r_i − γ(1 − terminated_i)·Q_φk(s'_i, μ_θk(s'_i)))²|_{φ=φk}
+
+Both steps use (θk, φk): the TD target bootstraps from the *current* critic and actor (held fixed,
+no target networks — that is what DDPG adds). Behaviour policy: a = clip(μ_θ(s) + σ·h·ε, low, high),
+ε ∼ N(0, I) (h the action half range): DPG is off-policy, so exploration noise does not bias g.
+The buffer, warm-up and schedule are :func:`proxrl.algos.off_policy.replay_learner`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import ACTIVATIONS
+from proxrl.algos.off_policy import (
+    adam_step,
+    deterministic_actor,
+    dpg_objective,
+    gaussian_explore,
+    replay_learner,
+    require_box,
+    td_target,
+    validate_off_policy,
+)
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import check_in_range
+from proxrl.policies.networks import QNetwork
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class DPGConfig:
+    """DPG hyperparameters: DDPG's defaults (CleanRL) without target networks."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
+    """Environment steps in the whole run (over all parallel environments); the CLI sets it from ``--total-steps``."""
+    num_envs: int = 1
+    """Parallel environments stepped in lockstep."""
+    num_steps: int = 1
+    """Environment steps per environment between two learn calls (SB3's ``train_freq``)."""
+    gradient_steps: int = 1
+    """Gradient steps per learn call, i.e. per ``num_envs·num_steps`` environment steps."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
+    batch_size: int = 256
+    """Transitions per minibatch (drawn uniformly with replacement)."""
+    learning_starts: int = 1_000
+    """Environment steps of uniform random actions before the first update."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and the critic."""
+    activation: str = "relu"
+    """Hidden activation: "relu" or "tanh"."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor (η) and the critic (λ)."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    exploration_noise: float = 0.1
+    """σ of the Gaussian behaviour noise, in units of the action half range."""
+
+    @property
+    def num_updates(self) -> int:
+        """Learn calls in the run."""
+        return self.total_timesteps // (self.num_envs * self.num_steps)
+
+    def validate(self) -> DPGConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_off_policy(self)
+        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
+        return self
+
+
+class DPGState(NamedTuple):
+    """``params = {"actor": θ, "critic": φ}`` and their Adam states."""
+
+    params: Params
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+
+
+def make_learner(config: DPGConfig, observation_space: Space, action_space: Space) -> Learner:
+    """DPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.algos.off_policy.replay_learner`).
+
+    Metrics (averaged over a learn call's gradient steps; NaN before ``learning_starts``): ``critic_loss``,
+    ``q`` (mean Q_φk(s_i, a_i)), ``target_q`` (mean TD target), ``actor_loss`` (−(1/n) Σ Q_φk(s_i, μ_θk(s_i))).
+    """
+    config.validate()
+    space = require_box(action_space, "DPG")
+    actor = deterministic_actor(space, config.hidden, config.activation)
+    critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
+    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+
+    def init(key: PRNGKey, obs: Array) -> DPGState:
+        k_actor, k_critic = jax.random.split(key)
+        theta = actor.init(k_actor, obs)
+        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
+        return DPGState({"actor": theta, "critic": phi}, actor_tx.init(theta), critic_tx.init(phi))
+
+    def act(state: DPGState, obs: Array, key: PRNGKey) -> Array:
+        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+
+    def mode(state: DPGState, obs: Array) -> Array:
+        return actor.apply(state.params["actor"], obs)
+
+    def update(state: DPGState, batch: Transition, key: PRNGKey) -> tuple[DPGState, Metrics]:
+        del key
+        theta_k, phi_k = state.params["actor"], state.params["critic"]
+        # TD target from the current (θk, φk), held fixed
+        q_next = critic.apply(phi_k, batch.next_obs, actor.apply(theta_k, batch.next_obs))
+        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+
+        def critic_loss(phi: Params) -> tuple[Array, Array]:
+            q = critic.apply(phi, batch.obs, batch.action)
+            return jnp.mean((q - y) ** 2), jnp.mean(q)
+
+        # g = ∇_θ (1/n) Σ Q_φk(s_i, μ_θ(s_i)) at θk
+        def actor_loss(theta: Params) -> Array:
+            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi_k, s, a), batch.obs)
+
+        (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(phi_k)
+        a_loss, a_grads = jax.value_and_grad(actor_loss)(theta_k)
+        phi, critic_opt = adam_step(critic_tx, phi_k, state.critic_opt, c_grads)
+        theta, actor_opt = adam_step(actor_tx, theta_k, state.actor_opt, a_grads)
+        metrics = {"critic_loss": c_loss, "q": q_mean, "target_q": jnp.mean(y), "actor_loss": a_loss}
+        return DPGState({"actor": theta, "critic": phi}, actor_opt, critic_opt), metrics
+
+    return replay_learner("dpg", init, act, mode, update, config, observation_space, action_space)
+
+
+def make_dpg(
+    config: DPGConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """DPG on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
+
+
+def make_train(
+    config: DPGConfig, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
+    ``jax.vmap(train)(keys)`` trains many seeds in one compiled call."""
+    return loops.train_for(make_learner, config, env_id, norm)

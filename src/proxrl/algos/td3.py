@@ -1,0 +1,215 @@
+"""Twin Delayed DDPG (TD3; Fujimoto et al., 2018): DDPG with three fixes for Q over-estimation.
+
+Per gradient step, on a minibatch {(s_i, a_i, r_i, s'_i, terminated_i)} drawn uniformly from the buffer::
+
+    ã'_i = clip(μ_θtar(s'_i) + clip(σ̃·ε_i, −c, c)·h, low, high),  ε_i ∼ N(0, I)   # target policy smoothing
+    y_i  = r_i + γ(1 − terminated_i)·min_{j=1,2} Q_φtar,j(s'_i, ã'_i)              # clipped double Q
+    φ_j ← φ_j − λ∇_φj (1/n) Σ_i (Q_φj(s_i, a_i) − y_i)²,   j = 1, 2                # twin critics
+    every d = policy_delay critic steps:                                            # delayed updates
+        θ     ← θ + η·(1/n) Σ_i ∇_θ Q_φ1(s_i, μ_θ(s_i))                              # DPG on the first critic
+        θ_tar ← τθ + (1 − τ)θ_tar,   φ_tar ← τφ + (1 − τ)φ_tar
+
+(h = (high − low)/2: noise is in units of the half range, as CleanRL's). Behaviour policy:
+a = clip(μ_θ(s) + σ·h·ε, low, high), uniform random actions for the first ``learning_starts`` steps.
+The replay buffer, warm-up and update schedule are :func:`proxrl.algos.off_policy.replay_learner`'s;
+this module is the update above.
+
+    config = TD3Config(total_timesteps=20_000)
+    train = make_train(config, "Pendulum-v1")
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import tyro
+
+from proxrl.algos.actor_critic import ACTIVATIONS
+from proxrl.algos.off_policy import (
+    action_scale,
+    adam_step,
+    deterministic_actor,
+    dpg_objective,
+    gaussian_explore,
+    polyak,
+    replay_learner,
+    require_box,
+    td_target,
+    twin_q,
+    validate_off_policy,
+)
+from proxrl.collect import loops
+from proxrl.collect.loops import Normalization
+from proxrl.errors import check_in_range, check_int_at_least
+from proxrl.policies.networks import QNetwork
+from proxrl.settings.jax_envs import BoxSpace, JaxEnv, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Config:
+    """TD3 hyperparameters; defaults follow CleanRL's ``td3_continuous_action.py`` except
+    ``learning_starts`` (1000, for Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
+    """Environment steps in the whole run (over all parallel environments); the CLI sets it from ``--total-steps``."""
+    num_envs: int = 1
+    """Parallel environments stepped in lockstep."""
+    num_steps: int = 1
+    """Environment steps per environment between two learn calls (SB3's ``train_freq``)."""
+    gradient_steps: int = 1
+    """Gradient (critic) steps per learn call, i.e. per ``num_envs·num_steps`` environment steps."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
+    batch_size: int = 256
+    """Transitions per minibatch (drawn uniformly with replacement)."""
+    learning_starts: int = 1_000
+    """Environment steps of uniform random actions before the first update."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic."""
+    activation: str = "relu"
+    """Hidden activation: "relu" or "tanh"."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor and the critics."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    tau: float = 0.005
+    """Polyak coefficient τ ∈ (0, 1] of the target networks (1 copies)."""
+    exploration_noise: float = 0.1
+    """σ of the Gaussian behaviour noise, in units of the action half range."""
+    policy_noise: float = 0.2
+    """σ̃ of the target policy smoothing noise, in units of the action half range."""
+    noise_clip: float = 0.5
+    """c: the smoothing noise is clipped to ±c (units of the half range)."""
+    policy_delay: int = 2
+    """d: actor and target networks are updated once every d critic steps."""
+
+    @property
+    def num_updates(self) -> int:
+        """Learn calls in the run."""
+        return self.total_timesteps // (self.num_envs * self.num_steps)
+
+    def validate(self) -> TD3Config:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        validate_off_policy(self)
+        for name in ("exploration_noise", "policy_noise", "noise_clip"):
+            check_in_range(name, getattr(self, name), 0.0, float("inf"), high_open=True)
+        check_int_at_least("policy_delay", self.policy_delay, 1)
+        return self
+
+
+class TD3State(NamedTuple):
+    """``params``/``target`` = ``{"actor": θ, "critic": φ}`` (φ stacks both critics on a leading axis)."""
+
+    params: Params
+    target: Params
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    step: Array
+    """Critic steps done (int32); the actor moves when ``step % policy_delay == 0`` after incrementing."""
+
+
+def target_action(
+    key: PRNGKey, mu_next: Array, space: BoxSpace, policy_noise: float, noise_clip: float
+) -> Array:
+    """Target policy smoothing: ã' = clip(μ_tar(s') + clip(σ̃·ε, −c, c)·h, low, high), ε ∼ N(0, I)."""
+    _, half = action_scale(space)
+    eps = jnp.clip(policy_noise * jax.random.normal(key, mu_next.shape), -noise_clip, noise_clip)
+    return jnp.clip(mu_next + eps * half, jnp.asarray(space.low), jnp.asarray(space.high))
+
+
+def make_learner(config: TD3Config, observation_space: Space, action_space: Space) -> Learner:
+    """TD3 as a :class:`~proxrl.types.Learner` (:func:`~proxrl.algos.off_policy.replay_learner`).
+
+    Metrics per learn call (averaged over its gradient steps; NaN before ``learning_starts``):
+    ``critic_loss`` (sum of both critics' mean squared TD errors), ``q`` (mean Q_φ1(s_i, a_i)),
+    ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ1(s_i, μ_θ(s_i)), averaged over the steps that
+    moved the actor) and ``actor_updated`` (the fraction of steps that did).
+    """
+    config.validate()
+    space = require_box(action_space, "TD3")
+    actor = deterministic_actor(space, config.hidden, config.activation)
+    critic = twin_q(QNetwork, 2, hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
+    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+
+    def init(key: PRNGKey, obs: Array) -> TD3State:
+        k_actor, k_critic = jax.random.split(key)
+        theta = actor.init(k_actor, obs)
+        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
+        params = {"actor": theta, "critic": phi}
+        zero = jnp.zeros((), jnp.int32)
+        return TD3State(params, params, actor_tx.init(theta), critic_tx.init(phi), zero)
+
+    def act(state: TD3State, obs: Array, key: PRNGKey) -> Array:
+        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+
+    def mode(state: TD3State, obs: Array) -> Array:
+        return actor.apply(state.params["actor"], obs)
+
+    def critic_loss(phi: Params, batch: Transition, y: Array) -> tuple[Array, Array]:
+        q = critic.apply(phi, batch.obs, batch.action)  # [2, n]
+        return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), jnp.mean(q[0])
+
+    def actor_step(state: TD3State, obs: Array) -> tuple[TD3State, Array]:
+        phi = state.params["critic"]
+
+        def loss(theta: Params) -> Array:  # −J(θ) on the first critic
+            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi, s, a)[0], obs)
+
+        value, grads = jax.value_and_grad(loss)(state.params["actor"])
+        theta, actor_opt = adam_step(actor_tx, state.params["actor"], state.actor_opt, grads)
+        params = {"actor": theta, "critic": phi}
+        return state._replace(
+            params=params, target=polyak(state.target, params, config.tau), actor_opt=actor_opt
+        ), value
+
+    def update(state: TD3State, batch: Transition, key: PRNGKey) -> tuple[TD3State, Metrics]:
+        # y = r + γ(1 − terminated)·min_j Q_φtar,j(s', ã')
+        mu_next = actor.apply(state.target["actor"], batch.next_obs)
+        a_next = target_action(key, mu_next, space, config.policy_noise, config.noise_clip)
+        q_next = jnp.min(critic.apply(state.target["critic"], batch.next_obs, a_next), axis=0)
+        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+        (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.params["critic"], batch, y
+        )
+        phi, critic_opt = adam_step(critic_tx, state.params["critic"], state.critic_opt, grads)
+        state = state._replace(
+            params={"actor": state.params["actor"], "critic": phi}, critic_opt=critic_opt, step=state.step + 1
+        )
+        # every policy_delay critic steps: the actor step, then the targets
+        due = state.step % config.policy_delay == 0
+        state, a_loss = jax.lax.cond(
+            due, actor_step, lambda s, _: (s, jnp.full((), jnp.nan, jnp.float32)), state, batch.obs
+        )
+        metrics = {
+            "critic_loss": c_loss,
+            "q": q_mean,
+            "target_q": jnp.mean(y),
+            "actor_loss": a_loss,
+            "actor_updated": due.astype(jnp.float32),
+        }
+        return state, metrics
+
+    return replay_learner("td3", init, act, mode, update, config, observation_space, action_space)
+
+
+def make_td3(
+    config: TD3Config, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
+) -> Trainer:
+    """TD3 on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
+    :func:`proxrl.collect.loops.jax_trainer`)."""
+    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
+
+
+def make_train(
+    config: TD3Config, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
+    """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
+    ``jax.vmap(train)(keys)`` trains many seeds in one compiled call."""
+    return loops.train_for(make_learner, config, env_id, norm)

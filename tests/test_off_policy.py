@@ -1,0 +1,303 @@
+"""Off-policy pieces and DPG / DDPG / TD3: Polyak, warm-up actions, TD targets (terminated vs truncated),
+TD3's clipped double-Q target, the DPG chain rule, delayed actor updates, bad input, learning on Pendulum."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proxrl.algos import ddpg, dpg, td3
+from proxrl.algos.off_policy import (
+    ReplayState,
+    deterministic_actor,
+    dpg_objective,
+    polyak,
+    random_action,
+    require_box,
+    require_discrete,
+    td_target,
+    to_bounds,
+    to_unit,
+    twin_q,
+)
+from proxrl.errors import ConfigError
+from proxrl.policies.networks import QNetwork
+from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
+from proxrl.types import Transition
+
+PENDULUM = make_jax_env("Pendulum-v1")
+OBS_SPACE, ACT_SPACE = PENDULUM.observation_space, PENDULUM.action_space  # Box(3), Box(-2, 2, (1,))
+TINY = dict(hidden=(16, 16), batch_size=8, buffer_size=64, total_timesteps=64)
+
+
+def hand_batch(key, n=6, terminated=None, truncated=None) -> Transition:
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    return Transition(
+        obs=jax.random.normal(k1, (n, 3)),
+        action=jax.random.uniform(k2, (n, 1), minval=-2.0, maxval=2.0),
+        reward=jax.random.normal(k3, (n,)),
+        terminated=jnp.zeros(n, bool) if terminated is None else jnp.asarray(terminated, bool),
+        truncated=jnp.zeros(n, bool) if truncated is None else jnp.asarray(truncated, bool),
+        next_obs=jax.random.normal(k4, (n, 3)),
+    )
+
+
+def rollout(batch: Transition) -> Transition:
+    """A flat batch as a [T = n, B = 1] rollout, what ``learn`` receives."""
+    return jax.tree.map(lambda x: x[:, None], batch)
+
+
+# --------------------------------------------------------------------------------------- small pieces
+
+
+def test_polyak():
+    target = {"w": jnp.array([0.0, 2.0]), "b": jnp.array(4.0)}
+    online = {"w": jnp.array([1.0, 1.0]), "b": jnp.array(0.0)}
+    mixed = polyak(target, online, 0.25)
+    np.testing.assert_allclose(mixed["w"], [0.25, 1.75])
+    np.testing.assert_allclose(mixed["b"], 3.0)
+    copied = polyak(target, online, 1.0)
+    for a, b in zip(jax.tree.leaves(copied), jax.tree.leaves(online), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_td_target_stops_only_at_termination():
+    """y = r + γ(1 − terminated)·v': a termination cuts the bootstrap, a truncation keeps it."""
+    reward = jnp.array([1.0, 1.0, 1.0, 1.0])
+    terminated = jnp.array([False, True, False, True])
+    v_next = jnp.array([10.0, 10.0, 10.0, 10.0])
+    np.testing.assert_allclose(td_target(reward, terminated, v_next, 0.9), [10.0, 1.0, 10.0, 1.0])
+
+
+def test_action_scaling_round_trip():
+    space = BoxSpace(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32), (2,))
+    u = jnp.array([[-1.0, -1.0], [0.0, 0.0], [1.0, 1.0]])
+    a = to_bounds(u, space)
+    np.testing.assert_allclose(a, [[-2.0, 0.0], [0.0, 0.5], [2.0, 1.0]])
+    np.testing.assert_allclose(to_unit(a, space), u, atol=1e-6)
+
+
+def test_random_actions_cover_the_space():
+    a = random_action(jax.random.key(0), ACT_SPACE, 5000)
+    assert a.shape == (5000, 1) and a.dtype == jnp.float32
+    assert float(a.min()) >= -2.0 and float(a.max()) <= 2.0
+    assert abs(float(a.std()) - 4.0 / np.sqrt(12.0)) < 0.05  # U[−2, 2]
+    d = random_action(jax.random.key(1), DiscreteSpace(3), 3000)
+    assert d.dtype == jnp.int32 and set(np.asarray(d).tolist()) == {0, 1, 2}
+
+
+def test_twin_q_members_are_independent():
+    q = twin_q(QNetwork, 2, hidden=(8,))
+    phi = jax.jit(q.init)(jax.random.key(0), jnp.zeros((4, 3)), jnp.zeros((4, 1)))
+    out = jax.jit(q.apply)(phi, jnp.ones((4, 3)), jnp.ones((4, 1)))
+    assert out.shape == (2, 4)
+    assert not np.allclose(out[0], out[1])
+
+
+def test_dpg_gradient_is_the_chain_rule():
+    """∇_θ (1/n) Σ Q(s, μ_θ(s)) = (1/n) Σ ∇_θ μ_θ(s)ᵀ ∇_a Q(s, a)|_{a=μ_θ(s)}."""
+    k_a, k_q, k_s = jax.random.split(jax.random.key(0), 3)
+    actor = deterministic_actor(ACT_SPACE, (16,), "tanh")
+    critic = QNetwork(hidden=(16,))
+    obs = jax.random.normal(k_s, (5, 3))
+    theta = jax.jit(actor.init)(k_a, obs)
+    phi = jax.jit(critic.init)(k_q, obs, jax.jit(actor.apply)(theta, obs))
+
+    def q_fn(s, a):
+        return critic.apply(phi, s, a)
+
+    @jax.jit
+    def both(theta):
+        g = jax.grad(dpg_objective)(theta, actor, q_fn, obs)
+        mu, vjp = jax.vjp(lambda t: actor.apply(t, obs), theta)
+        dq_da = jax.vmap(jax.grad(lambda s, a: q_fn(s[None], a[None])[0], argnums=1))(obs, mu)  # [n, d]
+        (chain,) = vjp(dq_da / obs.shape[0])
+        return g, chain
+
+    g, chain = both(theta)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(chain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert max(float(jnp.max(jnp.abs(x))) for x in jax.tree.leaves(g)) > 1e-5
+
+
+# ------------------------------------------------------------------------------------------ learners
+
+
+def learner_and_state(module, config, key=0):
+    learner = module.make_learner(config, OBS_SPACE, ACT_SPACE)
+    return learner, jax.jit(learner.init)(jax.random.key(key), jnp.zeros((1, 3)))
+
+
+def test_warm_up_actions_are_uniform_then_the_policy():
+    config = td3.TD3Config(**TINY, learning_starts=10, exploration_noise=0.1)
+    learner, state = learner_and_state(td3, config)
+    obs = jnp.zeros((2000, 3))
+    act, mode = jax.jit(learner.act), jax.jit(learner.mode)
+    warm = act(state, obs, jax.random.key(1))
+    assert float(warm.min()) >= -2.0 and float(warm.max()) <= 2.0
+    assert float(warm.std()) > 1.0  # U[−2, 2] has σ ≈ 1.15; the policy's noise has σ = 0.2
+    trained = state._replace(env_steps=jnp.array(10, jnp.int32))
+    acting = act(trained, obs, jax.random.key(1))
+    assert float(acting.min()) >= -2.0 and float(acting.max()) <= 2.0
+    np.testing.assert_allclose(float(jnp.std(acting - mode(trained, obs))), 0.2, rtol=0.1)
+
+
+def test_learn_skips_before_learning_starts_and_counts_steps_under_vmap():
+    """Two seeds vmapped (lax.cond becomes a select): NaN metrics and no update before learning_starts."""
+    config = ddpg.DDPGConfig(**TINY, learning_starts=8)
+    learner = ddpg.make_learner(config, OBS_SPACE, ACT_SPACE)
+    state = jax.jit(jax.vmap(learner.init))(jax.random.split(jax.random.key(0), 2), jnp.zeros((2, 1, 3)))
+    learn = jax.jit(jax.vmap(learner.learn))
+
+    def batches(i):
+        return jax.tree.map(
+            lambda *x: jnp.stack(x), *(rollout(hand_batch(jax.random.key(10 * i + j), n=5)) for j in range(2))
+        )
+
+    state, m = learn(state, batches(0))
+    np.testing.assert_array_equal(state.env_steps, [5, 5])
+    np.testing.assert_array_equal(state.buffer.size, [5, 5])
+    assert np.all(np.isnan(m["critic_loss"])) and np.all(m["gradient_updates"] == 0)
+    before = state.agent.params["actor"]["params"]["action"]["kernel"]
+    state, m = learn(state, batches(1))
+    np.testing.assert_array_equal(state.env_steps, [10, 10])
+    assert np.all(np.isfinite(m["critic_loss"])) and np.all(m["gradient_updates"] == 1)
+    after = state.agent.params["actor"]["params"]["action"]["kernel"]
+    assert not np.allclose(before[0], after[0]) and not np.allclose(before[1], after[1])
+    assert not np.allclose(after[0], after[1])  # the seeds are independent
+
+
+def td3_target_by_hand(config, agent, batch, key):
+    """y_i = r_i + γ(1 − terminated_i)·min_j Q_tar,j(s'_i, clip(μ_tar(s'_i) + clip(σ̃ε_i, −c, c)·2, −2, 2))."""
+    actor = deterministic_actor(ACT_SPACE, config.hidden, config.activation)
+    critic = twin_q(QNetwork, 2, hidden=config.hidden, activation=jax.nn.relu)
+    eps = jax.random.normal(key, (batch.reward.shape[0], 1))
+    noise = np.clip(config.policy_noise * np.asarray(eps), -config.noise_clip, config.noise_clip) * 2.0
+    a_next = np.clip(
+        np.asarray(jax.jit(actor.apply)(agent.target["actor"], batch.next_obs)) + noise, -2.0, 2.0
+    )
+    q1, q2 = np.asarray(jax.jit(critic.apply)(agent.target["critic"], batch.next_obs, jnp.asarray(a_next)))
+    not_done = 1.0 - np.asarray(batch.terminated, np.float32)
+    return np.asarray(batch.reward) + config.gamma * not_done * np.minimum(q1, q2)
+
+
+# one TD3 learner (one compile) for the target and delay tests; σ̃ large so the clip at ±c binds
+TD3_SMALL = td3.TD3Config(
+    hidden=(16, 16), batch_size=6, buffer_size=6, total_timesteps=6, learning_starts=0,
+    policy_noise=0.6, noise_clip=0.5, policy_delay=3,
+)  # fmt: skip
+TD3_LEARNER = td3.make_learner(TD3_SMALL, OBS_SPACE, ACT_SPACE)
+TD3_LEARN = jax.jit(TD3_LEARNER.learn)
+
+
+def test_td3_target_is_min_of_twin_targets_at_smoothed_actions():
+    """One learn call on a hand-built batch that fills the buffer: the reported mean target equals the hand
+    computation; terminated steps do not bootstrap, truncated ones do."""
+    n = 6
+    terminated = [True, False, True, False, True, False]
+    truncated = [False, True, False, True, False, True]  # every episode ends: inside (3) or outside (3)
+    batch = hand_batch(jax.random.key(3), n, terminated=terminated, truncated=truncated)
+    state = jax.jit(TD3_LEARNER.init)(jax.random.key(4), jnp.zeros((1, 3)))
+    # Reproduce the learner's keys: learn splits state.key → (next, updates); each scan step's key splits
+    # → (sample, update); the sample indices pick the minibatch from the buffer (= batch, in order).
+    _, k_updates = jax.random.split(state.key)
+    (k_step,) = jax.random.split(k_updates, 1)
+    k_sample, k_update = jax.random.split(k_step)
+    idx = np.asarray(jax.random.randint(k_sample, (n,), 0, n))
+    sampled = jax.tree.map(lambda x: x[idx], batch)
+    y = td3_target_by_hand(TD3_SMALL, state.agent, sampled, k_update)
+    _, m = TD3_LEARN(state, rollout(batch))
+    np.testing.assert_allclose(float(m["target_q"]), y.mean(), rtol=1e-5, atol=1e-6)
+    term, trunc, r = np.asarray(sampled.terminated), np.asarray(sampled.truncated), np.asarray(sampled.reward)
+    assert term.any() and trunc.any()
+    np.testing.assert_allclose(y[term], r[term])  # no bootstrap through a termination
+    assert np.all(np.abs(y[trunc] - r[trunc]) > 1e-6)  # a truncation bootstraps
+
+
+def test_target_action_smoothing_is_clipped():
+    mu = jnp.array([[1.9], [0.0], [-1.9]])
+    a = td3.target_action(jax.random.key(0), jnp.repeat(mu, 1000, axis=0), ACT_SPACE, 10.0, 0.5)
+    assert float(a.min()) >= -2.0 and float(a.max()) <= 2.0
+    mid = np.asarray(a[1000:2000])  # μ = 0: noise clipped to ±c·h = ±1
+    assert np.all(np.abs(mid) <= 1.0 + 1e-6) and np.isclose(np.abs(mid).max(), 1.0)
+
+
+def test_td3_actor_and_targets_move_every_policy_delay_steps():
+    state = jax.jit(TD3_LEARNER.init)(jax.random.key(0), jnp.zeros((1, 3)))
+    learn = TD3_LEARN
+    updated = []
+    for i in range(7):
+        theta, target = state.agent.params["actor"], state.agent.target
+        state, m = learn(state, rollout(hand_batch(jax.random.key(i), n=6)))
+        moved = not np.allclose(jax.tree.leaves(theta)[0], jax.tree.leaves(state.agent.params["actor"])[0])
+        target_moved = not np.allclose(jax.tree.leaves(target)[0], jax.tree.leaves(state.agent.target)[0])
+        assert moved == target_moved == bool(m["actor_updated"])
+        assert np.isnan(float(m["actor_loss"])) != moved
+        updated.append(moved)
+    assert updated == [False, False, True, False, False, True, False]
+    assert int(state.agent.step) == 7
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(("module", "name"), [(td3, "TD3"), (ddpg, "DDPG"), (dpg, "DPG")])
+def test_discrete_env_is_rejected(module, name):
+    config_cls = {td3: td3.TD3Config, ddpg: ddpg.DDPGConfig, dpg: dpg.DPGConfig}[module]
+    make = {td3: td3.make_td3, ddpg: ddpg.make_ddpg, dpg: dpg.make_dpg}[module]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{name} needs a continuous \(Box\) action space, got Discrete\(2\)",
+    ):
+        make(config_cls(), "CartPole-v1")
+
+
+def test_unbounded_or_discrete_spaces():
+    inf = BoxSpace(np.array([-np.inf], np.float32), np.array([np.inf], np.float32), (1,))
+    with pytest.raises(ConfigError, match="TD3 needs finite action bounds"):
+        require_box(inf, "TD3")
+    with pytest.raises(
+        ConfigError,
+        match=r"Discrete SAC needs a discrete action space, got Box\(-2, 2, \(1,\)\) \(Pendulum-v1\)",
+    ):
+        require_discrete(ACT_SPACE, "Discrete SAC", "Pendulum-v1")
+    assert require_discrete(DiscreteSpace(2), "x").n == 2
+
+
+@pytest.mark.parametrize("tau", [0.0, -0.1, 1.5, float("nan")])
+def test_tau_outside_unit_interval(tau):
+    with pytest.raises(ConfigError, match=r"tau must lie in \(0, 1\]"):
+        td3.TD3Config(tau=tau).validate()
+    with pytest.raises(ConfigError, match=r"tau must lie in \(0, 1\]"):
+        ddpg.DDPGConfig(tau=tau).validate()
+
+
+@pytest.mark.parametrize("config_cls", [td3.TD3Config, ddpg.DDPGConfig, dpg.DPGConfig])
+def test_buffer_smaller_than_batch_and_other_bad_values(config_cls):
+    with pytest.raises(ConfigError, match="buffer_size must be >= batch_size = 256, got 100"):
+        config_cls(buffer_size=100).validate()
+    with pytest.raises(ConfigError, match="gamma must lie in"):
+        config_cls(gamma=1.5).validate()
+    with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
+        config_cls(lr=0.0).validate()
+    with pytest.raises(ConfigError, match="learning_starts must be an integer >= 0"):
+        config_cls(learning_starts=-1).validate()
+    with pytest.raises(ConfigError, match="gradient_steps must be an integer >= 1"):
+        config_cls(gradient_steps=0).validate()
+    with pytest.raises(ConfigError, match="exploration_noise must lie in"):
+        config_cls(exploration_noise=-0.1).validate()
+
+
+def test_td3_specific_bad_values():
+    with pytest.raises(ConfigError, match="policy_delay must be an integer >= 1"):
+        td3.TD3Config(policy_delay=0).validate()
+    with pytest.raises(ConfigError, match="noise_clip must lie in"):
+        td3.TD3Config(noise_clip=-1.0).validate()
+
+
+def test_state_is_a_replay_state():
+    _, state = learner_and_state(dpg, dpg.DPGConfig(**TINY))
+    assert isinstance(state, ReplayState)
+    assert state.buffer.capacity == 64 and state.buffer.data.action.shape == (64, 1)

@@ -1,0 +1,148 @@
+"""Replay buffer: wrap-around, uniform sampling, checks (capacity vs batch, dtypes, shapes), jit and vmap."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from proxrl.collect.replay import check_replay, flatten_rollout, replay_add, replay_init, replay_sample
+from proxrl.errors import ConfigError
+from proxrl.types import Transition
+
+EXAMPLE = Transition(
+    obs=jnp.zeros(3, jnp.float32),
+    action=jnp.zeros(2, jnp.float32),
+    reward=jnp.zeros((), jnp.float32),
+    terminated=jnp.zeros((), bool),
+    truncated=jnp.zeros((), bool),
+    next_obs=jnp.zeros(3, jnp.float32),
+)
+
+
+def steps(rewards, terminated=None, truncated=None) -> Transition:
+    """n transitions labelled by their reward (obs = reward in every coordinate, next_obs = reward + 0.5)."""
+    r = jnp.asarray(rewards, jnp.float32)
+    n = r.shape[0]
+    return Transition(
+        obs=jnp.repeat(r[:, None], 3, axis=1),
+        action=jnp.repeat(-r[:, None], 2, axis=1),
+        reward=r,
+        terminated=jnp.zeros(n, bool) if terminated is None else jnp.asarray(terminated, bool),
+        truncated=jnp.zeros(n, bool) if truncated is None else jnp.asarray(truncated, bool),
+        next_obs=jnp.repeat(r[:, None] + 0.5, 3, axis=1),
+    )
+
+
+def test_init_is_empty_and_typed():
+    buf = replay_init(EXAMPLE, 7)
+    assert buf.capacity == 7 and int(buf.pos) == 0 and int(buf.size) == 0
+    assert buf.data.obs.shape == (7, 3) and buf.data.terminated.dtype == jnp.bool_
+    assert buf.data.reward.shape == (7,)
+
+
+def test_wrap_around_overwrites_the_oldest():
+    buf = replay_add(replay_init(EXAMPLE, 5), steps([1, 2, 3]))
+    np.testing.assert_array_equal(buf.data.reward, [1, 2, 3, 0, 0])
+    assert (int(buf.pos), int(buf.size)) == (3, 3)
+    buf = replay_add(buf, steps([4, 5, 6, 7]))
+    np.testing.assert_array_equal(buf.data.reward, [6, 7, 3, 4, 5])
+    assert (int(buf.pos), int(buf.size)) == (2, 5)
+    # every field moves together
+    np.testing.assert_array_equal(buf.data.obs[:, 0], buf.data.reward)
+    np.testing.assert_array_equal(buf.data.action[:, 1], -buf.data.reward)
+    np.testing.assert_array_equal(buf.data.next_obs[:, 2], buf.data.reward + 0.5)
+
+
+def test_batch_larger_than_capacity_keeps_the_newest():
+    buf = replay_add(replay_add(replay_init(EXAMPLE, 4), steps([1])), steps(range(10, 20)))
+    assert sorted(np.asarray(buf.data.reward).tolist()) == [16, 17, 18, 19]
+    assert int(buf.size) == 4
+    # the next write still overwrites the oldest (16)
+    buf = replay_add(buf, steps([99]))
+    assert sorted(np.asarray(buf.data.reward).tolist()) == [17, 18, 19, 99]
+
+
+def test_terminated_and_truncated_are_stored_separately():
+    buf = replay_add(replay_init(EXAMPLE, 4), steps([1, 2, 3], terminated=[1, 0, 0], truncated=[0, 1, 0]))
+    np.testing.assert_array_equal(buf.data.terminated[:3], [True, False, False])
+    np.testing.assert_array_equal(buf.data.truncated[:3], [False, True, False])
+
+
+def test_sampling_is_uniform_over_stored_entries():
+    """Only the `size` stored entries are drawn, each with frequency 1/size within 5 binomial σ."""
+    buf = replay_add(replay_init(EXAMPLE, 16), steps(np.arange(1, 11)))  # size 10 of 16
+    n = 40_000
+    batch = jax.jit(replay_sample, static_argnums=2)(buf, jax.random.key(0), n)
+    labels = np.asarray(batch.reward).astype(int)
+    assert labels.min() >= 1 and labels.max() <= 10  # never an empty slot (reward 0)
+    counts = np.bincount(labels, minlength=11)[1:]
+    p = 1 / 10
+    sigma = np.sqrt(n * p * (1 - p))
+    assert np.all(np.abs(counts - n * p) < 5 * sigma), counts
+    # fields of one sampled transition stay together
+    np.testing.assert_array_equal(batch.obs[:, 0], batch.reward)
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.reward + 0.5)
+
+
+def test_sampling_after_wrap_covers_the_whole_buffer():
+    buf = replay_add(replay_init(EXAMPLE, 8), steps(np.arange(1, 12)))
+    labels = np.asarray(replay_sample(buf, jax.random.key(1), 4000).reward).astype(int)
+    assert set(labels.tolist()) == set(range(4, 12))
+
+
+def test_capacity_smaller_than_batch_is_a_config_error():
+    with pytest.raises(ConfigError, match="buffer_size must be >= batch_size = 256, got 100"):
+        check_replay(100, 256)
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
+        check_replay(100, 0)
+    assert check_replay(256, 256) == (256, 256)
+
+
+def test_dtype_mismatch_names_the_field():
+    buf = replay_init(EXAMPLE, 4)
+    bad = steps([1, 2])._replace(terminated=jnp.zeros(2, jnp.float32))
+    with pytest.raises(ConfigError, match="field 'terminated' must have dtype bool, got float32"):
+        replay_add(buf, bad)
+    bad = steps([1, 2])._replace(action=jnp.zeros((2, 2), jnp.int32))
+    with pytest.raises(ConfigError, match="field 'action' must have dtype float32, got int32"):
+        jax.jit(replay_add)(buf, bad)  # at trace time
+
+
+def test_shape_mismatch_names_the_field():
+    buf = replay_init(EXAMPLE, 4)
+    with pytest.raises(
+        ConfigError, match=r"field 'obs' must have shape \(n, 3\) \(n transitions\), got \(2, 4\)"
+    ):
+        replay_add(buf, steps([1, 2])._replace(obs=jnp.zeros((2, 4))))
+    with pytest.raises(ConfigError, match=r"field 'reward' must have shape \(n,\) .*got \(2, 1\)"):
+        replay_add(buf, steps([1, 2])._replace(reward=jnp.zeros((2, 1))))
+    with pytest.raises(ConfigError, match="same number of transitions"):
+        replay_add(buf, steps([1, 2])._replace(reward=jnp.zeros(3)))
+
+
+def test_flatten_rollout_is_time_major():
+    traj = jax.tree.map(lambda x: x.reshape(3, 2, *x.shape[1:]), steps(np.arange(6)))  # [T=3, B=2]
+    flat = flatten_rollout(traj)
+    np.testing.assert_array_equal(flat.reward, np.arange(6))
+    assert flat.obs.shape == (6, 3)
+
+
+def test_jit_matches_eager_and_vmap_over_buffers():
+    buf = replay_init(EXAMPLE, 6)
+    batch = steps([1, 2, 3, 4])
+    eager = replay_add(replay_add(buf, batch), batch)
+    jitted = jax.jit(lambda b, x: replay_add(replay_add(b, x), x))(buf, batch)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # three independent buffers (e.g. seeds) on a leading axis
+    bufs = jax.vmap(lambda _: replay_init(EXAMPLE, 6))(jnp.arange(3))
+    batches = jax.vmap(lambda k: steps([1, 2, 3])._replace(reward=jnp.arange(3.0) + 10 * k))(jnp.arange(3))
+    bufs = jax.jit(jax.vmap(replay_add))(bufs, batches)
+    np.testing.assert_array_equal(bufs.size, [3, 3, 3])
+    np.testing.assert_array_equal(bufs.data.reward[:, :3], [[0, 1, 2], [10, 11, 12], [20, 21, 22]])
+    sample = jax.vmap(lambda b, k: replay_sample(b, k, 50))(bufs, jax.random.split(jax.random.key(2), 3))
+    assert sample.reward.shape == (3, 50)
+    assert np.all(np.asarray(sample.reward) // 10 == np.arange(3)[:, None])  # each seed its own buffer
