@@ -114,6 +114,8 @@ def test_evaluate_and_resume(run_dir, capsys):
         (["train", "qac", "--env", "Pendulum-v1", "--gradient", "all_actions"], "all_actions"),
         (["train", "td3", "--env", "CartPole-v1"], "TD3 needs a continuous (Box) action space, got Discrete(2)"),
         (["train", "ddpg", "--env", "Pendulum-v1", "--tau", "0"], "tau"),
+        (["train", "sac", "--env", "Acrobot-v1"], "SAC needs a continuous (Box) action space"),
+        (["train", "offpolicy_ac", "--env", "Pendulum-v1"], "needs a discrete"),
         (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "buffer_size"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),

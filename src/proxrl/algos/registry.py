@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proxrl.algos import a2c, ddpg, dpg, npg, ppo, qac, reinforce, td3
+from proxrl.algos import a2c, ddpg, dpg, npg, offpolicy_ac, ppo, qac, reinforce, sac, td3
 from proxrl.settings.jax_envs import Space
 from proxrl.types import Learner
 
@@ -59,5 +59,15 @@ TRAINERS: dict[str, Entry] = {
         td3.TD3Config,
         td3.make_learner,
         "TD3: twin critics (clipped double Q), target policy smoothing, delayed actor updates (continuous actions).",
+    ),
+    "sac": Entry(
+        sac.SACConfig,
+        sac.make_learner,
+        "SAC: tanh-Gaussian actor, twin critics with Polyak targets, learned temperature (continuous actions).",
+    ),
+    "offpolicy_ac": Entry(
+        offpolicy_ac.OffPolicyACConfig,
+        offpolicy_ac.make_learner,
+        "Off-policy actor-critic with replay: Σ_a ∇π·Q actor, expected-SARSA critic (discrete actions).",
     ),
 }
