@@ -1,6 +1,6 @@
-"""PPO on one host-side HalfCheetah-v5 environment: environment steps per second, learning included.
+"""PPO, SAC and TD3 on one host-side HalfCheetah-v5 environment: environment steps per second, learning included.
 
-    .venv/bin/python bench/bench_host.py [--steps 20480] [--repeats 3] [--skip-peers]
+    .venv/bin/python bench/bench_host.py [--algo ppo|sac|td3] [--steps N] [--repeats 3] [--skip-peers]
 
 Three measurements per repeat, interleaved so that machine load hits them alike, each a fresh subprocess:
 
@@ -14,7 +14,12 @@ Three measurements per repeat, interleaved so that machine load hits them alike,
   --task ppo_halfcheetah`` in its own venv (``bash bench/setup_peers.sh sb3``); its ``steps_per_s`` is
   ``model.num_timesteps / learn() seconds``.
 
-Prints a table of medians [min–max] and the ratios proxrl/SB3 (goal ≥ 3) and proxrl/bare (goal ≥ 0.5).
+With ``--algo sac`` / ``--algo td3`` (default ``--steps`` 3000): the library defaults on both sides (256×256
+networks, batch 256, one gradient step per environment step, Adam 3e-4 — SB3's SAC/TD3 defaults, and proxrl's
+SAC/TD3 with lr 3e-4), with 100 random warm-up steps (SB3's ``learning_starts`` default) so the timed steps all
+learn. proxrl: one untimed learn call compiles; SB3: ``--task sac_halfcheetah`` / ``td3_halfcheetah``.
+
+Prints a table of medians [min–max] and the ratios proxrl/SB3 (PPO goal ≥ 3) and proxrl/bare (PPO goal ≥ 0.5).
 """
 
 from __future__ import annotations
@@ -49,36 +54,51 @@ def part_bare(steps: int) -> dict:
     return {"part": "bare", "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds}
 
 
-def part_proxrl(steps: int) -> dict:
+def part_proxrl(steps: int, algo: str) -> dict:
     import jax
 
-    from proxrl.algos.ppo import PPOConfig, make_learner
     from proxrl.collect.loops import Normalization
     from proxrl.run.host import HostRunner, gym_spaces
 
-    config = PPOConfig(
-        total_timesteps=1_000_000,
-        num_envs=1,
-        num_steps=2048,
-        update_epochs=10,
-        num_minibatches=32,
-        lr=3e-4,
-        ent_coef=0.0,
-    )
+    if algo == "ppo":
+        from proxrl.algos.ppo import PPOConfig, make_learner
+
+        config = PPOConfig(
+            total_timesteps=1_000_000,
+            num_envs=1,
+            num_steps=2048,
+            update_epochs=10,
+            num_minibatches=32,
+            lr=3e-4,
+            ent_coef=0.0,
+        )
+        norm = Normalization(obs=True, reward=True)
+    else:
+        from proxrl.algos import sac, td3
+
+        module = {"sac": sac, "td3": td3}[algo]
+        config_cls = {"sac": sac.SACConfig, "td3": td3.TD3Config}[algo]
+        config = config_cls(total_timesteps=1_000_000, learning_starts=100, lr=3e-4)
+        make_learner = module.make_learner
+        norm = Normalization()
+        if algo == "sac":
+            import dataclasses
+
+            config = dataclasses.replace(config, alpha_lr=3e-4)
     learner = make_learner(config, *gym_spaces(ENV_ID))
-    runner = HostRunner(learner, ENV_ID, 1, Normalization(obs=True, reward=True), 1, 0)
+    runner = HostRunner(learner, ENV_ID, 1, norm, 1, 0)
     t0 = time.perf_counter()
     carry = runner.init(jax.random.split(jax.random.key(0), 1))
     carry, _ = runner.update(carry)
     jax.block_until_ready(carry)
     warmup = time.perf_counter() - t0
-    updates = max(1, steps // config.num_steps)
+    updates = max(1, steps // learner.num_steps)
     t0 = time.perf_counter()
     for _ in range(updates):
         carry, _ = runner.update(carry)
     jax.block_until_ready(carry)
     seconds = time.perf_counter() - t0
-    done = updates * config.num_steps
+    done = updates * learner.num_steps
     return {
         "part": "proxrl",
         "steps": done,
@@ -88,11 +108,11 @@ def part_proxrl(steps: int) -> dict:
     }
 
 
-def part_sb3(steps: int, peers: Path) -> dict:
+def part_sb3(steps: int, peers: Path, algo: str) -> dict:
     python = peers / "sb3" / "bin" / "python"
     if not python.exists():
         raise FileNotFoundError(f"{python} missing: run `bash bench/setup_peers.sh sb3`")
-    cmd = [str(python), str(HERE / "peers" / "peer_sb3.py"), "--lib", "sb3", "--task", "ppo_halfcheetah"]
+    cmd = [str(python), str(HERE / "peers" / "peer_sb3.py"), "--lib", "sb3", "--task", f"{algo}_halfcheetah"]
     cmd += ["--total", str(steps), "--seed", "0", "--eval-episodes", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env, check=True).stdout
@@ -105,9 +125,20 @@ def part_sb3(steps: int, peers: Path) -> dict:
     }
 
 
-def run_part(part: str, steps: int, peers: Path, timeout: float) -> dict | None:
+def run_part(part: str, steps: int, peers: Path, timeout: float, algo: str) -> dict | None:
     """One measurement in a fresh process (retried once: jax on CPU here occasionally hangs)."""
-    cmd = [sys.executable, __file__, "--part", part, "--steps", str(steps), "--peers", str(peers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--part",
+        part,
+        "--steps",
+        str(steps),
+        "--peers",
+        str(peers),
+        "--algo",
+        algo,
+    ]
     for attempt in (1, 2):
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
@@ -119,7 +150,10 @@ def run_part(part: str, steps: int, peers: Path, timeout: float) -> dict | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=20_480, help="timed environment steps per measurement")
+    p.add_argument("--algo", choices=("ppo", "sac", "td3"), default="ppo")
+    p.add_argument(
+        "--steps", type=int, default=None, help="timed environment steps (default 20480 PPO, 3000 SAC/TD3)"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--timeout", type=float, default=900.0)
@@ -128,9 +162,15 @@ def main() -> None:
     )
     p.add_argument("--part", choices=("bare", "proxrl", "sb3"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.steps is None:
+        args.steps = 20_480 if args.algo == "ppo" else 3000
     if args.part:
-        row = {"bare": part_bare, "proxrl": part_proxrl}.get(args.part)
-        result = row(args.steps) if row else part_sb3(args.steps, args.peers)
+        if args.part == "bare":
+            result = part_bare(args.steps)
+        elif args.part == "proxrl":
+            result = part_proxrl(args.steps, args.algo)
+        else:
+            result = part_sb3(args.steps, args.peers, args.algo)
         print(json.dumps(result), flush=True)
         return
 
@@ -138,11 +178,13 @@ def main() -> None:
     rates: dict[str, list[float]] = {p: [] for p in parts}
     for r in range(args.repeats):
         for part in parts:
-            row = run_part(part, args.steps, args.peers, args.timeout)
+            row = run_part(part, args.steps, args.peers, args.timeout, args.algo)
             if row is not None:
                 rates[part].append(row["steps_per_s"])
                 print(f"repeat {r + 1} {part:7s} {row['steps_per_s']:9.0f} steps/s", flush=True)
-    print(f"\nPPO on {ENV_ID}, 1 environment, {args.steps} steps per measurement, {args.repeats} repeats")
+    print(
+        f"\n{args.algo.upper()} on {ENV_ID}, 1 environment, {args.steps} steps per measurement, {args.repeats} repeats"
+    )
     print(f"{'':8s} {'steps/s (median [min–max])':>32s}")
     med = {}
     for part, values in rates.items():

@@ -203,10 +203,9 @@ PENDULUM = PPOConfig(
 
 
 def test_gaussian_ppo_learns_pendulum():
-    state, metrics = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1")))(
-        jax.random.split(jax.random.key(0), 2)
-    )
     evaluate = make_ppo(PENDULUM, "Pendulum-v1", eval_episodes=10).evaluate
+    train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1")))
+    state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), 2)))
     returns = np.asarray(jax.jit(jax.vmap(evaluate))(state, jax.random.split(jax.random.key(1), 2)))
     first = np.nanmean(np.asarray(metrics["episodic_return"])[:, :3])
     assert first < -1000.0, first  # a random Gaussian policy: about −1200 per episode

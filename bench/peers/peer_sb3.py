@@ -87,6 +87,23 @@ TASKS: dict[str, Task] = {
         n_envs={"zoo": 1, "default": 1},
         kwargs={"zoo": dict, "default": dict},
     ),
+    # Library defaults on one MuJoCo environment (steps/s; learning_starts 100, SB3's default).
+    "sac_halfcheetah": Task(
+        algo="SAC",
+        env_id="HalfCheetah-v5",
+        threshold=None,
+        total_timesteps=3000,
+        n_envs={"zoo": 1, "default": 1},
+        kwargs={"zoo": dict, "default": dict},
+    ),
+    "td3_halfcheetah": Task(
+        algo="TD3",
+        env_id="HalfCheetah-v5",
+        threshold=None,
+        total_timesteps=3000,
+        n_envs={"zoo": 1, "default": 1},
+        kwargs={"zoo": dict, "default": dict},
+    ),
     # RL-Baselines3-Zoo hyperparams/sac.yml, Pendulum-v1: the defaults with learning_rate 1e-3, 20k steps.
     "sac_pendulum": Task(
         algo="SAC",

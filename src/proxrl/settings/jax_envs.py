@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -171,8 +172,22 @@ def make_jax_env(env_id: str, **param_overrides: Any) -> JaxEnv:
     """Build a gymnax environment by id, overriding fields of its default ``EnvParams``.
 
     Example: ``make_jax_env("CartPole-v1", max_steps_in_episode=200)``. An unknown id or parameter
-    name raises :class:`~proxrl.errors.ConfigError` with the closest registered names.
+    name raises :class:`~proxrl.errors.ConfigError` with the closest registered names. Without overrides the
+    environment is built once per id and reused (its spaces are read from device arrays: building it again
+    later would queue small device computations behind whatever training is in flight; with jax 0.10.2 on
+    CPU such a queued conversion was seen never to complete).
     """
+    if not param_overrides:
+        return _default_jax_env(env_id)
+    return _build_jax_env(env_id, **param_overrides)
+
+
+@functools.cache
+def _default_jax_env(env_id: str) -> JaxEnv:
+    return _build_jax_env(env_id)
+
+
+def _build_jax_env(env_id: str, **param_overrides: Any) -> JaxEnv:
     known = list(gymnax.registered_envs)
     if env_id not in known:
         raise ConfigError(unknown_env_message(env_id, known, "gymnax"))
