@@ -69,33 +69,33 @@ def test_train_writes_records(run_dir):
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
 
 
-def test_evaluate_and_resume(run_dir, capsys):
-    assert main(["evaluate", str(run_dir), "--episodes", "2"]) == 0
+def test_evaluate_and_resume(run_dir):
+    assert cli(["evaluate", str(run_dir), "--episodes", "2"]).returncode == 0
     assert "per seed" in (run_dir / "evaluation.md").read_text()
     args = ["train", "ppo", "--env", "CartPole-v1", "--num-seeds", "2", "--total-steps", "2048"]
-    assert main([*args, "--eval-every", "512", "--eval-episodes", "2", *TINY, "--resume", str(run_dir)]) == 0
+    assert (
+        cli(
+            [*args, "--eval-every", "512", "--eval-episodes", "2", *TINY, "--resume", str(run_dir)]
+        ).returncode
+        == 0
+    )
     rows = list(csv.DictReader((run_dir / "eval.csv").open()))
     assert [r["step"] for r in rows] == ["512", "1024", "1536", "2048"]
-    capsys.readouterr()
     # resuming with other hyperparameters is refused
-    assert (
-        main(
-            [
-                *args,
-                "--lr",
-                "0.1",
-                *TINY,
-                "--eval-every",
-                "512",
-                "--eval-episodes",
-                "2",
-                "--resume",
-                str(run_dir),
-            ]
-        )
-        == 2
-    )
-    assert "another configuration" in capsys.readouterr().err
+    other = [
+        *args,
+        "--lr",
+        "0.1",
+        *TINY,
+        "--eval-every",
+        "512",
+        "--eval-episodes",
+        "2",
+        "--resume",
+        str(run_dir),
+    ]
+    refused = cli(other)
+    assert refused.returncode == 2 and "another configuration" in refused.stderr
 
 
 @pytest.mark.parametrize(
@@ -110,9 +110,15 @@ def test_evaluate_and_resume(run_dir, capsys):
         (["train", "ppo", "--gae-lambda", "-0.1"], "gae_lambda must lie in [0, 1]"),
         (["train", "sarsa"], "unknown algorithm 'sarsa'; choose one of"),
         (["train", "ppo", "--backend", "jax"], "backend must be one of"),
-        (["train", "ppo", "--env", "HalfCheetah-v5", "--backend", "gymnax"], "not a registered gymnax environment"),
+        (
+            ["train", "ppo", "--env", "HalfCheetah-v5", "--backend", "gymnax"],
+            "not a registered gymnax environment",
+        ),
         (["train", "qac", "--env", "Pendulum-v1", "--gradient", "all_actions"], "all_actions"),
-        (["train", "td3", "--env", "CartPole-v1"], "TD3 needs a continuous (Box) action space, got Discrete(2)"),
+        (
+            ["train", "td3", "--env", "CartPole-v1"],
+            "TD3 needs a continuous (Box) action space, got Discrete(2)",
+        ),
         (["train", "ddpg", "--env", "Pendulum-v1", "--tau", "0"], "tau"),
         (["train", "sac", "--env", "Acrobot-v1"], "SAC needs a continuous (Box) action space"),
         (["train", "offpolicy_ac", "--env", "Pendulum-v1"], "needs a discrete"),
