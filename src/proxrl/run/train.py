@@ -19,6 +19,7 @@ for an environment id.
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 import warnings
@@ -92,32 +93,34 @@ class RunConfig:
 BACKENDS = ("auto", "gymnax", "gymnasium")
 
 
-class Runner:
-    """What the driver needs from a back end (all batched over seeds ``N``)."""
+class Runner(abc.ABC):
+    """What the driver needs from a back end (all batched over seeds ``N``); :class:`JaxRunner` and
+    :class:`HostAdapter` implement it."""
 
     name: str
     steps_per_update: int
 
+    @abc.abstractmethod
     def init(self, keys: PRNGKey) -> Any:
         """States of all seeds from keys ``[N]``."""
-        raise NotImplementedError
 
     def resumed(self, state: Any) -> Any:
         """A restored state, ready to continue."""
         return state
 
+    @abc.abstractmethod
     def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
         """``updates`` updates of every seed; metrics as ``[N, updates]`` arrays."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
         """Mean deterministic evaluation return per seed ``[N]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions ``[N, B, ...]`` for raw observations ``[N, B, ...]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release environments."""
 
@@ -146,6 +149,9 @@ class JaxRunner(Runner):
 
     def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
         return np.asarray(self._evaluate(state, keys))
+
+    def close(self) -> None:
+        """Nothing to release: gymnax environments are pure functions."""
 
     def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
         if self._mode is None:
