@@ -1,7 +1,9 @@
-"""DPG / DDPG / TD3 on gymnax Pendulum-v1: several seeds vmapped in one compiled call.
+"""DPG / DDPG / TD3 / SAC on a gymnax environment (Pendulum-v1 by default): seeds vmapped in one compiled call.
 
     python bench/bench_off_policy.py td3 --seeds 5 --steps 20000            # the issue's acceptance check
     python bench/bench_off_policy.py ddpg --seeds 5 --steps 20000 --hidden 64,64
+    python bench/bench_off_policy.py td3 --env MountainCarContinuous-v0 --seeds 3 --steps 50000 \
+        --exploration-noise 0.5 --threshold 90
 
 Prints one JSON line: the per-seed mean return of ``--eval-episodes`` deterministic episodes (μ_θ) after
 training, how many seeds reach ``--threshold``, compile and run wall-clock seconds, and the mean return of
@@ -24,9 +26,10 @@ if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
 import jax
 import numpy as np
 
-from proxrl.algos import ddpg, dpg, td3
+from proxrl.algos import ddpg, dpg, sac, td3
 
 ALGOS = {
+    "sac": (sac.SACConfig, sac.make_train, sac.make_sac),
     "td3": (td3.TD3Config, td3.make_train, td3.make_td3),
     "ddpg": (ddpg.DDPGConfig, ddpg.make_train, ddpg.make_ddpg),
     "dpg": (dpg.DPGConfig, dpg.make_train, dpg.make_dpg),
@@ -43,6 +46,9 @@ def main() -> None:
     parser.add_argument("--hidden", default="256,256")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--learning-starts", type=int, default=1_000)
+    parser.add_argument(
+        "--exploration-noise", type=float, default=None, help="DDPG/TD3: σ of the Gaussian action noise"
+    )
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--threshold", type=float, default=-200.0)
     args = parser.parse_args()
@@ -56,6 +62,8 @@ def main() -> None:
     )
     if args.lr is not None:
         fields["lr"] = args.lr
+    if args.exploration_noise is not None:
+        fields["exploration_noise"] = args.exploration_noise
     config = config_cls(**fields)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     train = jax.jit(jax.vmap(make_train(config, args.env)))

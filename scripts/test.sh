@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: each test file in its own pytest process. A file that exceeds its time limit is run
-# once more: JAX's CPU runtime occasionally never completes a computation on this kind of machine (see
-# src/proxrl/__init__.py), and a fresh process does not inherit the stall. Exits 0 only if every file passed.
+# once more (a guard against computations that never complete: see src/proxrl/__init__.py for the one found
+# and fixed; a fresh process does not inherit such a stall). Exits 0 only if every file passed.
 # Usage: bash scripts/test.sh [pytest options]   (PROXRL_TEST_FILES='tests/test_a.py ...' to choose files)
 set -u
 cd "$(dirname "$0")/.."

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import ddpg, dpg, td3
+from proxrl.algos import ddpg, dpg, sac, td3
 from proxrl.algos.off_policy import (
     ReplayState,
     deterministic_actor,
@@ -22,6 +22,7 @@ from proxrl.algos.off_policy import (
     to_unit,
     twin_q,
 )
+from proxrl.collect.loops import train_for
 from proxrl.errors import ConfigError
 from proxrl.policies.networks import QNetwork
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
@@ -200,11 +201,11 @@ def test_td3_target_is_min_of_twin_targets_at_smoothed_actions():
     truncated = [False, True, False, True, False, True]  # every episode ends: inside (3) or outside (3)
     batch = hand_batch(jax.random.key(3), n, terminated=terminated, truncated=truncated)
     state = jax.jit(TD3_LEARNER.init)(jax.random.key(4), jnp.zeros((1, 3)))
-    # Reproduce the learner's keys: learn splits state.key → (next, updates); each scan step's key splits
-    # → (sample, update); the sample indices pick the minibatch from the buffer (= batch, in order).
-    _, k_updates = jax.random.split(state.key)
-    (k_step,) = jax.random.split(k_updates, 1)
-    k_sample, k_update = jax.random.split(k_step)
+    # Reproduce the learner's keys: learn splits state.key → (next, samples, updates), each split once per
+    # gradient step; the sample indices pick the minibatch from the buffer (= batch, in order).
+    _, k_samples, k_updates = jax.random.split(state.key, 3)
+    (k_sample,) = jax.random.split(k_samples, 1)
+    (k_update,) = jax.random.split(k_updates, 1)
     idx = np.asarray(jax.random.randint(k_sample, (n,), 0, n))
     sampled = jax.tree.map(lambda x: x[idx], batch)
     y = td3_target_by_hand(TD3_SMALL, state.agent, sampled, k_update)
@@ -301,3 +302,27 @@ def test_state_is_a_replay_state():
     _, state = learner_and_state(dpg, dpg.DPGConfig(**TINY))
     assert isinstance(state, ReplayState)
     assert state.buffer.capacity == 64 and state.buffer.data.action.shape == (64, 1)
+
+
+@pytest.mark.parametrize(
+    ("module", "config_cls"), [(td3, td3.TD3Config), (sac, sac.SACConfig)], ids=["td3", "sac"]
+)
+def test_mountain_car_continuous_trains_with_vmapped_seeds(module, config_cls):
+    """gymnax MountainCarContinuous-v0 (Box(−1, 1, (1,)), 999-step episodes), three seeds in one compiled call:
+    actions stay in the bounds, every seed learns (finite losses after warm-up) and the seeds differ."""
+    config = config_cls(
+        hidden=(16, 16), batch_size=32, buffer_size=1000, total_timesteps=1200, learning_starts=200
+    )
+    env = make_jax_env("MountainCarContinuous-v0")
+    assert (env.action_space.low.tolist(), env.action_space.high.tolist()) == ([-1.0], [1.0])
+    learner = module.make_learner(config, env.observation_space, env.action_space)
+    train = jax.jit(jax.vmap(train_for(module.make_learner, config, env)))
+    state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), 3)))
+    actions = np.asarray(state.carry.learner.buffer.data.action)  # [3, 1000, 1]: every stored action
+    assert actions.min() >= -1.0 and actions.max() <= 1.0 and actions.std() > 0.1
+    np.testing.assert_array_equal(state.carry.learner.env_steps, [1200] * 3)
+    loss = np.asarray(metrics["critic_loss"])  # [3, 1200]
+    assert np.all(np.isnan(loss[:, :199])) and np.all(np.isfinite(loss[:, 199:]))
+    assert not np.allclose(actions[0], actions[1])
+    mode = jax.jit(jax.vmap(learner.mode))(state.carry.learner, jnp.zeros((3, 4, 2)))
+    assert np.all(np.abs(np.asarray(mode)) <= 1.0)

@@ -7,7 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.collect.replay import check_replay, flatten_rollout, replay_add, replay_init, replay_sample
+from proxrl.collect.replay import (
+    check_replay,
+    flatten_rollout,
+    replay_add,
+    replay_init,
+    replay_sample,
+    replay_sample_after_add,
+)
 from proxrl.errors import ConfigError
 from proxrl.types import Transition
 
@@ -146,3 +153,70 @@ def test_jit_matches_eager_and_vmap_over_buffers():
     sample = jax.vmap(lambda b, k: replay_sample(b, k, 50))(bufs, jax.random.split(jax.random.key(2), 3))
     assert sample.reward.shape == (3, 50)
     assert np.all(np.asarray(sample.reward) // 10 == np.arange(3)[:, None])  # each seed its own buffer
+
+
+@pytest.mark.parametrize(
+    ("capacity", "before", "recent"),
+    [
+        (8, [1, 2, 3], [4, 5]),
+        (5, [1, 2, 3, 4], [5, 6, 7]),
+        (4, [1, 2, 3, 4, 5, 6], [7]),
+        (3, [1], [10, 11, 12, 13]),
+    ],
+)
+def test_sample_after_add_equals_sampling_the_updated_buffer(capacity, before, recent):
+    """The same draws and values as replay_sample(replay_add(buf, recent)): no wrap, wrap, full, n > C."""
+    buf = replay_add(replay_init(EXAMPLE, capacity), steps(before))
+    new = steps(recent)
+    for seed in range(5):
+        key = jax.random.key(seed)
+        want = replay_sample(replay_add(buf, new), key, 64)
+        got = jax.jit(replay_sample_after_add, static_argnums=3)(buf, new, key, 64)
+        for name in Transition._fields:
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+
+
+def test_add_after_reads_writes_the_same_values():
+    buf = replay_add(replay_init(EXAMPLE, 6), steps([1, 2, 3, 4, 5]))
+    new = steps([6, 7], terminated=[True, False], truncated=[False, True])
+    reads = replay_sample(buf, jax.random.key(0), 4)
+    for name in Transition._fields:
+        np.testing.assert_array_equal(
+            getattr(replay_add(buf, new, after=reads).data, name), getattr(replay_add(buf, new).data, name)
+        )
+    poisoned = reads._replace(reward=reads.reward.at[0].set(jnp.nan))  # a NaN read must not reach the buffer
+    assert not np.isnan(np.asarray(replay_add(buf, new, after=poisoned).data.reward)).any()
+
+
+def test_learning_step_updates_the_buffer_in_place():
+    """The compiled, donated, seed-vmapped TD3 learning step (one seed, HalfCheetah sizes, as on the host) holds no copy of the replay buffer (before the
+    read-then-write ordering, XLA copied the buffer on every step: 4.8 → 31 ms at 10⁶ entries)."""
+    from proxrl.algos import td3
+    from proxrl.collect import loops
+    from proxrl.settings.jax_envs import BoxSpace
+
+    cap = 12_347  # a size no other array has
+    cfg = td3.TD3Config(
+        buffer_size=cap, learning_starts=10
+    )  # HalfCheetah's sizes: the fusion depends on them
+    box = BoxSpace(np.full(17, -np.inf, np.float32), np.full(17, np.inf, np.float32), (17,))
+    act = BoxSpace(np.full(6, -1.0, np.float32), np.full(6, 1.0, np.float32), (6,))
+    learner = td3.make_learner(cfg, box, act)
+    norm = loops.Normalization()
+    carry = jax.eval_shape(
+        jax.vmap(lambda k, o: loops.carry_init(learner, k, o, norm)),
+        jax.random.split(jax.random.key(0), 1),
+        jnp.zeros((1, 1, 17)),
+    )
+    traj = Transition(
+        obs=jnp.zeros((1, 1, 1, 17)),
+        action=jnp.zeros((1, 1, 1, 6)),
+        reward=jnp.zeros((1, 1, 1)),
+        terminated=jnp.zeros((1, 1, 1), bool),
+        truncated=jnp.zeros((1, 1, 1), bool),
+        next_obs=jnp.zeros((1, 1, 1, 17)),
+    )
+    absorb = jax.jit(jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr)), donate_argnums=0)
+    hlo = absorb.lower(carry, traj).compile().as_text()
+    copies = [line.strip()[:120] for line in hlo.splitlines() if " copy(" in line and str(cap) in line]
+    assert not copies, copies

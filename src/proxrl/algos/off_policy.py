@@ -41,7 +41,7 @@ from proxrl.collect.replay import (
     flatten_rollout,
     replay_add,
     replay_init,
-    replay_sample,
+    replay_sample_after_add,
 )
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.policies.distributions import scale_to_bounds
@@ -353,10 +353,6 @@ def replay_learner(
     def mode(state: ReplayState, obs: Array) -> Array:
         return jnp.asarray(mode_agent(state.agent, feats(obs)), act_dtype)
 
-    def one_update(agent: State, key: PRNGKey, buffer: Replay) -> tuple[State, Metrics]:
-        k_sample, k_update = jax.random.split(key)
-        return update_agent(agent, replay_sample(buffer, k_sample, batch_size), k_update)
-
     def learn(state: ReplayState, traj: Transition) -> tuple[ReplayState, Metrics]:
         flat = flatten_rollout(traj)
         flat = Transition(
@@ -367,20 +363,25 @@ def replay_learner(
             truncated=jnp.asarray(flat.truncated, bool),
             next_obs=feats(flat.next_obs),
         )
-        buffer = replay_add(state.buffer, flat)
         env_steps = state.env_steps + flat.reward.shape[0]
-        key, k_updates = jax.random.split(state.key)
+        key, k_sample, k_updates = jax.random.split(state.key, 3)
+        # every minibatch is drawn from the buffer with this rollout added but read from the buffer as it
+        # was, and the buffer is updated after those reads: in place (otherwise XLA copies the buffer)
+        batches = jax.vmap(lambda k: replay_sample_after_add(state.buffer, flat, k, batch_size))(
+            jax.random.split(k_sample, gradient_steps)
+        )
+        buffer = replay_add(state.buffer, flat, after=batches)
         keys = jax.random.split(k_updates, gradient_steps)
 
-        def train(agent: State) -> tuple[State, Metrics]:
-            agent, metrics = jax.lax.scan(lambda a, k: one_update(a, k, buffer), agent, keys)
+        def train(agent: State, batches: Transition) -> tuple[State, Metrics]:
+            agent, metrics = jax.lax.scan(lambda a, xs: update_agent(a, *xs), agent, (batches, keys))
             return agent, {k: jnp.nanmean(jnp.asarray(v, jnp.float32)) for k, v in metrics.items()}
 
-        def skip(agent: State) -> tuple[State, Metrics]:
-            shapes = jax.eval_shape(train, agent)[1]
+        def skip(agent: State, batches: Transition) -> tuple[State, Metrics]:
+            shapes = jax.eval_shape(train, agent, batches)[1]
             return agent, {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
 
-        agent, metrics = jax.lax.cond(env_steps >= learning_starts, train, skip, state.agent)
+        agent, metrics = jax.lax.cond(env_steps >= learning_starts, train, skip, state.agent, batches)
         metrics = dict(
             metrics,
             buffer_size=buffer.size,

@@ -93,14 +93,33 @@ def _check_batch(buf: Replay, batch: Transition) -> int:
     return int(n or 0)
 
 
-def replay_add(buf: Replay, batch: Transition) -> Replay:
+def _after(x: Array, zero: Array) -> Array:
+    """``x`` unchanged, computed from ``zero`` (a float32 scalar that is always 0) so that it comes after it."""
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x + zero.astype(x.dtype)
+    if x.dtype == jnp.bool_:
+        return x | (zero > 0)
+    return x + (zero > 0).astype(x.dtype)
+
+
+def replay_add(buf: Replay, batch: Transition, after: object = None) -> Replay:
     """Write ``batch`` (a :class:`Transition` with leading axis n) at ``pos``, wrapping around. Pure; jittable.
 
     Entry ``i`` of the batch goes to index ``(pos + i) mod C``; ``pos ← (pos + n) mod C``,
     ``size ← min(size + n, C)``. If ``n > C`` only the last C transitions are kept. Dtypes and shapes
     must match the buffer's exactly (ConfigError naming the field otherwise; cast before adding).
+
+    ``after``: values gathered from ``buf`` (any pytree, e.g. the minibatches of
+    :func:`replay_sample_after_add`) that the write must follow. The written values are made to depend on
+    them (``+ 0``, with the 0 computed from ``after``), so XLA can order every read of the old buffer before
+    the write and update the buffer in place; without it XLA cannot, and copies the whole buffer on every
+    call (10⁶ HalfCheetah transitions: 4.8 → 31 ms per TD3 learning step).
     """
     n = _check_batch(buf, batch)
+    if after is not None and jax.tree.leaves(after):
+        total = sum(jnp.sum(jnp.asarray(x, jnp.float32)) for x in jax.tree.leaves(after))
+        zero = jnp.nan_to_num(jnp.minimum(jnp.abs(total), 0.0))  # 0 for every value of total, NaN included
+        batch = jax.tree.map(lambda x: _after(jnp.asarray(x), zero), batch)
     cap = buf.capacity
     if n == 0:
         return buf
@@ -122,6 +141,30 @@ def replay_sample(buf: Replay, key: PRNGKey, batch_size: int) -> Transition:
     """
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buf.size, 1))
     return jax.tree.map(lambda x: x[idx], buf.data)
+
+
+def replay_sample_after_add(buf: Replay, recent: Transition, key: PRNGKey, batch_size: int) -> Transition:
+    """``replay_sample(replay_add(buf, recent), key, batch_size)`` — the same draws, the same values —
+    read from ``buf`` as it was, so that the buffer update can come after the reads (see ``after`` in
+    :func:`replay_add`: reading the updated buffer, XLA fused the update into the reads and copied the
+    buffer). A drawn index ``i`` whose offset ``(i − pos) mod C`` is below n (one of the slots ``recent``
+    goes to) takes ``recent[offset]``; any other index the stored ``buf[i]``.
+    """
+    n = _check_batch(buf, recent)
+    cap = buf.capacity
+    if n == 0 or n > cap:  # nothing recent, or more than fits: the plain way
+        return replay_sample(replay_add(buf, recent), key, batch_size)
+    size = jnp.minimum(buf.size + n, cap)
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(size, 1))
+    offset = (idx - buf.pos) % cap
+    is_recent = offset < n
+    rows = jnp.where(is_recent, offset, 0)
+
+    def pick(stored: Array, new: Array) -> Array:
+        mask = is_recent.reshape(batch_size, *([1] * (stored.ndim - 1)))
+        return jnp.where(mask, jnp.asarray(new)[rows], stored[idx])
+
+    return jax.tree.map(pick, buf.data, recent)
 
 
 def flatten_rollout(traj: Transition) -> Transition:

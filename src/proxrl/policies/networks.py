@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from proxrl.policies.distributions import scale_to_bounds
@@ -40,11 +41,57 @@ def flatten_obs(obs: Array, obs_ndim: int) -> Array:
     return obs.reshape(*obs.shape[: obs.ndim - obs_ndim], -1)
 
 
+def orthonormal_columns(a: Array) -> Array:
+    """The Q of ``a = QR`` with ``diag(R) > 0`` for a tall ``a`` ``[m, n]`` (m ≥ n, full column rank).
+
+    Classical Gram–Schmidt, each column orthogonalised twice ("twice is enough": ``‖QᵀQ − I‖`` stays at
+    rounding level), in plain JAX operations. Why not ``jnp.linalg.qr``: on CPU, jaxlib 0.10's LAPACK
+    kernels split a *batched* factorisation (a QR under ``vmap`` over seeds) across XLA's intra-op thread
+    pool and block a pool thread until the pieces finish; two such calls running at once on a 2-core
+    machine hold both pool threads and wait for each other for ever (stack: ``QrFactorization`` →
+    ``ParallelBatchMap`` → ``BlockingCounter::Wait``). That deadlock was the "stall" seen in training runs.
+    """
+    m, n = a.shape
+    if m < n:
+        raise ValueError(f"orthonormal_columns needs a tall matrix (rows >= columns), got shape {a.shape}")
+
+    def column(j: Array, q: Array) -> Array:
+        v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        for _ in range(2):  # columns ≥ j of q are still zero, so this projects onto span(q_1 … q_{j−1})
+            v = v - q @ (q.T @ v)
+        return jax.lax.dynamic_update_index_in_dim(q, v / jnp.linalg.norm(v), j, axis=1)
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
+
+
+def orthogonal(gain: float = 1.0) -> Callable[..., Array]:
+    """Orthogonal initialisation (Saxe et al. 2014) of a kernel ``[..., fan_out]``: ``gain·Q`` with Q uniform
+    (Haar) among matrices with orthonormal columns (or rows, when fan_out exceeds the other axes' size).
+
+    The same law — and, given the key, the same numbers up to rounding — as ``flax.linen.initializers.
+    orthogonal``: a standard normal matrix is drawn with the same shape and Q is its QR factor with a
+    positive diagonal in R; only the factorisation differs (:func:`orthonormal_columns`, no LAPACK call).
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> Array:
+        if len(shape) < 2:
+            raise ValueError(
+                f"orthogonal initialisation needs at least 2 dimensions, got shape {tuple(shape)}"
+            )
+        n_cols = int(shape[-1])
+        n_rows = math.prod(shape) // n_cols
+        wide = n_rows < n_cols
+        a = jax.random.normal(key, (n_cols, n_rows) if wide else (n_rows, n_cols), dtype)
+        q = orthonormal_columns(a)
+        q = q.T if wide else q
+        return gain * q.reshape(tuple(shape))
+
+    return init
+
+
 def dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
-    """A dense layer with orthogonal weights of the given gain and zero bias."""
-    return nn.Dense(
-        features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros, name=name
-    )
+    """A dense layer with orthogonal weights of the given gain (:func:`orthogonal`) and zero bias."""
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros, name=name)
 
 
 class MLP(nn.Module):
