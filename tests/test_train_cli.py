@@ -1,9 +1,9 @@
 """`proxrl train` and `proxrl evaluate` end to end on a tiny PPO budget (gymnax CartPole).
 
-Commands that compute run in a subprocess with a 60 s limit (a run takes ~15 s) and one retry: on this machine JAX's CPU
-runtime occasionally never completes a computation (about 1 run in 6 of this file hung in-process, with
-JAX's asynchronous dispatch and multithreaded Eigen both off; see proxrl/__init__.py). A retry resumes
-from the last atomic checkpoint, so a second attempt checks the same behaviour.
+Commands that compute run in a subprocess with a 60 s limit (a run takes ~15 s) and one retry. This guarded
+against JAX computations that never completed (about 1 run in 6 of this file hung in-process); the cause was
+later found and fixed (two vmapped LAPACK QRs deadlocking XLA's CPU thread pool; see proxrl/__init__.py). A
+retry resumes from the last atomic checkpoint, so a second attempt checks the same behaviour.
 """
 
 import csv
@@ -117,11 +117,17 @@ def test_evaluate_and_resume(run_dir):
         (["train", "qac", "--env", "Pendulum-v1", "--gradient", "all_actions"], "all_actions"),
         (
             ["train", "td3", "--env", "CartPole-v1"],
-            "TD3 needs a continuous (Box) action space, got Discrete(2)",
+            "TD3 needs a continuous (Box) action space, got Discrete(2) (CartPole-v1)",
         ),
         (["train", "ddpg", "--env", "Pendulum-v1", "--tau", "0"], "tau"),
-        (["train", "sac", "--env", "Acrobot-v1"], "SAC needs a continuous (Box) action space"),
-        (["train", "offpolicy_ac", "--env", "Pendulum-v1"], "needs a discrete"),
+        (
+            ["train", "sac", "--env", "Acrobot-v1"],
+            "SAC needs a continuous (Box) action space, got Discrete(3) (Acrobot-v1)",
+        ),
+        (
+            ["train", "offpolicy_ac", "--env", "Pendulum-v1"],
+            "needs a discrete action space, got Box(-2, 2, (1,)) (Pendulum-v1)",
+        ),
         (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "buffer_size"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),

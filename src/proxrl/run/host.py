@@ -98,9 +98,10 @@ class HostRunner:
         obs = self._obs
         for t in range(learner.num_steps):
             action = np.asarray(self._act(carry, obs, t))
-            out = self.env.step(action.reshape(n * learner.num_envs, *action.shape[2:]))
+            action = action.reshape(n * learner.num_envs, *action.shape[2:])  # [N, B, ...] -> [N·B, ...]
+            out = self.env.step(action)
             fields = (
-                action.reshape(n * learner.num_envs, *action.shape[2:]),
+                action,
                 out.reward,
                 out.terminated,
                 out.truncated,

@@ -196,12 +196,21 @@ def make_runner(
     """
     run_cfg.validate()
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
+
+    def learner_for(observation_space: Space, action_space: Space) -> Learner:
+        try:
+            return make_learner(observation_space, action_space)
+        except ConfigError as e:  # the learner sees only spaces: name the environment in its message
+            if env_id in str(e):
+                raise
+            raise ConfigError(f"{e} ({env_id})") from None
+
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
         with jax.ensure_compile_time_eval():
             env = make_jax_env(env_id)
-        learner = make_learner(env.observation_space, env.action_space)
+        learner = learner_for(env.observation_space, env.action_space)
         return JaxRunner(loops.jax_trainer(learner, env, run_cfg.eval_episodes, norm))
-    learner = make_learner(*gym_spaces(env_id))
+    learner = learner_for(*gym_spaces(env_id))
     return HostAdapter(
         HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
     )
