@@ -6,19 +6,26 @@ estimate, a geometry D (Euclidean or KL), and a solver (closed form, Fisher solv
 
 import os as _os
 
-# JAX's CPU runtime used to stop for ever on this 2-core machine (all threads parked, the caller waiting in
-# ArrayImpl._value). The cause, found with gdb: jaxlib 0.10's LAPACK QR splits a batched factorisation across
-# XLA's intra-op pool and blocks a pool thread until the pieces finish; two such QRs at once (flax's orthogonal
-# initialiser under vmap over seeds) hold both pool threads and wait for each other. proxrl's networks now
-# use an orthogonal initialiser without LAPACK (proxrl.policies.networks.orthogonal). proxrl also runs XLA's
-# Eigen pool single-threaded (an earlier mitigation, 5-10% slower on bench_expert; kept until measured
-# without). Set PROXRL_XLA_MULTI_THREAD_EIGEN=1 to keep JAX's default. Takes effect only if JAX's CPU backend
-# has not started yet (import proxrl before running JAX code).
-_SAFE_CPU = _os.environ.get("PROXRL_XLA_MULTI_THREAD_EIGEN") != "1"
-if _SAFE_CPU and "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (
-        _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
+# XLA flags proxrl sets on import (only if XLA_FLAGS does not already name them; they take effect only if JAX's
+# CPU backend has not started yet, so import proxrl before running JAX code):
+# - --xla_backend_optimization_level=1: LLVM's -O1 for XLA's generated CPU code. Measured on the 2-core machine:
+#   compile 6.3 → 4.5–5.0 s for 8 vmapped PPO CartPole seeds and 4.8 → 4.0 s for SAC on Pendulum, run times
+#   unchanged within noise (PPO 6.5 s, SAC 10.3 s, the expert benchmark's EW and PG no slower). Results differ from
+#   the default level in the last bits, so seeded runs differ from runs made with the default. Set
+#   XLA_FLAGS=--xla_backend_optimization_level=2 (or any level) to override.
+# - --xla_cpu_multi_thread_eigen=false: XLA's Eigen pool single-threaded. Added first against computations that
+#   never completed on this 2-core machine; their cause, found later with gdb, was jaxlib 0.10's LAPACK QR, which
+#   splits a batched factorisation across XLA's intra-op pool and blocks a pool thread on the pieces, so two QRs
+#   at once (flax's orthogonal initialiser under vmap over seeds) deadlock; proxrl's networks now use an
+#   orthogonal initialiser without LAPACK (proxrl.policies.networks.orthogonal). The flag stays because it is
+#   also faster here: host-side SAC on HalfCheetah 169 vs 158 steps/s with the default (2 runs each); the expert
+#   benchmark 5-10% slower. Set PROXRL_XLA_MULTI_THREAD_EIGEN=1 to keep JAX's default.
+_flags = _os.environ.get("XLA_FLAGS", "")
+if "xla_backend_optimization_level" not in _flags:
+    _flags += " --xla_backend_optimization_level=1"
+if _os.environ.get("PROXRL_XLA_MULTI_THREAD_EIGEN") != "1" and "xla_cpu_multi_thread_eigen" not in _flags:
+    _flags += " --xla_cpu_multi_thread_eigen=false"
+_os.environ["XLA_FLAGS"] = _flags.strip()
 
 from proxrl.errors import ConfigError  # noqa: E402
 from proxrl.types import ProxStep, TableBatch, Transition  # noqa: E402
