@@ -4,8 +4,5 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# See proxrl/__init__.py: XLA's multithreaded Eigen pool can deadlock on vmapped CPU programs.
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
+# proxrl sets its XLA flags on import (see proxrl/__init__.py); import it before any test runs JAX code.
+import proxrl  # noqa: F401
