@@ -15,6 +15,11 @@ is saved with checkpoints::
                                                 #   flattened to [T·B] first (flatten_rollout)
     batch = replay_sample(buf, key, 256)        # Transition [256, ...]
 
+A learning step that stores a rollout and then samples writes it as::
+
+    batch = replay_sample_after_add(buf, flat, key, 256)   # = replay_sample(replay_add(buf, flat), key, 256)
+    buf = replay_add(buf, flat, after=batch)               # the write ordered after the reads: in place
+
 ``terminated`` and ``truncated`` are stored separately (the critic target bootstraps through a
 truncation, never through a termination), and ``next_obs`` is the true next observation.
 Shapes are static, so the checks of :func:`replay_add` run at trace time and raise
