@@ -18,14 +18,11 @@ import os
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
 
 import jax
 import numpy as np
 
+import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
 from proxrl.algos import ddpg, dpg, sac, td3
 
 ALGOS = {
