@@ -139,10 +139,10 @@ def test_offpolicy_ac_learns_cartpole(cartpole_runs):
     assert returns[:2].min() >= 475.0, returns
     n = CARTPOLE.num_updates
     assert metrics["episodic_return"].shape == (3, n)
-    warm = CARTPOLE.learning_starts // CARTPOLE.batch
+    warm = CARTPOLE.learning_starts // CARTPOLE.rollout_size
     assert np.all(np.isnan(metrics["critic_loss"][:, : warm - 1]))  # no update before learning_starts
     assert np.all(np.isfinite(metrics["critic_loss"][:, warm:]))
-    np.testing.assert_array_equal(metrics["env_steps"][0, -1], n * CARTPOLE.batch)
+    np.testing.assert_array_equal(metrics["env_steps"][0, -1], n * CARTPOLE.rollout_size)
     assert np.all(metrics["entropy"][:, warm:] > 0.0)
 
 

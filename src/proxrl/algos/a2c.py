@@ -33,19 +33,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import (
     Batch,
+    RolloutConfig,
+    check_actor_critic_coefficients,
     explained_variance,
     make_agent,
     make_batch,
-    validate_common,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -60,16 +60,13 @@ OPTIMISERS = ("rmsprop", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig:
-    """A2C hyperparameters; defaults follow SB3/CleanRL A2C for classic control."""
+class A2CConfig(RolloutConfig):
+    """A2C hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and A2C's own); defaults
+    follow SB3/CleanRL A2C for classic control."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
-    num_envs: int = 8
-    """Parallel environments B stepped in lockstep (vmapped)."""
     num_steps: int = 5
     """Steps T per environment per rollout; one update (one gradient step) consumes T·B transitions."""
+    lr: float = 7e-4
     optimiser: str = "rmsprop"
     """Preconditioner of the step: "rmsprop" (PyTorch-style, decay ``rms_decay``, ε = 1e-5 outside the
     square root, as SB3) or "adam" (ε = 1e-5)."""
@@ -79,38 +76,17 @@ class A2CConfig:
     """Decay the learning rate linearly from ``lr`` to 0 over the updates."""
     norm_adv: bool = False
     """Standardise the advantages over each batch."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-    lr: float = 7e-4
-    """Learning rate η (initial value when annealed)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
     gae_lambda: float = 1.0
     """GAE λ ∈ [0, 1]: 1 gives the n-step return (classic A2C), 0 the one-step TD error."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient c (SB3: 0.0; CleanRL-style runs often use 0.01)."""
     vf_coef: float = 0.5
     """Value loss coefficient."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update, N = T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + one gradient step) in the run."""
-        return self.total_timesteps // self.batch_size
 
     def validate(self) -> A2CConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_common(self)
+        super().validate()
+        check_actor_critic_coefficients(self)
         check_choice("optimiser", self.optimiser, OPTIMISERS)
         check_in_range("rms_decay", self.rms_decay, 0.0, 1.0, high_open=True)
         return self

@@ -1,5 +1,6 @@
 """Pieces every actor-critic algorithm shares (PPO, A2C, …), written once.
 
+- :class:`RolloutConfig`: the fields and checks every on-policy config shares;
 - :func:`make_agent`: actor (categorical or diagonal Gaussian head) and critic ``V_φ`` for an environment;
 - :func:`make_batch`: the *estimate* step — one forward pass under ``θ_k, φ_k`` over a rollout and
   GAE(λ) per environment (``discount_t = γ(1 − terminated)``; truncation bootstraps from
@@ -11,12 +12,14 @@ Collection, episode statistics and evaluation are the loop's (:mod:`proxrl.colle
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Self
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import tyro
 
 from proxrl.collect.loops import env_for as as_env  # noqa: F401  (re-exported: the algorithms' env lookup)
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
@@ -29,33 +32,70 @@ from proxrl.types import Array, Params, PRNGKey, Transition
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
 
-def validate_network_and_budget(cfg: Any) -> None:
-    """Checks every on-policy configuration shares (one-line :class:`ConfigError` on failure): budgets and
-    counts, network shape, and a budget of at least one update (``num_envs·num_steps`` steps)."""
-    for name in ("total_timesteps", "num_envs", "num_steps"):
-        check_int_at_least(name, getattr(cfg, name), 1)
-    check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
-    if len(cfg.hidden) == 0:
-        raise ConfigError("hidden must list at least one layer width, got ()")
-    for width in cfg.hidden:
-        check_int_at_least("hidden layer width", width, 1)
-    batch = cfg.num_envs * cfg.num_steps
-    if cfg.total_timesteps < batch:
-        raise ConfigError(
-            f"total_timesteps must be >= num_envs·num_steps = {batch} (one update), got {cfg.total_timesteps}"
-        )
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """The hyperparameters every on-policy method has (REINFORCE, NPG, Q actor-critic, A2C, PPO), declared
+    once: the budget, the rollout shape T×B, the networks and the policy step's learning rate, discount and
+    gradient clip. An algorithm's config extends it and may restate a field to change its default."""
+
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
+    The CLI sets it from ``--total-steps``."""
+    num_envs: int = 8
+    """Parallel environments B stepped in lockstep (vmapped)."""
+    num_steps: int = 128
+    """Steps T per environment per rollout; one update consumes the T·B transitions."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the actor and (separate) critic MLPs."""
+    activation: str = "tanh"
+    """Hidden activation: "tanh" or "relu"."""
+    log_std_init: float = 0.0
+    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
+    lr: float = 1e-3
+    """Learning rate η of the policy step (its initial value when annealed)."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update, N = T·B."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates (rollout + the algorithm's step) in the run."""
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> Self:
+        """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the budget and counts
+        (integers ≥ 1, at least one update of T·B steps), the network shape, lr > 0, γ ∈ [0, 1] and a
+        positive gradient-norm clip; a subclass checks its own fields after ``super().validate()``."""
+        for name in ("total_timesteps", "num_envs", "num_steps"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if len(self.hidden) == 0:
+            raise ConfigError("hidden must list at least one layer width, got ()")
+        for width in self.hidden:
+            check_int_at_least("hidden layer width", width, 1)
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"total_timesteps must be >= num_envs·num_steps = {self.batch_size} (one update), "
+                f"got {self.total_timesteps}"
+            )
+        check_positive("lr", self.lr)
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        return self
 
 
-def validate_common(cfg: Any) -> None:
-    """:func:`validate_network_and_budget` plus the actor-critic coefficients: lr > 0, γ and λ in [0, 1],
-    non-negative entropy and value coefficients, a positive gradient-norm clip."""
-    validate_network_and_budget(cfg)
-    check_positive("lr", cfg.lr)
-    check_in_range("gamma", cfg.gamma, 0.0, 1.0)
+def check_actor_critic_coefficients(cfg: Any) -> None:
+    """The coefficients of the GAE actor-critics (A2C, PPO): λ ∈ [0, 1], entropy and value coefficients
+    ≥ 0 (one-line :class:`ConfigError` on failure)."""
     check_in_range("gae_lambda", cfg.gae_lambda, 0.0, 1.0)
     check_in_range("ent_coef", cfg.ent_coef, 0.0, float("inf"), high_open=True)
     check_in_range("vf_coef", cfg.vf_coef, 0.0, float("inf"), high_open=True)
-    check_positive("max_grad_norm", cfg.max_grad_norm)
 
 
 class Batch(NamedTuple):

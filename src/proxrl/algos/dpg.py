@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.algos.off_policy import (
+    ReplayConfig,
     adam_step,
     deterministic_actor,
     dpg_objective,
@@ -38,7 +38,6 @@ from proxrl.algos.off_policy import (
     replay_learner,
     require_box,
     td_target,
-    validate_off_policy,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -49,42 +48,16 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Tran
 
 
 @dataclasses.dataclass(frozen=True)
-class DPGConfig:
-    """DPG hyperparameters: DDPG's defaults (CleanRL) without target networks."""
+class DPGConfig(ReplayConfig):
+    """DPG hyperparameters: the shared replay fields (``off_policy.ReplayConfig``, DDPG's
+    CleanRL defaults) without target networks, and the behaviour noise."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
-    """Environment steps in the whole run (over all parallel environments); the CLI sets it from ``--total-steps``."""
-    num_envs: int = 1
-    """Parallel environments stepped in lockstep."""
-    num_steps: int = 1
-    """Environment steps per environment between two learn calls (SB3's ``train_freq``)."""
-    gradient_steps: int = 1
-    """Gradient steps per learn call, i.e. per ``num_envs·num_steps`` environment steps."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
-    batch_size: int = 256
-    """Transitions per minibatch (drawn uniformly with replacement)."""
-    learning_starts: int = 1_000
-    """Environment steps of uniform random actions before the first update."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and the critic."""
-    activation: str = "relu"
-    """Hidden activation: "relu" or "tanh"."""
-    lr: float = 3e-4
-    """Adam learning rate of the actor (η) and the critic (λ)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
     exploration_noise: float = 0.1
     """σ of the Gaussian behaviour noise, in units of the action half range."""
 
-    @property
-    def num_updates(self) -> int:
-        """Learn calls in the run."""
-        return self.total_timesteps // (self.num_envs * self.num_steps)
-
     def validate(self) -> DPGConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_off_policy(self)
+        super().validate()
         check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
         return self
 

@@ -32,20 +32,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 from jax.flatten_util import ravel_pytree
 
 from proxrl.algos.actor_critic import (
     Batch,
+    RolloutConfig,
     explained_variance,
     make_agent,
     make_batch,
-    validate_network_and_budget,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -61,17 +60,17 @@ STEPS = ("fixed", "trust_region")
 
 
 @dataclasses.dataclass(frozen=True)
-class NPGConfig:
-    """NPG / TRPO hyperparameters; defaults are TRPO's (δ = 0.01, 10 CG iterations, damping 0.1,
-    backtracking ×0.8 up to 10 times) with a GAE critic."""
+class NPGConfig(RolloutConfig):
+    """NPG / TRPO hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and NPG's own);
+    defaults are TRPO's (δ = 0.01, 10 CG iterations, damping 0.1, backtracking ×0.8 up to 10 times) with a
+    GAE critic."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
-    num_envs: int = 8
-    """Parallel environments B stepped in lockstep (vmapped)."""
     num_steps: int = 256
     """Steps T per environment per rollout; one natural step per T·B transitions."""
+    lr: float = 1e-3
+    """Adam learning rate of the critic V_φ (the policy's step is the natural one below)."""
+    max_grad_norm: float = 0.5
+    """Clip the critic's global gradient norm to this value."""
     step: str = "trust_region"
     """Step length: "fixed" (θ_k + η·F⁻¹g, η = step_size) or "trust_region" (η = √(2δ / wᵀFw))."""
     line_search: bool = True
@@ -92,42 +91,17 @@ class NPGConfig:
     """Accept a step when the surrogate improves by ≥ this fraction of the linear prediction gᵀΔθ."""
     norm_adv: bool = True
     """Standardise the advantages over each batch (makes a fixed η comparable across tasks)."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-    lr: float = 1e-3
-    """Adam learning rate of the critic V_φ."""
     vf_epochs: int = 5
     """Passes over each batch fitting V_φ."""
     vf_minibatches: int = 4
     """Minibatches per critic pass; must divide num_envs·num_steps."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
     gae_lambda: float = 0.95
     """GAE λ ∈ [0, 1]."""
-    max_grad_norm: float = 0.5
-    """Clip the critic's global gradient norm to this value."""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update, N = T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + natural step + critic fit) in the run."""
-        return self.total_timesteps // self.batch_size
 
     def validate(self) -> NPGConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_network_and_budget(self)
-        check_positive("lr", self.lr)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        super().validate()
         check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        check_positive("max_grad_norm", self.max_grad_norm)
         check_choice("step", self.step, STEPS)
         check_positive("step_size", self.step_size)
         check_positive("max_kl", self.max_kl)

@@ -17,7 +17,8 @@ the buffer, random warm-up actions, ``gradient_steps`` updates per rollout on fr
 and returns a :class:`~proxrl.types.Learner` for :func:`proxrl.collect.loops.jax_trainer` (gymnax) or the
 host-side Gymnasium driver.
 
-Also here: :func:`validate_off_policy` (the common config checks), :func:`require_box` /
+Also here: :class:`ReplayConfig` / :class:`TargetReplayConfig` (the fields and checks every replay config
+shares), :func:`require_box` /
 :func:`require_discrete` (one-line errors for the wrong kind of action space), action scaling between
 [−1, 1] and [low, high], Gaussian exploration noise, :func:`twin_q` (an ensemble of critics on one vmapped
 axis) and :func:`td_target`.
@@ -25,14 +26,16 @@ axis) and :func:`td_target`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Self
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tyro
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.collect.replay import (
@@ -49,46 +52,89 @@ from proxrl.policies.networks import DeterministicPolicy, QNetwork, flatten_obs
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, State, Transition
 
-# ------------------------------------------------------------------------------------------------ checks
-
-LR_FIELDS = ("lr", "actor_lr", "critic_lr", "policy_lr", "q_lr", "alpha_lr")
+# ------------------------------------------------------------------------------------------------ config
 
 
-def validate_off_policy(cfg: Any) -> None:
-    """The checks every off-policy config shares (one-line :class:`~proxrl.errors.ConfigError` on failure).
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """The hyperparameters every replay-based method has, declared once; an algorithm's config extends it
+    with its own (and may restate a field to change its default). Defaults: CleanRL's DDPG/TD3 on MuJoCo
+    (256×256 ReLU, Adam 3e-4, batch 256, one gradient step per environment step) except ``learning_starts``
+    (1000, for Pendulum-scale budgets; CleanRL uses 25k on MuJoCo)."""
 
-    Reads the fields the config has among: ``total_timesteps``, ``num_envs``, ``num_steps``,
-    ``gradient_steps`` (integers ≥ 1); ``learning_starts`` (integer ≥ 0); ``buffer_size ≥ batch_size ≥ 1``;
-    ``tau ∈ (0, 1]``; ``gamma ∈ [0, 1]``; every learning rate in ``LR_FIELDS`` > 0; ``hidden`` (≥ 1 layer of
-    width ≥ 1) and ``activation`` ("tanh"/"relu"); and ``total_timesteps ≥ num_envs·num_steps`` (one rollout).
-    """
-    for name in ("total_timesteps", "num_envs", "num_steps", "gradient_steps"):
-        if hasattr(cfg, name):
-            check_int_at_least(name, getattr(cfg, name), 1)
-    if hasattr(cfg, "learning_starts"):
-        check_int_at_least("learning_starts", cfg.learning_starts, 0)
-    if hasattr(cfg, "buffer_size") or hasattr(cfg, "batch_size"):
-        check_replay(cfg.buffer_size, cfg.batch_size)
-    if hasattr(cfg, "tau"):
-        check_in_range("tau", cfg.tau, 0.0, 1.0, low_open=True)
-    if hasattr(cfg, "gamma"):
-        check_in_range("gamma", cfg.gamma, 0.0, 1.0)
-    for name in LR_FIELDS:
-        if hasattr(cfg, name):
-            check_positive(name, getattr(cfg, name))
-    if hasattr(cfg, "activation"):
-        check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
-    if hasattr(cfg, "hidden"):
-        if len(cfg.hidden) == 0:
+    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
+    The CLI sets it from ``--total-steps``."""
+    num_envs: int = 1
+    """Parallel environments B stepped in lockstep."""
+    num_steps: int = 1
+    """Steps T per environment between two updates (SB3's ``train_freq``); each update adds T·B transitions."""
+    gradient_steps: int = 1
+    """Gradient steps per update, i.e. per T·B environment steps (with T·B = 1: one per environment step)."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
+    batch_size: int = 256
+    """Minibatch size n, drawn uniformly with replacement from the buffer for each gradient step."""
+    learning_starts: int = 1_000
+    """Environment steps of uniform random actions before the first update (and before π_θ acts)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of each critic MLP."""
+    activation: str = "relu"
+    """Hidden activation: "relu" or "tanh"."""
+    lr: float = 3e-4
+    """Adam learning rate of the actor (η) and the critic(s) (λ)."""
+    gamma: float = 0.99
+    """Discount γ ∈ [0, 1]."""
+
+    @property
+    def rollout_size(self) -> int:
+        """Transitions collected per update, T·B."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Updates (rollout + ``gradient_steps`` gradient steps) in the run."""
+        return self.total_timesteps // self.rollout_size
+
+    def validate(self) -> Self:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``.
+
+        Checks: ``total_timesteps``, ``num_envs``, ``num_steps``, ``gradient_steps`` integers ≥ 1;
+        ``learning_starts`` ≥ 0; ``buffer_size ≥ batch_size ≥ 1``; ``gamma ∈ [0, 1]``; ``lr > 0``;
+        ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``; ``total_timesteps ≥ T·B`` (one rollout).
+        A subclass checks its own fields after ``super().validate()``.
+        """
+        for name in ("total_timesteps", "num_envs", "num_steps", "gradient_steps"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_int_at_least("learning_starts", self.learning_starts, 0)
+        check_replay(self.buffer_size, self.batch_size)
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_positive("lr", self.lr)
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if len(self.hidden) == 0:
             raise ConfigError("hidden must list at least one layer width, got ()")
-        for width in cfg.hidden:
+        for width in self.hidden:
             check_int_at_least("hidden layer width", width, 1)
-    if all(hasattr(cfg, f) for f in ("total_timesteps", "num_envs", "num_steps")):
-        batch = cfg.num_envs * cfg.num_steps
-        if cfg.total_timesteps < batch:
+        if self.total_timesteps < self.rollout_size:
             raise ConfigError(
-                f"total_timesteps must be >= num_envs·num_steps = {batch} (one rollout), got {cfg.total_timesteps}"
+                f"total_timesteps must be >= num_envs·num_steps = {self.rollout_size} (one rollout), "
+                f"got {self.total_timesteps}"
             )
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetReplayConfig(ReplayConfig):
+    """:class:`ReplayConfig` plus the Polyak rate of target networks (DDPG, TD3, SAC, discrete AC)."""
+
+    tau: float = 0.005
+    """Polyak rate τ ∈ (0, 1] of the target networks: φ_tar ← τφ + (1 − τ)φ_tar (1 copies φ)."""
+
+    def validate(self) -> Self:
+        """:meth:`ReplayConfig.validate` and τ ∈ (0, 1]."""
+        super().validate()
+        check_in_range("tau", self.tau, 0.0, 1.0, low_open=True)
+        return self
 
 
 def describe_space(space: Space) -> str:
@@ -287,15 +333,15 @@ def replay_learner(
     act_agent: ActAgent,
     mode_agent: ModeAgent,
     update_agent: UpdateAgent,
-    cfg: Any,
+    cfg: ReplayConfig,
     observation_space: Space,
     action_space: Space,
 ) -> Learner:
     """An off-policy algorithm as a :class:`~proxrl.types.Learner`: the buffer and schedule every replay
     method shares around the algorithm's four functions.
 
-    ``cfg`` must have ``num_envs``, ``num_steps``, ``buffer_size``, ``batch_size``, ``learning_starts`` and
-    ``gradient_steps`` (validated with :func:`validate_off_policy`). The learner state is a
+    ``cfg`` is the algorithm's :class:`ReplayConfig` (validated here); this function reads its ``num_envs``,
+    ``num_steps``, ``buffer_size``, ``batch_size``, ``learning_starts`` and ``gradient_steps``. The learner state is a
     :class:`ReplayState` (agent state, buffer, env-step counter, key).
 
     - ``act(state, obs, key)``: uniform random actions in the bounds (or over the discrete actions) while
@@ -319,7 +365,7 @@ def replay_learner(
     observations are float32 ``[D]``, actions float32 ``[d]`` (box) or int32 ``()`` (discrete), rewards
     float32, ``terminated``/``truncated`` bool.
     """
-    validate_off_policy(cfg)
+    cfg.validate()
     obs_dim = int(np.prod(observation_space.shape)) if observation_space.shape else 1
     gradient_steps = int(cfg.gradient_steps)
     batch_size = int(cfg.batch_size)

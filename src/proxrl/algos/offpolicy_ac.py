@@ -48,7 +48,7 @@ from proxrl.algos import off_policy
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
-from proxrl.errors import check_in_range
+from proxrl.errors import check_in_range, check_positive
 from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
@@ -90,58 +90,30 @@ def actor_objective(logits: Array, q: Array, ent_coef: Array | float = 0.0) -> t
 
 
 @dataclasses.dataclass(frozen=True)
-class OffPolicyACConfig:
-    """Hyperparameters of the discrete off-policy actor-critic. The defaults (4 environments, one gradient
-    step per environment step, Adam 1e-3 for actor and critic, batch 128, τ = 0.005, entropy bonus 0.03,
-    64×64 ReLU) took 5 of 5 seeds to 500 on CartPole-v1 in 100k steps (docs/methods/off-policy-ac.md)."""
+class OffPolicyACConfig(off_policy.TargetReplayConfig):
+    """Hyperparameters of the discrete off-policy actor-critic: the shared replay fields and τ
+    (``off_policy.TargetReplayConfig``), the critic's learning rate and the entropy bonus.
+    The defaults (4 environments, one gradient step per environment step, Adam 1e-3 for actor and critic,
+    batch 128, τ = 0.005, entropy bonus 0.03, 64×64 ReLU) took 5 of 5 seeds to 500 on CartPole-v1 in 100k
+    steps (docs/methods/off-policy-ac.md)."""
 
-    # ---- budgets and shapes ----
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 100_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
     num_envs: int = 4
-    """Parallel environments B stepped in lockstep (vmapped)."""
-    num_steps: int = 1
-    """Steps T per environment per update (each update adds T·B transitions to the buffer)."""
     gradient_steps: int = 4
-    """Gradient steps (critic and actor) per update; 4 with T·B = 4 is one per environment step."""
     buffer_size: int = 100_000
-    """Replay buffer capacity (transitions); the oldest are overwritten."""
     batch_size: int = 128
-    """Minibatch size n sampled uniformly from the buffer for each gradient step."""
-    learning_starts: int = 1_000
-    """Environment steps of uniform random actions before learning starts (and before π_θ acts)."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and critic MLPs."""
-    activation: str = "relu"
-    """Hidden activation: "relu" or "tanh"."""
-
-    # ---- numbers ----
     lr: float = 1e-3
     """Adam learning rate η of the actor."""
     q_lr: float = 1e-3
     """Adam learning rate λ of the critic."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
-    tau: float = 0.005
-    """Polyak rate τ ∈ (0, 1] of the target critic φ̄; 1 uses the current φ_k (no target network)."""
     ent_coef: float = 0.03
     """Entropy bonus coefficient c ≥ 0 (0: the lecture's bare update)."""
 
-    @property
-    def batch(self) -> int:
-        """Transitions collected per update, T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates in the run."""
-        return self.total_timesteps // self.batch
-
     def validate(self) -> OffPolicyACConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        off_policy.validate_off_policy(self)
-        check_in_range("q_lr", self.q_lr, 0.0, float("inf"), low_open=True, high_open=True)
+        super().validate()
+        check_positive("q_lr", self.q_lr)
         check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
         return self
 

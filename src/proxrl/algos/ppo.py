@@ -34,20 +34,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import (
     Batch,
+    RolloutConfig,
     as_env,
+    check_actor_critic_coefficients,
     explained_variance,
     make_agent,
     make_batch,
-    validate_common,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -65,17 +65,13 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Tran
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters; defaults follow CleanRL's ``ppo.py`` (Atari/classic-control settings)."""
+class PPOConfig(RolloutConfig):
+    """PPO hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and PPO's own); defaults
+    follow CleanRL's ``ppo.py`` (Atari/classic-control settings). The numbers in :class:`PPOHyper` are traced
+    (they may be vmapped); every other field is static (changing one recompiles)."""
 
-    # ---- static: shapes, budgets and code paths (changing one recompiles) ----
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
     num_envs: int = 4
-    """Parallel environments B stepped in lockstep (vmapped)."""
-    num_steps: int = 128
-    """Steps T per environment per rollout; one update consumes a batch of T·B transitions."""
+    lr: float = 2.5e-4
     update_epochs: int = 4
     """Passes (epochs) over each batch: the m inner steps of the proximal update."""
     num_minibatches: int = 4
@@ -88,18 +84,6 @@ class PPOConfig:
     """Standardise the advantages within each minibatch."""
     clip_vloss: bool = True
     """Clip the value prediction to within ``clip_eps`` of the old one in the value loss."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-
-    # ---- traced: numbers, may be vmapped (see PPOHyper) ----
-    lr: float = 2.5e-4
-    """Adam learning rate (initial value when annealed)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
     gae_lambda: float = 0.95
     """GAE λ ∈ [0, 1]: 0 gives the TD error, 1 the Monte Carlo return minus V."""
     clip_eps: float = 0.2
@@ -112,23 +96,11 @@ class PPOConfig:
     """Entropy bonus coefficient c."""
     vf_coef: float = 0.5
     """Value loss coefficient."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update, T·B."""
-        return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
         """Transitions per Adam step."""
         return self.batch_size // self.num_minibatches
-
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + inner steps) in the run."""
-        return self.total_timesteps // self.batch_size
 
     def hyper(self) -> PPOHyper:
         """The traced fields, as a :class:`PPOHyper` of floats."""
@@ -136,7 +108,8 @@ class PPOConfig:
 
     def validate(self) -> PPOConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_common(self)
+        super().validate()
+        check_actor_critic_coefficients(self)
         for name in ("update_epochs", "num_minibatches"):
             check_int_at_least(name, getattr(self, name), 1)
         check_choice("surrogate", self.surrogate, objectives.SURROGATES)

@@ -34,21 +34,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import (
     ACTIVATIONS,
     Agent,
+    RolloutConfig,
     explained_variance,
     features,
     make_agent,
-    validate_network_and_budget,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -65,16 +64,16 @@ TD_TARGETS = ("sarsa", "expected")
 
 
 @dataclasses.dataclass(frozen=True)
-class QACConfig:
-    """Q actor-critic hyperparameters: one actor Adam step and ``q_epochs`` critic passes per rollout."""
+class QACConfig(RolloutConfig):
+    """Q actor-critic hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and its own):
+    one actor Adam step and ``q_epochs`` critic passes per rollout."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
     num_envs: int = 16
-    """Parallel environments B stepped in lockstep (vmapped)."""
     num_steps: int = 32
-    """Steps T per environment per rollout; one update consumes T·B transitions."""
+    lr: float = 1e-3
+    """Adam step size η of the actor."""
+    max_grad_norm: float = 10.0
+    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
     gradient: str = "all_actions"
     """Actor gradient: "sampled" (∇log π(a|s)·(Q − E_πQ)) or "all_actions" (Σ_a ∇π(a|s)·Q; discrete only)."""
     td_target: str = "sarsa"
@@ -88,36 +87,14 @@ class QACConfig:
     """Minibatches per critic pass; must divide num_envs·num_steps."""
     norm_adv: bool = False
     """Standardise Q − E_πQ over each batch ("sampled" only)."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-    lr: float = 1e-3
-    """Adam step size η of the actor."""
     q_lr: float = 3e-3
     """Adam step size λ of the critic."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient c."""
-    max_grad_norm: float = 10.0
-    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update, N = T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + actor step + critic fit) in the run."""
-        return self.total_timesteps // self.batch_size
 
     def validate(self) -> QACConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_network_and_budget(self)
+        super().validate()
         check_choice("gradient", self.gradient, GRADIENTS)
         check_choice("td_target", self.td_target, TD_TARGETS)
         check_int_at_least("num_action_samples", self.num_action_samples, 1)
@@ -127,11 +104,8 @@ class QACConfig:
             raise ConfigError(
                 f"q_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.q_minibatches}"
             )
-        check_positive("lr", self.lr)
         check_positive("q_lr", self.q_lr)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        check_positive("max_grad_norm", self.max_grad_norm)
         return self
 
 

@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import (
+    RolloutConfig,
     explained_variance,
     features,
     make_agent,
-    validate_network_and_budget,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -60,61 +59,36 @@ BASELINES = ("none", "value")
 
 
 @dataclasses.dataclass(frozen=True)
-class REINFORCEConfig:
-    """REINFORCE hyperparameters; one Adam step on g per rollout of ``num_envs × num_steps`` steps."""
+class REINFORCEConfig(RolloutConfig):
+    """REINFORCE hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and its own); one Adam
+    step on g per rollout of ``num_envs × num_steps`` steps."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
     num_envs: int = 8
     """Parallel environments B stepped in lockstep (vmapped): the lecture's n trajectories per update."""
     num_steps: int = 500
     """Steps T per environment per rollout; one update consumes T·B transitions. With ``baseline="none"``
     keep it at least the typical episode length (steps of unfinished episodes are masked out)."""
+    max_grad_norm: float = 10.0
+    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
     baseline: str = "value"
     """b(s): "none" (b = 0) or "value" (a learned V_φ, which also bootstraps the rollout's unfinished tail)."""
     norm_adv: bool = False
     """Standardise R − b over the kept steps of each batch (a constant shift and a step-size rescale)."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-    lr: float = 1e-3
-    """Adam step size η of the policy step."""
     vf_lr: float = 1e-3
     """Adam step size of the baseline's regression steps (``baseline="value"``)."""
     vf_steps: int = 10
     """Full-batch Adam steps of the baseline's regression per rollout (Spinning Up's VPG takes 80): with one,
     V_φ lags the returns and barely reduces the variance."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1] of the returns-to-go."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient c (g + c·∇H); 0 is plain REINFORCE."""
-    max_grad_norm: float = 10.0
-    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per update, N = T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + one gradient step) in the run."""
-        return self.total_timesteps // self.batch_size
 
     def validate(self) -> REINFORCEConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_network_and_budget(self)
+        super().validate()
         check_choice("baseline", self.baseline, BASELINES)
-        check_positive("lr", self.lr)
         check_positive("vf_lr", self.vf_lr)
         check_int_at_least("vf_steps", self.vf_steps, 1)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        check_positive("max_grad_norm", self.max_grad_norm)
         return self
 
 

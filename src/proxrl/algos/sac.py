@@ -57,62 +57,28 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Tran
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig:
-    """SAC hyperparameters. Defaults follow CleanRL's ``sac_continuous_action.py`` / SB3 (256×256 ReLU,
+class SACConfig(off_policy.TargetReplayConfig):
+    """SAC hyperparameters: the shared replay fields and τ (``off_policy.TargetReplayConfig``)
+    and the temperature's. Defaults follow CleanRL's ``sac_continuous_action.py`` / SB3 (256×256 ReLU,
     batch 256, τ = 0.005, γ = 0.99, automatic α toward H̄ = −|A|, one gradient step per environment
     step) except the learning rate: 1e-3 (SB3 zoo / Rejax for Pendulum) instead of 3e-4, for Pendulum-v1's
-    20k-step budget (4 of 5 seeds at ≥ −200 measured, docs/methods/sac.md)."""
+    20k-step budget (4 of 5 seeds at ≥ −200 measured, docs/methods/sac.md), and a 100k buffer."""
 
-    # ---- budgets and shapes ----
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 20_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
-    num_envs: int = 1
-    """Parallel environments B stepped in lockstep (vmapped)."""
-    num_steps: int = 1
-    """Steps T per environment per update (each update adds T·B transitions to the buffer)."""
-    gradient_steps: int = 1
-    """Gradient steps per update (with T·B = 1, one per environment step as in SAC)."""
     buffer_size: int = 100_000
-    """Replay buffer capacity (transitions); the oldest are overwritten."""
-    batch_size: int = 256
-    """Minibatch size n sampled uniformly from the buffer for each gradient step."""
-    learning_starts: int = 1_000
-    """Environment steps of uniform random actions before learning starts (and before π_θ acts)."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of the actor and of each critic MLP."""
-    activation: str = "relu"
-    """Hidden activation: "relu" or "tanh"."""
+    lr: float = 1e-3
     autotune: bool = True
     """Learn α toward the target entropy; False keeps α = ``alpha`` fixed."""
-
-    # ---- numbers ----
-    lr: float = 1e-3
-    """Adam learning rate of the actor (η) and the critics (λ)."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α (autotune only)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
-    tau: float = 0.005
-    """Polyak rate τ ∈ (0, 1] of the target critics (1 copies φ into φ̄ every step)."""
     alpha: float = 1.0
     """Temperature α > 0: its initial value with ``autotune``, its fixed value without."""
     target_entropy: float | None = None
     """Target entropy H̄ of the temperature loss; None gives −|A| (minus the action dimension)."""
 
-    @property
-    def batch(self) -> int:
-        """Transitions collected per update, T·B."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """Updates in the run."""
-        return self.total_timesteps // self.batch
-
     def validate(self) -> SACConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        off_policy.validate_off_policy(self)
+        super().validate()
         check_positive("alpha", self.alpha)
         check_positive("alpha_lr", self.alpha_lr)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):

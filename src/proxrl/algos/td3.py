@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.algos.off_policy import (
+    TargetReplayConfig,
     action_scale,
     adam_step,
     deterministic_actor,
@@ -42,7 +42,6 @@ from proxrl.algos.off_policy import (
     require_box,
     td_target,
     twin_q,
-    validate_off_policy,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
@@ -53,34 +52,11 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Tran
 
 
 @dataclasses.dataclass(frozen=True)
-class TD3Config:
-    """TD3 hyperparameters; defaults follow CleanRL's ``td3_continuous_action.py`` except
-    ``learning_starts`` (1000, for Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
+class TD3Config(TargetReplayConfig):
+    """TD3 hyperparameters: the shared replay fields and τ (``off_policy.TargetReplayConfig``)
+    and TD3's own; defaults follow CleanRL's ``td3_continuous_action.py`` except ``learning_starts`` (1000, for
+    Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
-    """Environment steps in the whole run (over all parallel environments); the CLI sets it from ``--total-steps``."""
-    num_envs: int = 1
-    """Parallel environments stepped in lockstep."""
-    num_steps: int = 1
-    """Environment steps per environment between two learn calls (SB3's ``train_freq``)."""
-    gradient_steps: int = 1
-    """Gradient (critic) steps per learn call, i.e. per ``num_envs·num_steps`` environment steps."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions); the oldest are overwritten once full."""
-    batch_size: int = 256
-    """Transitions per minibatch (drawn uniformly with replacement)."""
-    learning_starts: int = 1_000
-    """Environment steps of uniform random actions before the first update."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic."""
-    activation: str = "relu"
-    """Hidden activation: "relu" or "tanh"."""
-    lr: float = 3e-4
-    """Adam learning rate of the actor and the critics."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
-    tau: float = 0.005
-    """Polyak coefficient τ ∈ (0, 1] of the target networks (1 copies)."""
     exploration_noise: float = 0.1
     """σ of the Gaussian behaviour noise, in units of the action half range."""
     policy_noise: float = 0.2
@@ -90,14 +66,9 @@ class TD3Config:
     policy_delay: int = 2
     """d: actor and target networks are updated once every d critic steps."""
 
-    @property
-    def num_updates(self) -> int:
-        """Learn calls in the run."""
-        return self.total_timesteps // (self.num_envs * self.num_steps)
-
     def validate(self) -> TD3Config:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        validate_off_policy(self)
+        super().validate()
         for name in ("exploration_noise", "policy_noise", "noise_clip"):
             check_in_range(name, getattr(self, name), 0.0, float("inf"), high_open=True)
         check_int_at_least("policy_delay", self.policy_delay, 1)
