@@ -85,6 +85,22 @@ def first_hit(
     return None
 
 
+def compile_and_run(train: Any, keys: Any, since: float) -> tuple[dict[str, Any], float, float, float]:
+    """``jax.jit(jax.vmap(train))`` on ``keys``, timed: (metrics, startup_s from ``since`` (the script's start
+    time) to now, compile_s, run_s until the metrics are ready)."""
+    import jax
+
+    jitted = jax.jit(jax.vmap(train))
+    startup_s = time.perf_counter() - since
+    t0 = time.perf_counter()
+    compiled = jitted.lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, metrics = compiled(keys)
+    jax.block_until_ready(metrics)
+    return metrics, startup_s, compile_s, time.perf_counter() - t0
+
+
 def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[str, Any]:
     """One proxrl measurement in this (fresh) process: compile, run the whole budget, find each seed's hit."""
     import jax
@@ -98,15 +114,7 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
         enable_compilation_cache(cache)
     config = PPOConfig(total_timesteps=total, **PPO_CARTPOLE)
     keys = jax.random.split(jax.random.key(seed), seeds)
-    train = jax.jit(jax.vmap(make_train(config, "CartPole-v1")))
-    startup_s = time.perf_counter() - _T_START
-    t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, metrics = compiled(keys)
-    jax.block_until_ready(metrics)
-    run_s = time.perf_counter() - t0
+    metrics, startup_s, compile_s, run_s = compile_and_run(make_train(config, "CartPole-v1"), keys, _T_START)
 
     returns = np.asarray(metrics["episodic_return"])
     episodes = np.asarray(metrics["episodes"])

@@ -30,7 +30,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ppo import Measurement, first_hit, measure, median, stat  # noqa: E402
+from bench_ppo import Measurement, compile_and_run, first_hit, measure, median, stat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 THRESHOLD = -200.0
@@ -46,15 +46,7 @@ def proxrl_worker(seeds: int, seed: int, total: int) -> dict[str, Any]:
 
     config = SACConfig(total_timesteps=total, hidden=(64, 64))
     keys = jax.random.split(jax.random.key(seed), seeds)
-    train = jax.jit(jax.vmap(make_train(config, "Pendulum-v1")))
-    startup_s = time.perf_counter() - _T_START
-    t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, metrics = compiled(keys)
-    jax.block_until_ready(metrics)
-    run_s = time.perf_counter() - t0
+    metrics, startup_s, compile_s, run_s = compile_and_run(make_train(config, "Pendulum-v1"), keys, _T_START)
 
     returns = np.asarray(metrics["episodic_return"])
     episodes = np.asarray(metrics["episodes"])
