@@ -179,15 +179,7 @@ def make_learner(config: A2CConfig, observation_space: Space, action_space: Spac
         )
         return A2CState(params, opt_state, state.update + 1), metrics
 
-    return Learner(
-        "a2c",
-        init,
-        lambda state, obs, key: agent.sample(state.params, obs, key),
-        lambda state, obs: agent.act_mode(state.params, obs),
-        learn,
-        config.num_envs,
-        config.num_steps,
-    )
+    return agent.learner("a2c", init, learn, config)
 
 
 def make_a2c(

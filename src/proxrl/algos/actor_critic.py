@@ -27,7 +27,7 @@ from proxrl.estimators import gae
 from proxrl.policies.distributions import categorical, diag_gaussian
 from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, Space
-from proxrl.types import Array, Params, PRNGKey, Transition
+from proxrl.types import Array, Learner, Params, PRNGKey, Transition
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
@@ -137,6 +137,25 @@ class Agent(NamedTuple):
     def act_mode(self, params: Params, obs: Array) -> Array:
         """The deterministic action (argmax of the logits / the Gaussian mean) for each observation."""
         return self.mode(self.actor.apply(params["actor"], features(self, obs)))
+
+    def learner(
+        self,
+        name: str,
+        init: Callable[[PRNGKey, Array], Any],
+        learn: Callable[[Any, Transition], tuple[Any, Any]],
+        config: RolloutConfig,
+    ) -> Learner:
+        """An on-policy algorithm's :class:`~proxrl.types.Learner`: it acts by sampling a ∼ π_θ(·|s) and is
+        evaluated with the mode; the algorithm's state keeps θ in ``state.params["actor"]``."""
+        return Learner(
+            name,
+            init,
+            lambda state, obs, key: self.sample(state.params, obs, key),
+            lambda state, obs: self.act_mode(state.params, obs),
+            learn,
+            config.num_envs,
+            config.num_steps,
+        )
 
 
 def make_agent(

@@ -323,15 +323,8 @@ def make_learner(config: NPGConfig, observation_space: Space, action_space: Spac
         )
         return NPGState({"actor": theta, "critic": phi}, opt_state, key), metrics
 
-    return Learner(
-        "npg",  # the registry key (TRPO is npg with step="trust_region", line_search=True)
-        init,
-        lambda state, obs, key: agent.sample(state.params, obs, key),
-        lambda state, obs: agent.act_mode(state.params, obs),
-        learn,
-        config.num_envs,
-        config.num_steps,
-    )
+    # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
+    return agent.learner("npg", init, learn, config)
 
 
 def make_npg(

@@ -264,15 +264,7 @@ def make_learner(
         )
         return PPOState(params, opt_state, beta, key, state.update + 1, hp), metrics
 
-    return Learner(
-        "ppo",
-        init,
-        lambda state, obs, key: agent.sample(state.params, obs, key),
-        lambda state, obs: agent.act_mode(state.params, obs),
-        learn,
-        config.num_envs,
-        config.num_steps,
-    )
+    return agent.learner("ppo", init, learn, config)
 
 
 def make_ppo(

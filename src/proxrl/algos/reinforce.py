@@ -237,15 +237,7 @@ def make_learner(config: REINFORCEConfig, observation_space: Space, action_space
         )
         return REINFORCEState(new_params, opt_state), metrics
 
-    return Learner(
-        "reinforce",
-        init,
-        lambda state, obs, key: agent.sample(state.params, obs, key),
-        lambda state, obs: agent.act_mode(state.params, obs),
-        learn,
-        config.num_envs,
-        config.num_steps,
-    )
+    return agent.learner("reinforce", init, learn, config)
 
 
 def make_reinforce(
