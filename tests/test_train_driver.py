@@ -9,7 +9,7 @@ import pytest
 
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import read_metadata
-from proxrl.run.train import JaxRunner, RunConfig, train
+from proxrl.run.train import JaxRunner, RunConfig, latest_per_step, train
 from proxrl.types import Trainer
 
 
@@ -68,6 +68,27 @@ def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
     assert resumed.path == half.path
     assert strip(_rows(half.path / "eval.csv")) == strip(ea)
     assert len(_rows(half.path / "metrics.csv")) == 40
+
+
+def test_chunk_logged_after_the_last_checkpoint_is_superseded_on_resume(tmp_path):
+    """A run killed after logging chunk 3 but before checkpointing it resumes from chunk 2 and logs chunk 3
+    again: eval.csv keeps both rows (append-only), the summary reads the resumed run's."""
+    half = train(JaxRunner(walk()), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
+    with (half.path / "eval.csv").open() as f:
+        header = f.readline().strip().split(",")
+    lost = {name: "-999" for name in header} | {"step": "300"}
+    with (half.path / "eval.csv").open("a") as f:
+        f.write(",".join(lost[name] for name in header) + "\n")
+    train(JaxRunner(walk()), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
+    rows = _rows(half.path / "eval.csv")
+    assert [r["step"] for r in rows] == ["100", "200", "300", "300", "400"]
+    table = latest_per_step(np.genfromtxt(half.path / "eval.csv", delimiter=",", names=True))
+    np.testing.assert_array_equal(table["step"], [100, 200, 300, 400])
+    assert table["eval_return_seed0"][2] == float(rows[3]["eval_return_seed0"]) != -999.0
+    summary = (half.path / "summary.md").read_text()
+    assert f"{float(rows[4]['eval_return_seed0']):.1f}" in summary
+    kept = sum(float(rows[i]["chunk_seconds"]) for i in (0, 1, 3, 4))  # the lost chunk's time is not counted
+    assert f"training time: {kept:.1f} s" in summary
 
 
 def test_resume_errors(tmp_path):

@@ -338,10 +338,18 @@ def _comparable(record: dict) -> dict:
     return {**record, "run": run, "algo_config": algo}
 
 
+def latest_per_step(rows: np.ndarray) -> np.ndarray:
+    """The rows of an append-only table (a structured array with a ``step`` field) keeping, for each step,
+    the last row written, in step order. A run killed after logging a chunk but before its checkpoint is
+    resumed from the earlier checkpoint and logs that chunk again; the later rows are the resumed run's."""
+    steps = rows["step"]
+    last = {float(step): i for i, step in enumerate(steps)}
+    return rows[sorted(last.values(), key=lambda i: steps[i])]
+
+
 def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
     """Learning-curve PNG (mean and 95% band over seeds) and summary.md from eval.csv."""
-    rows = np.genfromtxt(rd.path / "eval.csv", delimiter=",", names=True)
-    rows = np.atleast_1d(rows)
+    rows = latest_per_step(np.atleast_1d(np.genfromtxt(rd.path / "eval.csv", delimiter=",", names=True)))
     cols = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
     per_seed = np.stack([rows[n] for n in cols], axis=1)  # [E, N]
     steps = rows["step"]
