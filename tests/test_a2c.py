@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_one_line_config_error
 from proxrl.algos.a2c import A2CConfig, make_a2c, make_train, policy_gradient_loss
-from proxrl.errors import ConfigError
 from proxrl.objectives import ppo as obj
 from proxrl.policies.distributions import categorical
 from proxrl.policies.networks import CategoricalPolicy
@@ -131,8 +131,4 @@ def test_continuous_actions_step():
 )
 def test_bad_config_raises(change):
     config = dataclasses.replace(A2CConfig(), **change)
-    with pytest.raises(ConfigError) as info:
-        config.validate()
-    assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError):
-        make_a2c(config, "CartPole-v1")
+    assert_one_line_config_error(config, make_a2c, "CartPole-v1")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos.npg import NPGConfig, fisher_vector_product, line_search, make_npg, make_train
-from proxrl.errors import ConfigError
 from proxrl.policies.distributions import categorical, diag_gaussian
 from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy
 from proxrl.solvers.natural import conjugate_gradient
@@ -223,9 +223,7 @@ def test_trpo_learns_cartpole(cartpole_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
     metrics, _ = cartpole_runs
-    assert not np.allclose(metrics["surrogate_gain"][0], metrics["surrogate_gain"][1])
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "surrogate_gain")
 
 
 def test_continuous_actions_step():
@@ -258,8 +256,4 @@ def test_continuous_actions_step():
 )
 def test_bad_config_raises(change):
     config = dataclasses.replace(NPGConfig(), **change)
-    with pytest.raises(ConfigError) as info:
-        config.validate()
-    assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError):
-        make_npg(config, "CartPole-v1")
+    assert_one_line_config_error(config, make_npg, "CartPole-v1")

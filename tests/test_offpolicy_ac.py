@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos import offpolicy_ac as ac
 from proxrl.algos.offpolicy_ac import OffPolicyACConfig, make_offpolicy_ac, make_train
 from proxrl.errors import ConfigError
@@ -148,9 +149,7 @@ def test_offpolicy_ac_learns_cartpole(cartpole_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
     _, metrics, _ = cartpole_runs
-    assert not np.allclose(np.nan_to_num(metrics["critic_loss"][0]), np.nan_to_num(metrics["critic_loss"][1]))
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "critic_loss")
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -173,12 +172,7 @@ def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
     config = OffPolicyACConfig(**{field: value})
-    with pytest.raises(ConfigError) as err:
-        config.validate()
-    message = str(err.value)
-    assert fragment in message and "\n" not in message
-    with pytest.raises(ConfigError):
-        make_train(config, "CartPole-v1")
+    assert_one_line_config_error(config, make_train, "CartPole-v1", fragment)
 
 
 def test_box_action_space_is_rejected():

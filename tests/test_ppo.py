@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos.ppo import PPOConfig, make_ppo, make_train
 from proxrl.errors import ConfigError
 from proxrl.objectives import ppo as obj
@@ -120,10 +121,7 @@ def test_ppo_learns_cartpole(cartpole_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
     _, metrics, _ = cartpole_runs
-    curves = metrics["episodic_return"]
-    assert not np.allclose(np.nan_to_num(curves[0]), np.nan_to_num(curves[1]))
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "episodic_return")
 
 
 def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
@@ -172,13 +170,8 @@ def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
     config = PPOConfig(**{field: value})
-    with pytest.raises(ConfigError) as err:
-        config.validate()
-    message = str(err.value)
-    assert fragment in message and "\n" not in message
+    message = assert_one_line_config_error(config, make_train, "CartPole-v1", fragment)
     assert repr(value) in message or str(value) in message
-    with pytest.raises(ConfigError):
-        make_train(config, "CartPole-v1")
 
 
 def test_unknown_env_is_a_config_error():

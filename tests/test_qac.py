@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos.actor_critic import as_env, make_agent
 from proxrl.algos.qac import (
     QACConfig,
@@ -194,9 +195,7 @@ def test_all_actions_learns_cartpole(cartpole_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
     metrics, _ = cartpole_runs
-    assert not np.allclose(metrics["policy_loss"][0], metrics["policy_loss"][1])
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "policy_loss")
 
 
 def test_continuous_actions_sampled_step_and_all_actions_refused():
@@ -231,8 +230,4 @@ def test_continuous_actions_sampled_step_and_all_actions_refused():
 )
 def test_bad_config_raises(change):
     config = dataclasses.replace(QACConfig(), **change)
-    with pytest.raises(ConfigError) as info:
-        config.validate()
-    assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError):
-        make_qac(config, "CartPole-v1")
+    assert_one_line_config_error(config, make_qac, "CartPole-v1")

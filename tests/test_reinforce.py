@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos.actor_critic import as_env
 from proxrl.algos.reinforce import REINFORCEConfig, make_learner, make_reinforce, make_train, returns_to_go
-from proxrl.errors import ConfigError
 from proxrl.policies.networks import CategoricalPolicy, ValueNetwork
 from proxrl.types import Transition
 
@@ -160,9 +160,7 @@ def test_value_baseline_learns_cartpole(value_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(value_runs):
     metrics, _ = value_runs
-    assert not np.allclose(metrics["policy_loss"][0], metrics["policy_loss"][1])
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "policy_loss")
 
 
 def test_no_baseline_learns_cartpole():
@@ -208,8 +206,4 @@ def test_continuous_actions_step():
 )
 def test_bad_config_raises(change):
     config = dataclasses.replace(REINFORCEConfig(), **change)
-    with pytest.raises(ConfigError) as info:
-        config.validate()
-    assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError):
-        make_reinforce(config, "CartPole-v1")
+    assert_one_line_config_error(config, make_reinforce, "CartPole-v1")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos import sac
 from proxrl.algos.sac import SACConfig, make_sac, make_train
 from proxrl.errors import ConfigError
@@ -168,9 +169,7 @@ def test_sac_learns_pendulum(pendulum_runs):
 
 def test_seeds_differ_and_same_seed_is_identical(pendulum_runs):
     _, metrics, _ = pendulum_runs
-    assert not np.allclose(np.nan_to_num(metrics["critic_loss"][0]), np.nan_to_num(metrics["critic_loss"][1]))
-    for name, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=name)
+    assert_seeds_differ_and_repeat(metrics, "critic_loss")
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -195,12 +194,7 @@ def test_seeds_differ_and_same_seed_is_identical(pendulum_runs):
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
     config = SACConfig(**{field: value})
-    with pytest.raises(ConfigError) as err:
-        config.validate()
-    message = str(err.value)
-    assert fragment in message and "\n" not in message
-    with pytest.raises(ConfigError):
-        make_train(config, "Pendulum-v1")
+    assert_one_line_config_error(config, make_train, "Pendulum-v1", fragment)
 
 
 def test_discrete_action_space_is_rejected():
