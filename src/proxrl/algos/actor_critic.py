@@ -32,6 +32,24 @@ from proxrl.types import Array, Learner, Params, PRNGKey, Transition
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
 
+def check_budget_and_network(cfg: Any) -> None:
+    """Checks every learner config shares (one-line :class:`ConfigError`): ``total_timesteps``, ``num_envs``
+    and ``num_steps`` integers ≥ 1 with ``total_timesteps ≥ num_envs·num_steps`` (one update), ``hidden``
+    at least one layer of width ≥ 1, ``activation`` one of :data:`ACTIVATIONS`."""
+    for name in ("total_timesteps", "num_envs", "num_steps"):
+        check_int_at_least(name, getattr(cfg, name), 1)
+    check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
+    if len(cfg.hidden) == 0:
+        raise ConfigError("hidden must list at least one layer width, got ()")
+    for width in cfg.hidden:
+        check_int_at_least("hidden layer width", width, 1)
+    rollout = cfg.num_envs * cfg.num_steps
+    if cfg.total_timesteps < rollout:
+        raise ConfigError(
+            f"total_timesteps must be >= num_envs·num_steps = {rollout} (one update), got {cfg.total_timesteps}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     """The hyperparameters every on-policy method has (REINFORCE, NPG, Q actor-critic, A2C, PPO), declared
@@ -72,18 +90,7 @@ class RolloutConfig:
         """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the budget and counts
         (integers ≥ 1, at least one update of T·B steps), the network shape, lr > 0, γ ∈ [0, 1] and a
         positive gradient-norm clip; a subclass checks its own fields after ``super().validate()``."""
-        for name in ("total_timesteps", "num_envs", "num_steps"):
-            check_int_at_least(name, getattr(self, name), 1)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if len(self.hidden) == 0:
-            raise ConfigError("hidden must list at least one layer width, got ()")
-        for width in self.hidden:
-            check_int_at_least("hidden layer width", width, 1)
-        if self.total_timesteps < self.batch_size:
-            raise ConfigError(
-                f"total_timesteps must be >= num_envs·num_steps = {self.batch_size} (one update), "
-                f"got {self.total_timesteps}"
-            )
+        check_budget_and_network(self)
         check_positive("lr", self.lr)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_positive("max_grad_norm", self.max_grad_norm)

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 import tyro
 
-from proxrl.algos.actor_critic import ACTIVATIONS
+from proxrl.algos.actor_critic import ACTIVATIONS, check_budget_and_network
 from proxrl.collect.replay import (
     Replay,
     check_replay,
@@ -46,7 +46,7 @@ from proxrl.collect.replay import (
     replay_init,
     replay_sample_after_add,
 )
-from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_positive
 from proxrl.policies.distributions import scale_to_bounds
 from proxrl.policies.networks import DeterministicPolicy, QNetwork, flatten_obs
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, Space
@@ -104,22 +104,12 @@ class ReplayConfig:
         ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``; ``total_timesteps ≥ T·B`` (one rollout).
         A subclass checks its own fields after ``super().validate()``.
         """
-        for name in ("total_timesteps", "num_envs", "num_steps", "gradient_steps"):
-            check_int_at_least(name, getattr(self, name), 1)
+        check_budget_and_network(self)
+        check_int_at_least("gradient_steps", self.gradient_steps, 1)
         check_int_at_least("learning_starts", self.learning_starts, 0)
         check_replay(self.buffer_size, self.batch_size)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_positive("lr", self.lr)
-        check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if len(self.hidden) == 0:
-            raise ConfigError("hidden must list at least one layer width, got ()")
-        for width in self.hidden:
-            check_int_at_least("hidden layer width", width, 1)
-        if self.total_timesteps < self.rollout_size:
-            raise ConfigError(
-                f"total_timesteps must be >= num_envs·num_steps = {self.rollout_size} (one rollout), "
-                f"got {self.total_timesteps}"
-            )
         return self
 
 
