@@ -24,6 +24,7 @@ import numpy as np
 
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
 from proxrl.algos import ddpg, dpg, sac, td3
+from proxrl.collect.loops import SEED_AXIS
 
 ALGOS = {
     "sac": (sac.SACConfig, sac.make_train, sac.make_sac),
@@ -63,7 +64,7 @@ def main() -> None:
         fields["exploration_noise"] = args.exploration_noise
     config = config_cls(**fields)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
-    train = jax.jit(jax.vmap(make_train(config, args.env)))
+    train = jax.jit(jax.vmap(make_train(config, args.env), axis_name=SEED_AXIS))
     t0 = time.time()
     compiled = train.lower(keys).compile()
     t1 = time.time()

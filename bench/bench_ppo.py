@@ -86,11 +86,13 @@ def first_hit(
 
 
 def compile_and_run(train: Any, keys: Any, since: float) -> tuple[dict[str, Any], float, float, float]:
-    """``jax.jit(jax.vmap(train))`` on ``keys``, timed: (metrics, startup_s from ``since`` (the script's start
-    time) to now, compile_s, run_s until the metrics are ready)."""
+    """``jax.jit(jax.vmap(train, axis_name=SEED_AXIS))`` on ``keys``, timed: (metrics, startup_s from ``since``
+    (the script's start time) to now, compile_s, run_s until the metrics are ready)."""
     import jax
 
-    jitted = jax.jit(jax.vmap(train))
+    from proxrl.collect.loops import SEED_AXIS
+
+    jitted = jax.jit(jax.vmap(train, axis_name=SEED_AXIS))
     startup_s = time.perf_counter() - since
     t0 = time.perf_counter()
     compiled = jitted.lower(keys).compile()

@@ -3,6 +3,8 @@ TD3's clipped double-Q target, the DPG chain rule, delayed actor updates, bad in
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,7 @@ from proxrl.algos.off_policy import (
     to_unit,
     twin_q,
 )
-from proxrl.collect.loops import train_for
+from proxrl.collect.loops import SEED_AXIS, train_for
 from proxrl.errors import ConfigError
 from proxrl.policies.networks import QNetwork
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
@@ -239,6 +241,40 @@ def test_td3_actor_and_targets_move_every_policy_delay_steps():
         updated.append(moved)
     assert updated == [False, False, True, False, False, True, False]
     assert int(state.agent.step) == 7
+
+
+def test_schedule_branches_are_skipped_not_masked_under_a_named_seed_vmap():
+    """Vmapped over seeds with ``axis_name=SEED_AXIS`` (as the runners do), the warm-up skip and TD3's delayed
+    actor step stay ``lax.cond`` branches (run only when due); a plain ``jax.vmap`` turns them into selects
+    that compute both sides. Same schedule and same numbers (to rounding) either way."""
+    config = dataclasses.replace(TD3_SMALL, learning_starts=12)
+    learner = td3.make_learner(config, OBS_SPACE, ACT_SPACE)
+    init = jax.jit(jax.vmap(learner.init))
+    named = jax.vmap(learner.learn, axis_name=SEED_AXIS)
+    plain = jax.vmap(learner.learn)
+    state = init(jax.random.split(jax.random.key(0), 2), jnp.zeros((2, 1, 3)))
+
+    def batches(i):
+        return jax.tree.map(
+            lambda *x: jnp.stack(x), *(rollout(hand_batch(jax.random.key(10 * i + j), n=6)) for j in range(2))
+        )
+
+    def conds(f):
+        return str(jax.make_jaxpr(f)(state, batches(0))).count("cond[")
+
+    assert conds(named) == 2 and conds(plain) == 0  # warm-up skip and policy delay
+    s_named, s_plain = state, state
+    updates, actor_updated = [], []
+    for i in range(5):
+        s_named, m = jax.jit(named)(s_named, batches(i))
+        s_plain, m_plain = jax.jit(plain)(s_plain, batches(i))
+        updates.append(m["gradient_updates"].tolist())
+        actor_updated.append(np.nan_to_num(m["actor_updated"]).tolist())
+        np.testing.assert_array_equal(m["gradient_updates"], m_plain["gradient_updates"])
+    assert updates == [[0, 0], [1, 1], [1, 1], [1, 1], [1, 1]]  # 6 < 12 stored, then 12, 18, ...
+    assert actor_updated == [[0, 0], [0, 0], [0, 0], [1, 1], [0, 0]]  # critic steps 1, 2, 3 (due), 4
+    for a, b in zip(jax.tree.leaves(s_named.agent), jax.tree.leaves(s_plain.agent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -216,7 +216,10 @@ def test_learning_step_updates_the_buffer_in_place():
         truncated=jnp.zeros((1, 1, 1), bool),
         next_obs=jnp.zeros((1, 1, 1, 17)),
     )
-    absorb = jax.jit(jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr)), donate_argnums=0)
+    absorb = jax.jit(
+        jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr), axis_name=loops.SEED_AXIS),
+        donate_argnums=0,
+    )
     hlo = absorb.lower(carry, traj).compile().as_text()
     copies = [line.strip()[:120] for line in hlo.splitlines() if " copy(" in line and str(cap) in line]
     assert not copies, copies

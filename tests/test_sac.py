@@ -13,6 +13,7 @@ import pytest
 from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
 from proxrl.algos import sac
 from proxrl.algos.sac import SACConfig, make_sac, make_train
+from proxrl.collect.loops import SEED_AXIS
 from proxrl.errors import ConfigError
 from proxrl.policies.distributions import diag_gaussian, scale_to_bounds, tanh_gaussian_log_prob
 from proxrl.settings.jax_envs import BoxSpace
@@ -145,7 +146,7 @@ PENDULUM = SACConfig(total_timesteps=10_000, hidden=(64, 64))
 def pendulum_runs():
     """Seeds (a, b, a), (a, b) = split(key(0), 2), in ONE vmapped, jitted call: learning, seed differences and
     determinism at once."""
-    train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1")))
+    train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1"), axis_name=SEED_AXIS))
     ka, kb = jax.random.split(jax.random.key(0), 2)
     state, metrics = train(jnp.stack([ka, kb, ka]))
     evaluate = make_sac(PENDULUM, "Pendulum-v1", eval_episodes=10).evaluate

@@ -38,6 +38,7 @@ import optax
 import tyro
 
 from proxrl.algos.actor_critic import ACTIVATIONS, check_budget_and_network
+from proxrl.collect.loops import lockstep
 from proxrl.collect.replay import (
     Replay,
     check_replay,
@@ -340,8 +341,9 @@ def replay_learner(
     - ``learn(state, traj)``: the ``[T, B]`` rollout is flattened to ``[T·B]`` and added to the buffer; then,
       once at least ``learning_starts`` steps are stored (counting this rollout), ``gradient_steps`` calls of
       ``update_agent`` (a ``lax.scan``), each on a fresh minibatch of ``batch_size`` transitions drawn
-      uniformly with replacement. Before that the update is skipped (``lax.cond``) and every algorithm
-      metric is NaN ("not measured", like ``episodic_return`` without a finished episode).
+      uniformly with replacement. Before that the update is skipped (``lax.cond``; under a vmap over seeds
+      with ``axis_name=loops.SEED_AXIS`` it stays skipped, see :func:`~proxrl.collect.loops.lockstep`) and
+      every algorithm metric is NaN ("not measured", like ``episodic_return`` without a finished episode).
 
     Metrics: the algorithm's, averaged over the gradient steps that report them (``nanmean``: a step may
     report NaN for a quantity it did not compute, e.g. TD3's actor loss between delayed updates), plus
@@ -417,11 +419,10 @@ def replay_learner(
             shapes = jax.eval_shape(train, agent, batches)[1]
             return agent, {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
 
-        agent, metrics = jax.lax.cond(env_steps >= learning_starts, train, skip, state.agent, batches)
+        started = lockstep(env_steps >= learning_starts)  # a branch, not a select, under vmap over seeds
+        agent, metrics = jax.lax.cond(started, train, skip, state.agent, batches)
         metrics = dict(
-            metrics,
-            buffer_size=buffer.size,
-            gradient_updates=jnp.where(env_steps >= learning_starts, gradient_steps, 0),
+            metrics, buffer_size=buffer.size, gradient_updates=jnp.where(started, gradient_steps, 0)
         )
         return ReplayState(agent, buffer, env_steps, key), metrics
 

@@ -154,7 +154,7 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
             params={"actor": state.params["actor"], "critic": phi}, critic_opt=critic_opt, step=state.step + 1
         )
         # every policy_delay critic steps: the actor step, then the targets
-        due = state.step % config.policy_delay == 0
+        due = loops.lockstep(state.step % config.policy_delay == 0)  # skipped, not masked, between delays
         state, a_loss = jax.lax.cond(
             due, actor_step, lambda s, _: (s, jnp.full((), jnp.nan, jnp.float32)), state, batch.obs
         )

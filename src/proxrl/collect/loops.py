@@ -42,6 +42,26 @@ from proxrl.settings.normalize import (
 )
 from proxrl.types import Array, Learner, Metrics, PRNGKey, State, Trainer, Transition
 
+SEED_AXIS = "seed"
+"""The axis name the runners give ``jax.vmap`` over seeds (``jax.vmap(f, axis_name=SEED_AXIS)``)."""
+
+
+def lockstep(pred: Array) -> Array:
+    """A schedule predicate that every seed of a lockstep run shares (it depends only on step counters,
+    equal across seeds), made one unbatched value when the seeds are vmapped with ``axis_name=SEED_AXIS``.
+
+    Under ``jax.vmap`` a ``lax.cond`` whose predicate is batched becomes a select that computes *both*
+    branches for every seed: the gradient steps of a replay learner's random warm-up and TD3's delayed actor
+    step would run on every call and be thrown away. Reduced over the seed axis (all values are equal, so
+    the minimum is each of them) the predicate is unbatched and ``lax.cond`` stays a branch. Outside such a
+    vmap (one seed, or a plain ``jax.vmap`` without the axis name) ``pred`` is returned as it is: the same
+    numbers, computed the slow way. Never use it for a predicate that can differ between seeds.
+    """
+    try:
+        return jax.lax.pmin(jnp.asarray(pred, jnp.int32), SEED_AXIS) > 0
+    except NameError:  # no vmap over seeds with the axis name is being traced
+        return pred
+
 
 @dataclasses.dataclass(frozen=True)
 class Normalization:
@@ -228,7 +248,8 @@ def make_train(
     learner: Learner, env: JaxEnv, num_updates: int, norm: Normalization | None = None
 ) -> Callable[[PRNGKey], tuple[LoopState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: ``num_updates`` updates of :func:`jax_trainer` as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call.
+    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=SEED_AXIS)(keys)`` trains many seeds in one
+    compiled call (the axis name keeps schedule branches branches: :func:`lockstep`).
     ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``."""
     trainer = jax_trainer(learner, env, 1, norm)
 

@@ -62,7 +62,9 @@ class HostRunner:
         self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, None)))
         # the carry is donated: its buffers (a replay buffer of up to 10⁶ transitions) are updated in place
         # instead of copied on every call (a 1e6-transition buffer copy cost TD3 ≈ 50 ms per step)
-        self._absorb = jax.jit(jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr)), donate_argnums=0)
+        # the seed axis is named so that schedule branches stay branches (loops.lockstep)
+        absorb = jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr), axis_name=loops.SEED_AXIS)
+        self._absorb = jax.jit(absorb, donate_argnums=0)
         self._init = jax.jit(jax.vmap(lambda k, o: loops.carry_init(learner, k, o, norm)))
 
         def mode(carry: Carry, obs: jax.Array) -> jax.Array:

@@ -143,7 +143,8 @@ class JaxRunner(Runner):
             def run(s: Any) -> Any:
                 return jax.lax.scan(lambda c, _: self.trainer.update(c), s, None, length=updates)
 
-            self._chunks[updates] = jax.jit(jax.vmap(run))
+            # the seed axis is named so that schedule branches stay branches (loops.lockstep)
+            self._chunks[updates] = jax.jit(jax.vmap(run, axis_name=loops.SEED_AXIS))
         state, metrics = self._chunks[updates](state)
         return state, {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
 
