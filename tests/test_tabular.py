@@ -133,16 +133,17 @@ def test_ew_cumulative_regret_under_bound():
 
 
 def test_api_ew_npg_reach_v_star_on_frozen_lake():
-    """From uniform π, exact dynamics, γ = 0.99, slippery and not: API, EW and NPG (least-squares
-    Fisher solve, and the tabular closed form) end within 1e-6 of V*(ρ). The pseudo-inverse NPG step is
-    held to 1e-4 at 60 iterations: once π is nearly deterministic, ``diag π − ππᵀ`` cancels in floating
-    point (see docs/methods/tabular.md), so it is not run to 1e-6."""
+    """From uniform π, exact dynamics, γ = 0.99, slippery and not: API, EW and NPG (pseudo-inverse and
+    least-squares Fisher solves, and the tabular closed form) end within 1e-6 of V*(ρ). The pseudo-inverse
+    keeps singular values above √ε·σ_max: with the default cutoff, rounding-level singular values were
+    inverted once π was nearly deterministic and the slippery run jumped to a gap of 0.54 at iteration 46
+    on one host (docs/methods/tabular.md)."""
     with jax.enable_x64(True):
         both = tb.stack([mdps.frozen_lake(slippery=s, gamma=0.99) for s in (True, False)])
         v_star = jax.vmap(tb.optimal_value)(both)
         theta0 = jnp.zeros((2, 16, 4))
         runs = [("api", 1.0, 20, 1e-6), ("ew", 10.0, 200, 1e-6), ("npg_lstsq", 10.0, 200, 1e-6),
-                ("npg_closed", 10.0, 200, 1e-6), ("npg", 10.0, 60, 1e-4)]  # fmt: skip
+                ("npg_closed", 10.0, 200, 1e-6), ("npg", 10.0, 200, 1e-6)]  # fmt: skip
         for algo, eta, iters, tol in runs:
             f = jax.vmap(lambda mm, th, v, a=algo, e=eta, k=iters: alg.run(a, mm, th, k, e, v_star=v))
             res = jax.jit(f)(both, theta0, v_star)

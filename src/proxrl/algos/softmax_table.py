@@ -89,7 +89,12 @@ def natural_policy_gradient(eta: Array | float, solve: FisherSolve = "pinv") -> 
     ``F = Σ_s d(s) F(s)`` with ``F(s) = diag π(·|s) − π(·|s)π(·|s)ᵀ`` is block-diagonal over states, so
     ``F⁺`` is taken block by block. ``solve``:
 
-    - ``"pinv"``: the Moore-Penrose pseudo-inverse of each block;
+    - ``"pinv"``: the Moore-Penrose pseudo-inverse of each block, keeping singular values above
+      ``√ε·σ_max`` (ε the dtype's machine epsilon). A computed singular value σ carries an absolute error of
+      about ``ε·σ_max``, so one near the default cutoff (``A·ε·σ_max``) is mostly rounding: inverted, it sent
+      one state's step to ±10¹⁵·noise once some π(a|s) fell near 10⁻¹⁵ (FrozenLake, float64, from iteration
+      46 on an AMD EPYC host; later or never on others). With ``√ε`` every kept σ is known to about half
+      its digits; an action below the cutoff moves by the per-state shift only, so its π stays tiny;
     - ``"lstsq"``: the lecture's least-squares form ``argmin_w Σ_a π(a|s)(∇log π(a|s)ᵀw − A(s,a))²``.
 
     Under softmax both give ``θ_k + η A_θk`` up to a per-state constant: the EW step.
@@ -98,7 +103,8 @@ def natural_policy_gradient(eta: Array | float, solve: FisherSolve = "pinv") -> 
     def direction(theta_s: Array, q_s: Array, d_s: Array) -> Array:
         if solve == "pinv":
             g_s = d_s * softmax.pi(theta_s) * softmax.advantage(theta_s, q_s)
-            return pinv_solve(d_s * softmax.fisher(theta_s), g_s)
+            rtol = float(jnp.finfo(theta_s.dtype).eps) ** 0.5
+            return pinv_solve(d_s * softmax.fisher(theta_s), g_s, rcond=rtol)
         # Weighted regression of A(s,·) on the scores; d(s) > 0 scales both sides and cancels.
         w = lstsq_solve(softmax.score(theta_s), softmax.advantage(theta_s, q_s), softmax.pi(theta_s))
         return jnp.where(d_s > 0, w, 0.0)
