@@ -8,20 +8,39 @@ retry resumes from the last atomic checkpoint, so a second attempt checks the sa
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from proxrl.cli import main
 
 
+def retry_args(args: list[str]) -> list[str]:
+    """The arguments of a retry: a training run that was cut off continues its ``--out`` directory with
+    ``--resume`` once it holds a checkpoint, and starts afresh there otherwise (``--out`` refuses a directory
+    that already holds a run)."""
+    if "--out" not in args:
+        return args
+    i = args.index("--out")
+    out = Path(args[i + 1])
+    if (out / "checkpoint.safetensors").exists():
+        return [*args[:i], "--resume", *args[i + 1 :]]
+    shutil.rmtree(out, ignore_errors=True)
+    return args
+
+
 def cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """``proxrl ARGS`` in a fresh process; retried once if it exceeds ``timeout`` seconds."""
-    for _ in range(2):
+    """``proxrl ARGS`` in a fresh process; retried once (:func:`retry_args`) if it exceeds ``timeout`` s."""
+    for attempt in range(2):
         try:
             return subprocess.run(
-                [sys.executable, "-m", "proxrl.cli", *args], capture_output=True, text=True, timeout=timeout
+                [sys.executable, "-m", "proxrl.cli", *(retry_args(args) if attempt else args)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired:
             continue
