@@ -131,5 +131,6 @@ def make_train(
     config: DPGConfig, env_id: str | JaxEnv, norm: Normalization | None = None
 ) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
-    ``jax.vmap(train)(keys)`` trains many seeds in one compiled call."""
+    ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call (the axis
+    name lets the schedule's branches stay branches, :func:`~proxrl.collect.loops.lockstep`)."""
     return loops.train_for(make_learner, config, env_id, norm)

@@ -260,7 +260,9 @@ def make_train(
     config: OffPolicyACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
 ) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: the whole run (``config.num_updates`` updates) as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call.
+    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds
+    in one compiled call (the axis name lets the schedule's branches stay branches,
+    :func:`~proxrl.collect.loops.lockstep`).
     ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``;
     ``state.carry.learner.agent.params`` are the trained :class:`ACParams`."""
     config.validate()

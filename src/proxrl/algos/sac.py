@@ -29,7 +29,8 @@ uniform random actions and the collect → add → gradient-steps loop are the s
 
     config = SACConfig(total_timesteps=20_000)
     train = make_train(config, "Pendulum-v1")
-    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
+    vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # the axis name keeps the warm-up a branch
+    state, metrics = jax.jit(vmapped)(jax.random.split(jax.random.key(0), 5))
 """
 
 from __future__ import annotations
@@ -308,7 +309,9 @@ def make_train(
     config: SACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
 ) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: the whole run (``config.num_updates`` updates) as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call.
+    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds
+    in one compiled call (the axis name lets the schedule's branches stay branches,
+    :func:`~proxrl.collect.loops.lockstep`).
     ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``;
     ``state.carry.learner.agent.params`` are the trained :class:`SACParams`."""
     config.validate()

@@ -16,7 +16,8 @@ this module is the update above.
 
     config = TD3Config(total_timesteps=20_000)
     train = make_train(config, "Pendulum-v1")
-    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
+    vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # the axis name keeps the warm-up a branch
+    state, metrics = jax.jit(vmapped)(jax.random.split(jax.random.key(0), 5))
 """
 
 from __future__ import annotations
@@ -182,5 +183,6 @@ def make_train(
     config: TD3Config, env_id: str | JaxEnv, norm: Normalization | None = None
 ) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
     """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
-    ``jax.vmap(train)(keys)`` trains many seeds in one compiled call."""
+    ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call (the axis
+    name lets the schedule's branches stay branches, :func:`~proxrl.collect.loops.lockstep`)."""
     return loops.train_for(make_learner, config, env_id, norm)
