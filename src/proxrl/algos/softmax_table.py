@@ -93,7 +93,8 @@ def natural_policy_gradient(eta: Array | float, solve: FisherSolve = "pinv") -> 
       ``√ε·σ_max`` (ε the dtype's machine epsilon). A computed singular value σ carries an absolute error of
       about ``ε·σ_max``, so one near the default cutoff (``A·ε·σ_max``) is mostly rounding: inverted, it sent
       one state's step to ±10¹⁵·noise once some π(a|s) fell near 10⁻¹⁵ (slippery FrozenLake, float64,
-      iteration 46 on one host). With ``√ε`` every kept σ is known to about half its digits; an action below the cutoff moves by the per-state shift only, so its π stays tiny;
+      iteration 46 on one host). With ``√ε`` every kept σ is known to about half its digits; an action
+      below the cutoff moves by the per-state shift only, so its π stays tiny;
     - ``"lstsq"``: the lecture's least-squares form ``argmin_w Σ_a π(a|s)(∇log π(a|s)ᵀw − A(s,a))²``.
 
     Under softmax both give ``θ_k + η A_θk`` up to a per-state constant: the EW step.

@@ -16,7 +16,7 @@ this module is the update above.
 
     config = TD3Config(total_timesteps=20_000)
     train = make_train(config, "Pendulum-v1")
-    vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # the axis name keeps the warm-up a branch
+    vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # keeps the warm-up and the delay branches
     state, metrics = jax.jit(vmapped)(jax.random.split(jax.random.key(0), 5))
 """
 
