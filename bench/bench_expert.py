@@ -29,7 +29,9 @@ def main() -> None:
     etas = np.logspace(-2, 3, a.etas)
     keys = jax.random.split(jax.random.key(0), a.seeds)
     work = a.seeds * a.etas * a.rounds
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {platform.processor() or platform.machine()}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {platform.processor() or platform.machine()}"
+    )
     print(f"work per algorithm: {a.seeds} seeds × {a.etas} η × {a.rounds} rounds = {work:.3g} seed·η·rounds")
     total = 0.0
     for algo in ("ew", "pg"):

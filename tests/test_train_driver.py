@@ -54,6 +54,19 @@ def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
     for f in ("config.json", "learning_curve.png", "summary.md"):
         assert (rd.path / f).exists()
     assert list((rd.path / "tb").iterdir())
+    assert "3 seeds × 400 environment steps, seeds trained together" in (rd.path / "summary.md").read_text()
+
+
+def test_one_seed_reports_no_interval(tmp_path):
+    rd = train(JaxRunner(walk()), _cfg(tmp_path, "one", num_seeds=1, total_steps=200), {}, "Toy-v0")
+    evals = _rows(rd.path / "eval.csv")
+    assert evals[-1]["eval_return_lo"] == evals[-1]["eval_return_hi"] == "nan"
+    summary = (rd.path / "summary.md").read_text()
+    assert "1 seed × 200 environment steps." in summary
+    assert (
+        f"final evaluation return: {float(evals[-1]['eval_return_mean']):.1f} (one seed: no interval)"
+        in summary
+    )
 
 
 def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):

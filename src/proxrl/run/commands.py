@@ -118,7 +118,7 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
         "",
         f"{cmd.episodes} deterministic episodes per seed, evaluation seed {cmd.seed}.",
         "",
-        f"- mean return over seeds: {ci.mean:.2f} (95% CI [{ci.lo:.2f}, {ci.hi:.2f}])",
+        f"- mean return over seeds: {ci.mean:.2f} ({ci.interval(2)})",
         f"- per seed: {', '.join(f'{r:.2f}' for r in returns)}",
     ]
     rd = RunDir.reopen(cmd.run_dir)

@@ -1,6 +1,7 @@
 """Statistics over seeds: means with 95% confidence intervals.
 
-The interval is ``mean ± t_{0.975, n−1} · s / √n`` (Student's t; the normal 1.96 for n > 120).
+The interval is ``mean ± t_{0.975, n−1} · s / √n`` (Student's t; the normal 1.96 for n > 120). One seed
+gives no interval: its bounds are NaN, not the mean (a zero-width interval would claim certainty).
 """
 
 from __future__ import annotations
@@ -62,13 +63,20 @@ class MeanCI(NamedTuple):
     hi: np.ndarray
     n: int
 
+    def interval(self, digits: int = 1) -> str:
+        """``"95% CI [lo, hi]"`` for a scalar mean, or ``"one seed: no interval"`` when n < 2."""
+        if self.n < 2:
+            return "one seed: no interval"
+        return f"95% CI [{float(self.lo):.{digits}f}, {float(self.hi):.{digits}f}]"
+
 
 def mean_ci(x: np.ndarray, axis: int = 0) -> MeanCI:
-    """Mean and 95% confidence interval of ``x`` along ``axis`` (the seed axis)."""
+    """Mean and 95% confidence interval of ``x`` along ``axis`` (the seed axis); NaN bounds for one seed."""
     x = np.asarray(x, dtype=float)
     n = x.shape[axis]
     m = x.mean(axis=axis)
     if n < 2:
-        return MeanCI(m, m, m, n)
+        nan = np.full_like(m, np.nan)
+        return MeanCI(m, nan, nan, n)
     half = t_quantile_975(n - 1) * x.std(axis=axis, ddof=1) / np.sqrt(n)
     return MeanCI(m, m - half, m + half, n)

@@ -355,7 +355,8 @@ def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
     per_seed = np.stack([rows[n] for n in cols], axis=1)  # [E, N]
     steps = rows["step"]
     fig, ax = figure()
-    band(ax[0, 0], steps, per_seed.T, f"{algo} ({len(cols)} seeds)")
+    seeds = f"{len(cols)} seed{'s' if len(cols) > 1 else ''}"
+    band(ax[0, 0], steps, per_seed.T, f"{algo} ({seeds})")
     ax[0, 0].set(
         xlabel="environment steps (per seed)", ylabel="evaluation return", title=f"{algo} on {env_id}"
     )
@@ -365,8 +366,9 @@ def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
     best = per_seed.max(axis=0)
     rd.write_summary(
         f"# {algo} on {env_id}\n\n"
-        f"{len(cols)} seeds × {int(steps[-1]):,} environment steps, seeds trained together (vmapped).\n\n"
-        f"- final evaluation return: {final.mean:.1f} (95% CI [{final.lo:.1f}, {final.hi:.1f}]), "
+        f"{seeds} × {int(steps[-1]):,} environment steps"
+        f"{', seeds trained together (vmapped)' if len(cols) > 1 else ''}.\n\n"
+        f"- final evaluation return: {final.mean:.1f} ({final.interval()}), "
         f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
         f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
         f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
