@@ -45,7 +45,7 @@ def test_score_function_gradient_is_gradient_of_ipw_surrogate():
     g = jnp.mean((r - b)[:, None] * score, axis=0)
     r_hat = ipw_rewards(a, r, softmax.pi(theta), b)
     np.testing.assert_allclose(g, jax.grad(lambda th: jnp.sum(softmax.pi(th) * r_hat))(theta), atol=1e-6)
-    th_new, _, _ = st.policy_gradient(0.1).update(theta, (), st.TableBatch(r_hat), KEY)
+    th_new, _, _ = _run(st.policy_gradient(0.1), theta, st.TableBatch(r_hat), KEY)
     np.testing.assert_allclose(th_new, theta + 0.1 * g, atol=1e-6)
 
 
@@ -98,3 +98,8 @@ def test_bad_input_one_line(call, fragment):
     with pytest.raises(ConfigError) as e:
         call()
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def _run(step, theta, batch, key):
+    """One proximal step from a fresh state (the optax convention: ``init`` then ``update``)."""
+    return step.update(theta, step.init(theta), batch, key)

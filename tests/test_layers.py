@@ -1,5 +1,5 @@
-"""Imports point one way: cli > lecture > run > algos > collect, solvers > objectives > geometry,
-estimators > policies > settings > types (errors sits with types)."""
+"""Imports point one way: cli > lecture > run > algos > collect > prox > estimators > policies > settings
+> types (errors sits with types)."""
 
 import ast
 from pathlib import Path
@@ -10,9 +10,9 @@ RANK = {
     "types": 0, "errors": 0,
     "settings": 1,
     "policies": 2,
-    "estimators": 3, "geometry": 3,
-    "objectives": 3.5,  # surrogates may add a geometry term: L_k(θ) − (1/η)·D(θ, θ_k)
-    "collect": 4, "solvers": 4,
+    "estimators": 3,
+    "prox": 3.5,  # the proximal-step kit: surrogates, geometries, solvers, critics
+    "collect": 4,
     "algos": 5,
     "run": 6,
     "lecture": 7,

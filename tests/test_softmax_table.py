@@ -7,7 +7,7 @@ import pytest
 
 from proxrl.algos import softmax_table as st
 from proxrl.policies import softmax
-from proxrl.solvers.natural import conjugate_gradient, pinv_solve
+from proxrl.prox.solvers import conjugate_gradient, pinv_solve
 from proxrl.types import TableBatch
 
 KEY = jax.random.key(0)
@@ -63,8 +63,8 @@ def test_npg_equals_ew_up_to_constant_shift(solve):
     theta, q, d = _random_table(KEY)
     eta = 0.7
     batch = TableBatch(q, d)
-    th_npg, _, _ = st.natural_policy_gradient(eta, solve).update(theta, (), batch, KEY)
-    th_ew, _, _ = st.exponential_weights(eta).update(theta, (), batch, KEY)
+    th_npg, _, _ = _run(st.natural_policy_gradient(eta, solve), theta, batch, KEY)
+    th_ew, _, _ = _run(st.exponential_weights(eta), theta, batch, KEY)
     shift = th_npg - th_ew
     np.testing.assert_allclose(shift - shift.mean(axis=-1, keepdims=True), 0.0, atol=2e-5)
     np.testing.assert_allclose(softmax.pi(th_npg), softmax.pi(th_ew), atol=1e-5)
@@ -73,10 +73,11 @@ def test_npg_equals_ew_up_to_constant_shift(solve):
 def test_npg_regularised_many_inner_steps_approach_ew():
     theta, q, d = _random_table(KEY)
     batch = TableBatch(q, d)
-    th_ew, _, _ = st.exponential_weights(0.5).update(theta, (), batch, KEY)
+    th_ew, _, _ = _run(st.exponential_weights(0.5), theta, batch, KEY)
     errs = []
     for m in (10, 100, 3000):
-        th, _, metrics = jax.jit(st.npg_regularised(0.5, 0.1, m).update)(theta, (), batch, KEY)
+        step = st.npg_regularised(0.5, 0.1, m)
+        th, _, metrics = jax.jit(step.update)(theta, step.init(theta), batch, KEY)
         errs.append(float(jnp.max(jnp.abs(softmax.pi(th) - softmax.pi(th_ew)))))
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-4
@@ -119,3 +120,8 @@ def test_pinv_and_conjugate_gradient_solve_spd_system():
     np.testing.assert_allclose(m @ x, b, atol=1e-3)
     assert float(res) < 1e-5
     np.testing.assert_allclose(pinv_solve(m, b), x, atol=1e-3)
+
+
+def _run(step, theta, batch, key):
+    """One proximal step from a fresh state (the optax convention: ``init`` then ``update``)."""
+    return step.update(theta, step.init(theta), batch, key)

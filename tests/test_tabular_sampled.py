@@ -17,8 +17,10 @@ from proxrl.algos import tabular as alg
 from proxrl.algos import tabular_sampled as sa
 from proxrl.collect.trajectories import collect
 from proxrl.errors import ConfigError
-from proxrl.objectives.table import kl_regularised
 from proxrl.policies import softmax
+from proxrl.prox import Problem
+from proxrl.prox.geometry import table_kl_term
+from proxrl.prox.surrogates import table as table_surrogate
 from proxrl.settings import mdps
 from proxrl.settings import tabular as tb
 
@@ -106,7 +108,7 @@ def test_ipw_table_turns_softmax_steps_into_the_sampled_updates(setting, batch):
     b = jnp.full_like(batch.returns, 1.5)
     table = sa.ipw_batch(theta, batch, b)
     eta = 0.3
-    new, _, _ = softmax_table.policy_gradient(eta).update(theta, (), table, jax.random.key(0))
+    new, _, _ = _run(softmax_table.policy_gradient(eta), theta, table, jax.random.key(0))
     np.testing.assert_allclose(new, theta + eta * sa.reinforce_gradient(theta, batch, b), atol=1e-5)
 
     def w_literal(th):  # (1/n) Σ_i Σ_h ratio (R − b) − (1/(ηn)) Σ_i Σ_h KL(π_θ(s_h), π_θk(s_h))
@@ -114,12 +116,15 @@ def test_ipw_table_turns_softmax_steps_into_the_sampled_updates(setting, batch):
         kl = softmax.kl(th, theta)[batch.state]
         return jnp.sum(batch.mask * (ratio * (batch.returns - b) - kl / eta)) / N
 
+    problem = Problem(table_surrogate(), table_kl_term())  # NPG-reg's W_k = L_k − (1/η)·D
+
+    def w_kit(th):
+        return problem.objective(th, theta, table, jax.random.key(0), 1.0 / eta)[0]
+
     th1 = theta + 0.4 * jax.random.normal(jax.random.key(3), theta.shape)
-    lhs = kl_regularised(th1, theta, table, eta) - kl_regularised(theta, theta, table, eta)
+    lhs = w_kit(th1) - w_kit(theta)
     assert float(lhs) == pytest.approx(float(w_literal(th1) - w_literal(theta)), rel=1e-4, abs=1e-5)
-    np.testing.assert_allclose(
-        jax.grad(kl_regularised)(th1, theta, table, eta), jax.grad(w_literal)(th1), rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(jax.grad(w_kit)(th1), jax.grad(w_literal)(th1), rtol=1e-4, atol=1e-5)
 
 
 def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting, batch):
@@ -174,3 +179,8 @@ def test_sampled_bad_input():
         sa.run("reinforce", m, jnp.zeros((4, 2)), jax.random.key(0), 3, baseline="critic")
     with pytest.raises(ConfigError):
         collect(jax.random.key(0), m, jnp.full((4, 2), 0.5), 4, 10, mode="forever")
+
+
+def _run(step, theta, batch, key):
+    """One proximal step from a fresh state (the optax convention: ``init`` then ``update``)."""
+    return step.update(theta, step.init(theta), batch, key)

@@ -28,7 +28,8 @@ if _os.environ.get("PROXRL_XLA_MULTI_THREAD_EIGEN") != "1" and "xla_cpu_multi_th
 _os.environ["XLA_FLAGS"] = _flags.strip()
 
 from proxrl.errors import ConfigError  # noqa: E402
-from proxrl.types import ProxStep, TableBatch, Transition  # noqa: E402
+from proxrl.prox import ProxStep  # noqa: E402
+from proxrl.types import TableBatch, Transition  # noqa: E402
 
 __all__ = ["ConfigError", "ProxStep", "TableBatch", "Transition"]
 __version__ = "0.1.0"

@@ -58,8 +58,9 @@ def _lecture(argv: list[str]) -> RunDir:
 def _train(argv: list[str]) -> RunDir:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: proxrl train ALGO [OPTIONS]\n\nalgorithms:")
+        width = max(map(len, TRAINERS))
         for name, entry in TRAINERS.items():
-            print(f"  {name:<10} {entry.description}")
+            print(f"  {name:<{width}}  {entry.description}")
         print("\nRun 'proxrl train ALGO --help' for its options (each with its default).")
         raise SystemExit(0 if argv else 2)
     name = argv[0]

@@ -7,13 +7,13 @@ The lecture reduces every policy-based method to one loop::
         Â_k     = estimate(data_k)
         θ_{k+1} = argmax_θ  L_k(θ; Â_k) − (1/η)·D(θ, θ_k)      # the proximal step
 
-A :class:`ProxStep` is that last line, shaped like an optax transformation: a pair of pure functions.
+The proximal step (the last line) and its parts live in :mod:`proxrl.prox`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 
@@ -22,33 +22,6 @@ PRNGKey = jax.Array
 Params = Any  # a pytree
 State = Any  # a pytree
 Metrics = dict[str, Array]
-
-
-class InitFn(Protocol):
-    def __call__(self, params: Params) -> State: ...
-
-
-class UpdateFn(Protocol):
-    def __call__(
-        self, params: Params, state: State, batch: Any, key: PRNGKey
-    ) -> tuple[Params, State, Metrics]: ...
-
-
-class ProxStep(NamedTuple):
-    """One proximal policy update ``θ_{k+1} = argmax_θ L_k(θ) − (1/η)·D(θ, θ_k)``.
-
-    ``init(params) -> state`` and ``update(params, state, batch, key) -> (params, state, metrics)``
-    are pure and jit/vmap-safe. Every step reports the same diagnostics in ``metrics``:
-
-    - ``surrogate_gain``: ``L_k(θ_{k+1}) − L_k(θ_k)``
-    - ``kl``: the divergence actually moved, ``KL(π_{θ_{k+1}}, π_{θ_k})`` (weighted as the surrogate is)
-    - ``step_norm``: ``‖θ_{k+1} − θ_k‖₂``
-
-    plus solver extras (clip fraction, CG residual, inner steps taken, ...).
-    """
-
-    init: InitFn
-    update: UpdateFn
 
 
 class TableBatch(NamedTuple):

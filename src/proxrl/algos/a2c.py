@@ -37,10 +37,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from proxrl.algos.actor_critic import (
-    Batch,
+    Agent,
     RolloutConfig,
     check_actor_critic_coefficients,
     explained_variance,
@@ -50,13 +49,12 @@ from proxrl.algos.actor_critic import (
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_choice, check_in_range
-from proxrl.estimators import normalize_advantages
-from proxrl.objectives import ppo as objectives
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, linear_anneal, optimiser
+from proxrl.prox.surrogates import entropy_bonus, score_function, value_regression
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
-
-OPTIMISERS = ("rmsprop", "adam")
-"""The selectable preconditioners of the gradient step."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,97 +85,73 @@ class A2CConfig(RolloutConfig):
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
         super().validate()
         check_actor_critic_coefficients(self)
-        check_choice("optimiser", self.optimiser, OPTIMISERS)
+        check_choice("optimiser", self.optimiser, PRECONDITIONERS)
         check_in_range("rms_decay", self.rms_decay, 0.0, 1.0, high_open=True)
         return self
 
 
 class A2CState(NamedTuple):
-    """What A2C carries from one update to the next; ``params = {"actor": θ, "critic": φ}``."""
+    """What A2C carries from one update to the next; ``params = {"actor": θ, "critic": φ}``; ``step``: the
+    proximal step's state (the optimiser's moments and step count)."""
 
     params: Params
-    opt_state: optax.OptState
+    step: StepState
     update: Array
-    """Updates done so far (drives learning-rate annealing)."""
+    """Updates done so far."""
 
 
-def policy_gradient_loss(logp: Array, adv: Array) -> Array:
-    """A2C's policy loss ``−(1/N) Σ log π_θ(a|s)·Â`` (Â held fixed), whose gradient is −g_PG.
+def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
+    """A2C's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
 
-    Equal in value and gradient at θ_k (up to the constant) to the unclipped surrogate ``−mean ratio·Â``.
+        θ_{k+1} = θ_k + η·∇_θ W_k,    W_k(θ, φ) = (1/N) Σ_i log π_θ(a_i|s_i)·Â_i + c·H(π_θ) − c_v·ℓ_V(φ)
+
+    surrogate :func:`~proxrl.prox.surrogates.score_function` (+ the entropy bonus and the critic's
+    regression), geometry Euclidean, solver :func:`~proxrl.prox.solvers.gradient_steps` with one step of the
+    clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
     """
-    return -jnp.mean(logp * jax.lax.stop_gradient(adv))
+    lr = linear_anneal(config.lr, config.num_updates) if config.anneal_lr else config.lr
+    tx = optimiser(lr, config.max_grad_norm, config.optimiser, eps=1e-5, rms_decay=config.rms_decay)
+    extras = (entropy_bonus(config.ent_coef), value_regression(agent.value, config.vf_coef))
+    problem = Problem(score_function(config.norm_adv), extras=extras, policy=agent.policy_on)
+    return prox_step(
+        problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
+    )
 
 
 def make_learner(config: A2CConfig, observation_space: Space, action_space: Space) -> Learner:
-    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is one GAE(λ) → single gradient step iteration.
+    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`a2c_step`.
 
-    One update is the Euclidean proximal step θ_{k+1} = θ_k + η·g (preconditioned and norm-clipped),
-    g = (1/N) Σ ∇log π_θ(a|s)·Â + c·∇H − vf_coef·∇½(V_φ − R̂)² (see the module docstring).
-
-    Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step),
-    ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved),
-    ``surrogate_gain`` (``mean ratio·Â`` at θ_{k+1} minus at θ_k), ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor
-    only), ``grad_norm`` (before clipping), ``explained_variance`` and ``learning_rate``; the collection
-    loop adds ``episodic_return`` and ``episodes``.
+    Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step), ``kl``
+    (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved), ``surrogate_gain``,
+    ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor only), ``grad_norm`` (before clipping), ``explained_variance`` and
+    ``learning_rate``; the collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-    num_updates = config.num_updates
-
-    def learning_rate(update: Array) -> Array:
-        """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
-        if not config.anneal_lr:
-            return jnp.asarray(config.lr, jnp.float32)
-        return config.lr * jnp.maximum(1.0 - update / num_updates, 0.0)
-
-    def optimiser(lr: Array | float) -> optax.GradientTransformation:
-        if config.optimiser == "rmsprop":
-            precondition = optax.scale_by_rms(decay=config.rms_decay, eps=1e-5, eps_in_sqrt=False)
-        else:
-            precondition = optax.scale_by_adam(eps=1e-5)
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), precondition, optax.scale(-lr))
-
-    def loss_fn(params: Params, batch: Batch) -> tuple[Array, Metrics]:
-        dist = agent.distribution(agent.actor.apply(params["actor"], batch.obs))
-        entropy = dist.entropy()
-        adv = normalize_advantages(batch.adv) if config.norm_adv else batch.adv
-        pg_loss = policy_gradient_loss(dist.log_prob(batch.action), adv)
-        v = agent.critic.apply(params["critic"], batch.obs)
-        v_loss = objectives.value_loss(v, batch.value_old, batch.returns)
-        loss = pg_loss - objectives.entropy_bonus(entropy, config.ent_coef) + config.vf_coef * v_loss
-        return loss, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": jnp.mean(entropy)}
+    step = a2c_step(config, agent)
 
     def init(key: PRNGKey, obs: Array) -> A2CState:
         k_actor, k_critic = jax.random.split(key)
         params = agent.init(k_actor, k_critic, obs)
-        return A2CState(params, optimiser(config.lr).init(params), jnp.zeros((), jnp.int32))
+        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32))
 
     def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
-        lr_now = learning_rate(state.update)
         # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
-        updates, opt_state = optimiser(lr_now).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        # diagnostics of the step actually taken, over the whole batch
-        dist_old = agent.distribution(batch.dist_old)
-        dist_new = agent.distribution(agent.actor.apply(params["actor"], batch.obs))
-        kl = jnp.mean(dist_new.kl_divergence(dist_old))
-        ratio = objectives.ratio(dist_new.log_prob(batch.action), batch.logp_old)
-        step = jax.tree.map(jnp.subtract, params["actor"], state.params["actor"])
-        metrics.update(
-            kl=kl,
-            surrogate_gain=jnp.mean((ratio - 1.0) * batch.adv),
-            step_norm=optax.global_norm(step),
-            grad_norm=optax.global_norm(grads),
-            explained_variance=explained_variance(batch.value_old, batch.returns),
-            learning_rate=lr_now,
+        params, step_state, metrics = step.update(state.params, state.step, batch, None)
+        lr_now = (
+            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
+            if config.anneal_lr
+            else config.lr
         )
-        return A2CState(params, opt_state, state.update + 1), metrics
+        metrics.update(
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+            learning_rate=jnp.asarray(lr_now, jnp.float32),
+        )
+        return A2CState(params, step_state, state.update + 1), metrics
 
     return agent.learner("a2c", init, learn, config)
 

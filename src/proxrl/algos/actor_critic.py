@@ -137,6 +137,19 @@ class Agent(NamedTuple):
         """π_θ(·|s) for observations ``obs[B, ...]``, as a distrax distribution."""
         return self.distribution(self.actor.apply(params["actor"], features(self, obs)))
 
+    def head(self, theta: Params, batch: Any, key: PRNGKey | None = None) -> Any:
+        """π_θ(·|s) on a batch's observation features ``batch.obs``, from the actor's parameters θ alone (what
+        the terms of a proximal step on θ share)."""
+        return self.distribution(self.actor.apply(theta, batch.obs))
+
+    def policy_on(self, params: Params, batch: Any, key: PRNGKey | None = None) -> Any:
+        """:meth:`head` for a step on ``{"actor": θ, "critic": φ}``."""
+        return self.head(params["actor"], batch)
+
+    def value(self, phi: Params, obs: Array) -> Array:
+        """``V_φ(s)`` for observation features ``obs[N, D]``."""
+        return self.critic.apply(phi, obs)
+
     def sample(self, params: Params, obs: Array, key: PRNGKey) -> Array:
         """``a ∼ π_θ(·|s)`` for each observation."""
         return self.policy(params, obs).sample(seed=key)

@@ -31,8 +31,9 @@ from proxrl.algos import softmax_table
 from proxrl.errors import ConfigError, check_int_at_least, check_policy, check_positive
 from proxrl.estimators.importance import ipw_rewards
 from proxrl.policies import softmax
+from proxrl.prox import ProxStep
 from proxrl.settings.expert import RewardModel
-from proxrl.types import Array, PRNGKey, ProxStep, TableBatch
+from proxrl.types import Array, PRNGKey, TableBatch
 
 
 @dataclass(frozen=True)

@@ -25,20 +25,22 @@ import optax
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.algos.off_policy import (
+    CriticBatch,
     TargetReplayConfig,
-    adam_step,
+    actor_step,
+    critic_step,
     deterministic_actor,
-    dpg_objective,
     gaussian_explore,
-    polyak,
     replay_learner,
     require_box,
-    td_target,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range
 from proxrl.policies.networks import QNetwork
+from proxrl.prox import StepState
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import deterministic
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -61,42 +63,46 @@ class DDPGConfig(TargetReplayConfig):
 
 
 class DDPGState(NamedTuple):
-    """``params``/``target`` = ``{"actor": θ, "critic": φ}`` and their Adam states."""
+    """``params``/``target`` = ``{"actor": θ, "critic": φ}``, the actor step's state and the critic's Adam state."""
 
     params: Params
     target: Params
-    actor_opt: optax.OptState
+    actor_step: StepState
     critic_opt: optax.OptState
 
 
 def make_learner(config: DDPGConfig, observation_space: Space, action_space: Space) -> Learner:
     """DDPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.algos.off_policy.replay_learner`).
 
-    Metrics (averaged over a learn call's gradient steps; NaN before ``learning_starts``): ``critic_loss``,
-    ``q`` (mean Q_φ(s_i, a_i)), ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ(s_i, μ_θ(s_i))).
+    The actor step is :func:`~proxrl.algos.off_policy.actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.deterministic` under the updated critic. Metrics (averaged over a learn
+    call's gradient steps; NaN before ``learning_starts``): ``critic_loss``, ``q`` (mean Q_φ(s_i, a_i)),
+    ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ(s_i, μ_θ(s_i))), and the actor step's
+    ``surrogate_gain``, ``step_norm``, ``grad_norm``.
     """
     config.validate()
     space = require_box(action_space, "DDPG")
     actor = deterministic_actor(space, config.hidden, config.activation)
     critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+    critic_tx = optax.adam(config.lr)
+    step = actor_step(
+        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        config.lr,
+    )
 
     def init(key: PRNGKey, obs: Array) -> DDPGState:
         k_actor, k_critic = jax.random.split(key)
         theta = actor.init(k_actor, obs)
         phi = critic.init(k_critic, obs, actor.apply(theta, obs))
         params = {"actor": theta, "critic": phi}
-        return DDPGState(params, params, actor_tx.init(theta), critic_tx.init(phi))
+        return DDPGState(params, params, step.init(theta), critic_tx.init(phi))
 
     def act(state: DDPGState, obs: Array, key: PRNGKey) -> Array:
         return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
 
     def mode(state: DDPGState, obs: Array) -> Array:
         return actor.apply(state.params["actor"], obs)
-
-    def critic_loss(phi: Params, batch: Transition, y: Array) -> tuple[Array, Array]:
-        q = critic.apply(phi, batch.obs, batch.action)
-        return jnp.mean((q - y) ** 2), jnp.mean(q)
 
     def update(state: DDPGState, batch: Transition, key: PRNGKey) -> tuple[DDPGState, Metrics]:
         del key  # deterministic given the batch
@@ -105,20 +111,21 @@ def make_learner(config: DDPGConfig, observation_space: Space, action_space: Spa
             state.target["critic"], batch.next_obs, actor.apply(state.target["actor"], batch.next_obs)
         )
         y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
-        (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.params["critic"], batch, y
+
+        def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+            q = critic.apply(phi, b.obs, b.action)
+            return jnp.mean((q - y) ** 2), {"q": jnp.mean(q)}
+
+        phi, critic_opt, metrics = critic_step(
+            critic_loss, critic_tx, state.params["critic"], state.critic_opt, batch
         )
-        phi, critic_opt = adam_step(critic_tx, state.params["critic"], state.critic_opt, grads)
-
         # θ ← θ + η·∇_θ (1/n) Σ Q_φ(s_i, μ_θ(s_i))
-        def actor_loss(theta: Params) -> Array:
-            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi, s, a), batch.obs)
-
-        a_loss, grads = jax.value_and_grad(actor_loss)(state.params["actor"])
-        theta, actor_opt = adam_step(actor_tx, state.params["actor"], state.actor_opt, grads)
+        theta, actor_state, actor_metrics = step.update(
+            state.params["actor"], state.actor_step, CriticBatch(batch.obs, phi), None
+        )
         params = {"actor": theta, "critic": phi}
-        state = DDPGState(params, polyak(state.target, params, config.tau), actor_opt, critic_opt)
-        metrics = {"critic_loss": c_loss, "q": q_mean, "target_q": jnp.mean(y), "actor_loss": a_loss}
+        state = DDPGState(params, polyak(state.target, params, config.tau), actor_state, critic_opt)
+        metrics.update(actor_metrics, target_q=jnp.mean(y))
         return state, metrics
 
     return replay_learner("ddpg", init, act, mode, update, config, observation_space, action_space)

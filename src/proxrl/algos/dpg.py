@@ -30,19 +30,22 @@ import optax
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.algos.off_policy import (
+    CriticBatch,
     ReplayConfig,
-    adam_step,
+    actor_step,
+    critic_step,
     deterministic_actor,
-    dpg_objective,
     gaussian_explore,
     replay_learner,
     require_box,
-    td_target,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range
 from proxrl.policies.networks import QNetwork
+from proxrl.prox import StepState
+from proxrl.prox.critic import td_target
+from proxrl.prox.surrogates import deterministic
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -63,30 +66,38 @@ class DPGConfig(ReplayConfig):
 
 
 class DPGState(NamedTuple):
-    """``params = {"actor": θ, "critic": φ}`` and their Adam states."""
+    """``params = {"actor": θ, "critic": φ}``, the actor step's state and the critic's Adam state."""
 
     params: Params
-    actor_opt: optax.OptState
+    actor_step: StepState
     critic_opt: optax.OptState
 
 
 def make_learner(config: DPGConfig, observation_space: Space, action_space: Space) -> Learner:
     """DPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.algos.off_policy.replay_learner`).
 
-    Metrics (averaged over a learn call's gradient steps; NaN before ``learning_starts``): ``critic_loss``,
-    ``q`` (mean Q_φk(s_i, a_i)), ``target_q`` (mean TD target), ``actor_loss`` (−(1/n) Σ Q_φk(s_i, μ_θk(s_i))).
+    The actor step is :func:`~proxrl.algos.off_policy.actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.deterministic` under Q_φk. Metrics (averaged over a learn call's gradient
+    steps; NaN before ``learning_starts``): ``critic_loss``, ``q`` (mean Q_φk(s_i, a_i)), ``target_q`` (mean TD
+    target), ``actor_loss`` (−(1/n) Σ Q_φk(s_i, μ_θk(s_i))), and the actor step's ``surrogate_gain``,
+    ``step_norm``, ``grad_norm``.
     """
     config.validate()
     space = require_box(action_space, "DPG")
     actor = deterministic_actor(space, config.hidden, config.activation)
     critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+    critic_tx = optax.adam(config.lr)
+    step = actor_step(
+        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        config.lr,
+    )
 
     def init(key: PRNGKey, obs: Array) -> DPGState:
         k_actor, k_critic = jax.random.split(key)
         theta = actor.init(k_actor, obs)
         phi = critic.init(k_critic, obs, actor.apply(theta, obs))
-        return DPGState({"actor": theta, "critic": phi}, actor_tx.init(theta), critic_tx.init(phi))
+        return DPGState({"actor": theta, "critic": phi}, step.init(theta), critic_tx.init(phi))
 
     def act(state: DPGState, obs: Array, key: PRNGKey) -> Array:
         return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
@@ -101,20 +112,17 @@ def make_learner(config: DPGConfig, observation_space: Space, action_space: Spac
         q_next = critic.apply(phi_k, batch.next_obs, actor.apply(theta_k, batch.next_obs))
         y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
 
-        def critic_loss(phi: Params) -> tuple[Array, Array]:
-            q = critic.apply(phi, batch.obs, batch.action)
-            return jnp.mean((q - y) ** 2), jnp.mean(q)
+        def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+            q = critic.apply(phi, b.obs, b.action)
+            return jnp.mean((q - y) ** 2), {"q": jnp.mean(q)}
 
-        # g = ∇_θ (1/n) Σ Q_φk(s_i, μ_θ(s_i)) at θk
-        def actor_loss(theta: Params) -> Array:
-            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi_k, s, a), batch.obs)
-
-        (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(phi_k)
-        a_loss, a_grads = jax.value_and_grad(actor_loss)(theta_k)
-        phi, critic_opt = adam_step(critic_tx, phi_k, state.critic_opt, c_grads)
-        theta, actor_opt = adam_step(actor_tx, theta_k, state.actor_opt, a_grads)
-        metrics = {"critic_loss": c_loss, "q": q_mean, "target_q": jnp.mean(y), "actor_loss": a_loss}
-        return DPGState({"actor": theta, "critic": phi}, actor_opt, critic_opt), metrics
+        # φk+1: one Adam step on the TD loss; θk+1 = θk + η·g with g = ∇_θ (1/n) Σ Q_φk(s_i, μ_θ(s_i)) at θk
+        phi, critic_opt, metrics = critic_step(critic_loss, critic_tx, phi_k, state.critic_opt, batch)
+        theta, actor_state, actor_metrics = step.update(
+            theta_k, state.actor_step, CriticBatch(batch.obs, phi_k), None
+        )
+        metrics.update(actor_metrics, target_q=jnp.mean(y))
+        return DPGState({"actor": theta, "critic": phi}, actor_state, critic_opt), metrics
 
     return replay_learner("dpg", init, act, mode, update, config, observation_space, action_space)
 

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 from proxrl.algos import softmax_table
 from proxrl.errors import check_choice, check_int_at_least, check_policy, check_positive_all
 from proxrl.policies import softmax
+from proxrl.prox import ProxStep
 from proxrl.settings.expert import RewardModel
-from proxrl.types import Array, PRNGKey, ProxStep, TableBatch
+from proxrl.types import Array, PRNGKey, TableBatch
 
 #: Expert-setting algorithms, by name: each maps a (possibly traced) η to a ProxStep.
 ALGORITHMS: dict[str, Callable[[Array | float], ProxStep]] = {

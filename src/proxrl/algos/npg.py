@@ -9,8 +9,8 @@ The lecture's NPG (gradient form) with an advantage critic::
 
 F is never formed. It is the Hessian at θ = θ_k of the mean KL over the batch's states,
 ``KL̄(θ) = (1/N) Σ_h KL(π_θk(·|s_h) ‖ π_θ(·|s_h))`` (the lecture's KL ≈ ½ΔθᵀFΔθ), so a Fisher-vector
-product is one forward-over-reverse derivative, ``F v = ∂/∂ε ∇KL̄(θ_k + εv)`` (:func:`fisher_vector_product`,
-``jax.jvp`` of ``jax.grad``), plus damping λ·v. Conjugate gradient (:func:`proxrl.solvers.natural.conjugate_gradient`)
+product is one forward-over-reverse derivative, ``F v = ∂/∂ε ∇KL̄(θ_k + εv)`` (:func:`proxrl.prox.geometry.fisher_vector_product`,
+``jax.jvp`` of ``jax.grad``), plus damping λ·v. Conjugate gradient (:func:`proxrl.prox.solvers.conjugate_gradient`)
 solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step``:
 
 - ``"fixed"``: ``θ_{k+1} = θ_k + η·w`` with η = ``step_size`` (the lecture's update);
@@ -20,7 +20,7 @@ solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step
 ``line_search=True`` adds TRPO's backtracking: try θ_k + βʲ·Δθ for j = 0, 1, …, ``max_backtracks`` − 1
 (β = ``backtrack_ratio``) and accept the first with exact mean KL(π_θ, π_θk) ≤ δ and surrogate improvement
 ``L(θ) − L(θ_k)`` ≥ ``accept_ratio`` · (the linear prediction gᵀβʲΔθ) > 0, where
-``L(θ) = (1/N) Σ ratio·Â`` and ratio = π_θ(a|s)/π_θk(a|s); if none passes, θ stays θ_k (:func:`line_search`).
+``L(θ) = (1/N) Σ ratio·Â`` and ratio = π_θ(a|s)/π_θk(a|s); if none passes, θ stays θ_k (:func:`proxrl.prox.solvers.line_search`).
 With ``step="trust_region"`` and ``line_search=True`` this is TRPO.
 
 The critic V_φ is fitted after the policy step by ``vf_epochs`` × ``vf_minibatches`` Adam steps on
@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from proxrl.algos.actor_critic import (
+    Agent,
     Batch,
     RolloutConfig,
     explained_variance,
@@ -49,10 +49,12 @@ from proxrl.algos.actor_critic import (
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
-from proxrl.estimators import normalize_advantages
-from proxrl.objectives import ppo as objectives
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.critic import value_loss
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import TrustRegion, fit, natural_gradient, optimiser
+from proxrl.prox.surrogates import ratio
 from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.solvers.natural import conjugate_gradient
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
 STEPS = ("fixed", "trust_region")
@@ -120,208 +122,98 @@ class NPGConfig(RolloutConfig):
 
 
 class NPGState(NamedTuple):
-    """What NPG carries between updates: ``params = {"actor": θ, "critic": φ}`` and the critic's Adam state."""
+    """What NPG carries between updates: ``params = {"actor": θ, "critic": φ}``, the policy step's state, the
+    critic's Adam state and a key (for the critic's minibatches)."""
 
     params: Params
+    step: StepState
     opt_state: optax.OptState
     key: PRNGKey
 
 
-def fisher_vector_product(kl_fn: Callable[[Array], Array], theta_k: Array, damping: Array | float = 0.0):
-    """``v ↦ (F + λI) v`` with F the Hessian of ``kl_fn`` at ``theta_k`` (flat vectors ``[P]``).
+def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
+    """NPG's proximal step on θ and a flat :class:`Batch`::
 
-    ``F v = ∂/∂ε ∇KL̄(θ_k + εv)|_{ε=0}``: forward-mode (``jax.jvp``) over reverse-mode (``jax.grad``), one
-    product costs about two backward passes. For ``kl_fn(θ) = mean_s KL(π_θk(·|s) ‖ π_θ(·|s))`` the Hessian
-    at θ_k is the Fisher matrix ``mean_s Σ_a π_θk(a|s) ∇log π_θk(a|s) ∇log π_θk(a|s)ᵀ``: the second-order
-    term of the lecture's expansion KL(π_θ, π_θ+Δθ) ≈ ½ΔθᵀFΔθ (the first-order term vanishes).
+        θ_{k+1} = argmax_θ (θ − θ_k)ᵀg − (1/2η)(θ − θ_k)ᵀF(θ − θ_k) = θ_k + η·(F + λI)⁻¹g
+
+    surrogate :func:`~proxrl.prox.surrogates.ratio` (``L(θ) = (1/N) Σ ratio·Â``, whose gradient at θ_k is g),
+    geometry the head KL (its Hessian at θ_k is F; the exact KL bounds TRPO's line search), solver
+    :func:`~proxrl.prox.solvers.natural_gradient` (CG on Fisher-vector products, fixed or trust-region η,
+    optional backtracking).
     """
-    grad_kl = jax.grad(kl_fn)
-
-    def fvp(v: Array) -> Array:
-        return jax.jvp(grad_kl, (theta_k,), (v,))[1] + damping * v
-
-    return fvp
-
-
-class LineSearch(NamedTuple):
-    """The result of :func:`line_search`: the accepted parameters and what the search saw there."""
-
-    theta: Array
-    backtracks: Array
-    """Shrinks applied before acceptance (0 = the full step); ``max_backtracks`` if every candidate failed."""
-    accepted: Array
-    surrogate_gain: Array
-    kl: Array
-
-
-def line_search(
-    surrogate_gain_fn: Callable[[Array], Array],
-    kl_fn: Callable[[Array], Array],
-    theta_k: Array,
-    full_step: Array,
-    expected_gain: Array,
-    max_kl: Array | float,
-    backtrack_ratio: float,
-    max_backtracks: int,
-    accept_ratio: Array | float,
-) -> LineSearch:
-    """TRPO's backtracking: the first θ = θ_k + βʲ·Δθ (j = 0 … max_backtracks − 1) with
-
-        kl_fn(θ) ≤ δ   and   gain(θ) ≥ accept_ratio · βʲ·expected_gain   and   gain(θ) > 0,
-
-    ``gain = surrogate_gain_fn(θ) = L(θ) − L(θ_k)``, ``expected_gain = gᵀΔθ`` (the linear prediction).
-    If no candidate passes, θ_k is returned (``accepted`` False, ``backtracks = max_backtracks``, gain 0,
-    KL 0). A ``lax.while_loop``: it stops at the first accepted length, jits and vmaps.
-    """
-
-    def evaluate(j: Array) -> tuple[Array, Array, Array]:
-        frac = backtrack_ratio ** j.astype(jnp.float32)
-        theta = theta_k + frac * full_step
-        gain, kl = surrogate_gain_fn(theta), kl_fn(theta)
-        ok = (kl <= max_kl) & (gain > 0.0) & (gain >= accept_ratio * frac * expected_gain)
-        return ok, gain, kl
-
-    def cond(carry: tuple[Array, Array, Array, Array]) -> Array:
-        j, ok, _, _ = carry
-        return (~ok) & (j < max_backtracks)
-
-    def body(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        j, _, _, _ = carry
-        ok, gain, kl = evaluate(j)
-        return jnp.where(ok, j, j + 1), ok, gain, kl
-
-    zero = jnp.zeros((), jnp.float32)
-    j, ok, gain, kl = jax.lax.while_loop(
-        cond, body, (jnp.zeros((), jnp.int32), jnp.zeros((), bool), zero, zero)
+    old = lambda batch: agent.distribution(batch.dist_old)
+    region = TrustRegion(
+        config.step,
+        config.step_size,
+        config.max_kl,
+        config.line_search,
+        config.backtrack_ratio,
+        config.max_backtracks,
+        config.accept_ratio,
     )
-    frac = jnp.where(ok, backtrack_ratio ** j.astype(jnp.float32), 0.0)
-    return LineSearch(theta_k + frac * full_step, j, ok, jnp.where(ok, gain, 0.0), jnp.where(ok, kl, 0.0))
+
+    def fisher_kl(theta: Params, batch: Batch) -> Array:  # mean KL(π_θk ‖ π_θ): its Hessian at θ_k is F
+        return jnp.mean(old(batch).kl_divergence(agent.head(theta, batch)))
+
+    solver = natural_gradient(fisher_kl, region, config.cg_iters, config.cg_damping)
+    problem = Problem(ratio(config.norm_adv), head_kl(old), policy=agent.head)
+    return prox_step(problem, solver, moved=head_kl(old))
 
 
 def make_learner(config: NPGConfig, observation_space: Space, action_space: Space) -> Learner:
-    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → natural step → critic fit.
+    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → :func:`npg_step` → critic fit.
 
-    Per-update metrics: ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence moved),
-    ``surrogate_gain`` (L(θ_{k+1}) − L(θ_k), L = mean ratio·Â), ``expected_gain`` (gᵀΔθ of the step taken),
-    ``step_norm`` (‖θ_{k+1} − θ_k‖₂), ``grad_norm`` (‖g‖), ``cg_residual`` (‖g − (F + λI)w‖² / ‖g‖²),
-    ``quad_kl`` (½ΔθᵀFΔθ of the full step: the KL its quadratic model predicts), ``line_search_steps``
-    (backtracks taken, ``max_backtracks`` if rejected; 0 without a line search), ``accepted`` (1.0/0.0),
-    ``value_loss`` (mean over the critic's steps), ``entropy`` (at θ_k) and ``explained_variance``.
+    Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``
+    L(θ_{k+1}) − L(θ_k), ``step_norm``, ``expected_gain`` gᵀΔθ, ``grad_norm`` ‖g‖, ``cg_residual``, ``quad_kl``
+    ½ΔθᵀFΔθ of the full step, ``line_search_steps``, ``accepted``), ``value_loss`` (mean over the critic's
+    steps), ``entropy`` (at θ_k) and ``explained_variance``.
     """
     config.validate()
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-    n_mb = config.vf_minibatches
-    mb_size = config.batch_size // n_mb
-    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5))
+    step = npg_step(config, agent)
+    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> NPGState:
         key, k_actor, k_critic = jax.random.split(key, 3)
         params = agent.init(k_actor, k_critic, obs)
-        return NPGState(params, tx.init(params["critic"]), key)
+        return NPGState(params, step.init(params["actor"]), tx.init(params["critic"]), key)
 
-    def natural_step(theta_k: Params, batch: Batch, adv: Array) -> tuple[Params, Metrics]:
-        flat_k, unravel = ravel_pytree(theta_k)
-        dist_k = agent.distribution(batch.dist_old)
-
-        def dist(flat: Array) -> Any:
-            return agent.distribution(agent.actor.apply(unravel(flat), batch.obs))
-
-        def surrogate(flat: Array) -> Array:  # L(θ) = mean ratio·Â
-            return jnp.mean(
-                objectives.ratio_surrogate(dist(flat).log_prob(batch.action), batch.logp_old, adv)
-            )
-
-        def kl_old_new(flat: Array) -> Array:  # KL̄(θ) = mean KL(π_θk ‖ π_θ): Hessian F at θ_k
-            return jnp.mean(dist_k.kl_divergence(dist(flat)))
-
-        def kl_new_old(flat: Array) -> Array:  # the lecture's KL(π_θ, π_θk): the KL actually moved
-            return jnp.mean(dist(flat).kl_divergence(dist_k))
-
-        l_k = surrogate(flat_k)
-        g = jax.grad(surrogate)(flat_k)
-        fvp = fisher_vector_product(kl_old_new, flat_k, config.cg_damping)
-        w, residual = conjugate_gradient(fvp, g, iters=config.cg_iters)
-        w_f_w = jnp.vdot(w, fvp(w))
-        if config.step == "trust_region":
-            eta = jnp.sqrt(2.0 * config.max_kl / jnp.maximum(w_f_w, 1e-12))
-        else:
-            eta = jnp.asarray(config.step_size, jnp.float32)
-        full_step = eta * w
-        expected = jnp.vdot(g, full_step)
-        if config.line_search:
-            found = line_search(
-                lambda flat: surrogate(flat) - l_k,
-                kl_new_old,
-                flat_k,
-                full_step,
-                expected,
-                config.max_kl,
-                config.backtrack_ratio,
-                config.max_backtracks,
-                config.accept_ratio,
-            )
-            flat_new, backtracks, accepted = found.theta, found.backtracks, found.accepted
-            frac = jnp.where(accepted, config.backtrack_ratio ** backtracks.astype(jnp.float32), 0.0)
-        else:
-            flat_new, backtracks, accepted, frac = (
-                flat_k + full_step,
-                jnp.zeros((), jnp.int32),
-                jnp.ones((), bool),
-                1.0,
-            )
-        metrics = {
-            "kl": kl_new_old(flat_new),
-            "surrogate_gain": surrogate(flat_new) - l_k,
-            "expected_gain": frac * expected,
-            "step_norm": jnp.linalg.norm(flat_new - flat_k),
-            "grad_norm": jnp.linalg.norm(g),
-            "cg_residual": residual / jnp.maximum(jnp.vdot(g, g), 1e-30),
-            "quad_kl": 0.5 * eta**2 * w_f_w,
-            "line_search_steps": backtracks.astype(jnp.float32),
-            "accepted": accepted.astype(jnp.float32),
-            "entropy": jnp.mean(dist_k.entropy()),
-        }
-        return unravel(flat_new), metrics
-
-    def fit_critic(
-        phi: Params, opt_state: optax.OptState, batch: Batch, key: PRNGKey
-    ) -> tuple[Params, Any, Array]:
-        def loss_fn(p: Params, mb: Batch) -> Array:
-            return objectives.value_loss(agent.critic.apply(p, mb.obs), mb.value_old, mb.returns)
-
-        def epoch(carry: tuple[Params, Any], k: PRNGKey) -> tuple[tuple[Params, Any], Array]:
-            perm = jax.random.permutation(k, config.batch_size)
-            shuffled = jax.tree.map(lambda a: a[perm].reshape(n_mb, mb_size, *a.shape[1:]), batch)
-
-            def step(c: tuple[Params, Any], mb: Batch) -> tuple[tuple[Params, Any], Array]:
-                p, s = c
-                loss, grads = jax.value_and_grad(loss_fn)(p, mb)
-                updates, s = tx.update(grads, s, p)
-                return (optax.apply_updates(p, updates), s), loss
-
-            return jax.lax.scan(step, carry, shuffled)
-
-        (phi, opt_state), losses = jax.lax.scan(
-            epoch, (phi, opt_state), jax.random.split(key, config.vf_epochs)
-        )
-        first = loss_fn(phi, batch) if config.vf_epochs == 0 else jnp.mean(losses)
-        return phi, opt_state, first
+    def critic_loss(phi: Params, batch: Batch) -> tuple[Array, Metrics]:
+        return value_loss(agent.value(phi, batch.obs), batch.value_old, batch.returns), {}
 
     def learn(state: NPGState, traj: Transition) -> tuple[NPGState, Metrics]:
         key, k_fit = jax.random.split(state.key)
         # Â_k = GAE(λ) under V_φk
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
-        adv = normalize_advantages(batch.adv) if config.norm_adv else batch.adv
         # θ_{k+1} = θ_k + η·(F + λI)⁻¹ g  (CG; trust-region η; optional backtracking)
-        theta, metrics = natural_step(state.params["actor"], batch, adv)
+        theta, step_state, metrics = step.update(state.params["actor"], state.step, batch, None)
         # φ_{k+1}: regression of V_φ on the λ-returns
-        phi, opt_state, v_loss = fit_critic(state.params["critic"], state.opt_state, batch, k_fit)
+        if config.vf_epochs == 0:
+            phi, opt_state, v_loss = (
+                state.params["critic"],
+                state.opt_state,
+                critic_loss(state.params["critic"], batch)[0],
+            )
+        else:
+            phi, opt_state, fitted = fit(
+                critic_loss,
+                tx,
+                state.params["critic"],
+                state.opt_state,
+                batch,
+                k_fit,
+                config.vf_epochs,
+                config.vf_minibatches,
+            )
+            v_loss = jnp.mean(fitted["loss"])
         metrics.update(
-            value_loss=v_loss, explained_variance=explained_variance(batch.value_old, batch.returns)
+            value_loss=v_loss,
+            entropy=jnp.mean(agent.distribution(batch.dist_old).entropy()),
+            explained_variance=explained_variance(batch.value_old, batch.returns),
         )
-        return NPGState({"actor": theta, "critic": phi}, opt_state, key), metrics
+        return NPGState({"actor": theta, "critic": phi}, step_state, opt_state, key), metrics
 
     # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
     return agent.learner("npg", init, learn, config)

@@ -50,6 +50,8 @@ from proxrl.collect.replay import (
 from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_positive
 from proxrl.policies.distributions import scale_to_bounds
 from proxrl.policies.networks import DeterministicPolicy, QNetwork, flatten_obs
+from proxrl.prox import Problem, ProxStep, Term, prox_step
+from proxrl.prox.solvers import fit, gradient_steps, optimiser
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, State, Transition
 
@@ -183,23 +185,6 @@ def require_discrete(action_space: Space, algo: str, env_id: str | None = None) 
 # ------------------------------------------------------------------------------------------ small pieces
 
 
-def polyak(target: Params, online: Params, tau: Array | float) -> Params:
-    """Soft target update ``φ_tar ← τ·φ + (1 − τ)·φ_tar``, leaf by leaf; τ ∈ (0, 1], τ = 1 copies ``online``."""
-    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
-
-
-def td_target(reward: Array, terminated: Array, next_value: Array, gamma: Array | float) -> Array:
-    """The critic's regression target ``y = r + γ(1 − terminated)·v'``, with ``v'`` the algorithm's value of
-    the TRUE next observation (``Q_tar(s', μ_tar(s'))`` for DDPG, ``min_j Q_tar,j(s', ã')`` for TD3,
-    ``E_a'[min_j Q_tar,j(s', a') − α log π(a'|s')]`` for SAC).
-
-    Only ``terminated`` stops bootstrapping: a truncated step (time limit) still bootstraps from s'.
-    No gradient flows through ``y`` (``stop_gradient``). Shapes: all ``[n]`` (broadcastable).
-    """
-    discount = gamma * (1.0 - jnp.asarray(terminated, jnp.float32))
-    return jax.lax.stop_gradient(reward + discount * next_value)
-
-
 def action_scale(space: BoxSpace) -> tuple[Array, Array]:
     """``(centre, half_range)`` of a box: a = centre + half_range·u maps u ∈ [−1, 1] onto [low, high]."""
     low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
@@ -273,24 +258,38 @@ def deterministic_actor(action_space: BoxSpace, hidden: tuple[int, ...], activat
     return DeterministicPolicy(low, high, hidden=tuple(hidden), activation=ACTIVATIONS[activation])
 
 
-def dpg_objective(
-    theta: Params, actor: nn.Module, q_fn: Callable[[Array, Array], Array], obs: Array
-) -> Array:
-    """The deterministic policy-gradient surrogate J(θ) = (1/n) Σ_i Q_φ(s_i, μ_θ(s_i)), to be *maximised*.
+class CriticBatch(NamedTuple):
+    """What an off-policy actor step conditions on: the minibatch's observation features ``obs[n, D]``, the
+    critic's parameters φ (held fixed during the step) and, for SAC, the temperature α."""
 
-    Its gradient is the lecture's g = (1/n) Σ_i ∇_θ Q_φ(s_i, μ_θ(s_i)) = (1/n) Σ_i ∇_θ μ_θ(s_i)·∇_a Q_φ(s_i, a)|_{a=μ_θ(s_i)}
-    (chain rule; autodiff computes exactly this product). Note the actions a_i in the batch are not used:
-    only the states s_i come from the behaviour policy. ``q_fn(obs[n, D], action[n, d]) -> [n]`` holds φ fixed.
-    """
-    return jnp.mean(q_fn(obs, actor.apply(theta, obs)))
+    obs: Array
+    critic: Params
+    alpha: Array | float = 0.0
 
 
-def adam_step(
-    tx: optax.GradientTransformation, params: Params, opt_state: optax.OptState, grads: Params
-) -> tuple[Params, optax.OptState]:
-    """One optimiser step ``params ← params + tx(grads)`` (``tx`` minimises: pass the gradient of a loss)."""
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+def actor_step(
+    surrogate: Term, policy: Callable[[Params, Any, PRNGKey], Any], lr: Array | float, *extras: Term
+) -> ProxStep:
+    """The actor update every replay method shares, ``θ ← θ + η·∇_θ L(θ)``: the Euclidean proximal step of the
+    linearised surrogate, preconditioned by Adam (one step of :func:`~proxrl.prox.solvers.gradient_steps`).
+    ``policy(θ, batch, key)`` evaluates the actor on ``batch.obs``."""
+    problem = Problem(surrogate, extras=extras, policy=policy)
+    return prox_step(problem, gradient_steps(optimiser(lr)))
+
+
+def critic_step(
+    loss: Callable[[Params, Transition], tuple[Array, Metrics]],
+    tx: optax.GradientTransformation,
+    phi: Params,
+    opt_state: optax.OptState,
+    batch: Transition,
+) -> tuple[Params, optax.OptState, Metrics]:
+    """One optimiser step of a critic on its TD loss ``loss(φ, batch) -> (value, metrics)`` over the whole
+    minibatch (:func:`~proxrl.prox.solvers.fit`); metrics are the loss's, with ``critic_loss``."""
+    phi, opt_state, fitted = fit(loss, tx, phi, opt_state, batch, None)
+    metrics = {k: v[0, 0] for k, v in fitted.items() if k != "grad_norm"}
+    metrics["critic_loss"] = metrics.pop("loss")
+    return phi, opt_state, metrics
 
 
 # ---------------------------------------------------------------------------------------- the learner

@@ -49,7 +49,11 @@ from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range, check_positive
+from proxrl.policies.distributions import categorical
 from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
+from proxrl.prox import ProxStep, StepState
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import all_actions, entropy_bonus
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -64,26 +68,13 @@ def expected_target(
     Shapes: ``reward``, ``terminated``: ``[N]``; ``pi_next``, ``q_next``: ``[N, A]`` at the true next
     observation. A truncation is not a termination, so it bootstraps. Returns ``[N]``, with gradients stopped.
     """
-    return off_policy.td_target(reward, terminated, jnp.sum(pi_next * q_next, axis=-1), gamma)
+    return td_target(reward, terminated, jnp.sum(pi_next * q_next, axis=-1), gamma)
 
 
 def critic_loss(q: Array, action: Array, y: Array) -> Array:
     """``(1/n) Σ_i ½·(Q_φ(s_i, a_i) − y_i)²`` for ``q[N, A]``, integer ``action[N]``, targets ``y[N]`` (held fixed)."""
     q_sa = jnp.take_along_axis(q, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     return jnp.mean(0.5 * jnp.square(q_sa - jax.lax.stop_gradient(y)))
-
-
-def actor_objective(logits: Array, q: Array, ent_coef: Array | float = 0.0) -> tuple[Array, Array]:
-    """``(1/n) Σ_i Σ_a π_θ(a|s_i)·Q(s_i, a) + c·(1/n) Σ_i H(π_θ(·|s_i))`` with Q held fixed; its gradient
-    in θ is the lecture's g (plus the entropy term). ``logits``, ``q``: ``[N, A]``.
-
-    Returns ``(objective, mean entropy)``; ascend the objective (descend its negative).
-    """
-    log_pi = jax.nn.log_softmax(logits, axis=-1)
-    pi = jnp.exp(log_pi)
-    entropy = -jnp.sum(pi * log_pi, axis=-1)
-    expected_q = jnp.sum(pi * jax.lax.stop_gradient(q), axis=-1)
-    return jnp.mean(expected_q) + ent_coef * jnp.mean(entropy), jnp.mean(entropy)
 
 
 # --------------------------------------------------------------------------------------- config
@@ -133,7 +124,7 @@ class ACState(NamedTuple):
     """The algorithm's part of the learner state (the replay buffer lives with the shared learner)."""
 
     params: ACParams
-    actor_opt: optax.OptState
+    actor_step: StepState
     critic_opt: optax.OptState
 
 
@@ -163,12 +154,31 @@ def make_nets(config: OffPolicyACConfig, action_space: Space) -> ACNets:
     return ACNets(actor, critic)
 
 
+class ActorBatch(NamedTuple):
+    """The actor step's minibatch: observation features ``obs[n, D]`` and ``Q_φk(s_i, ·)`` ``[n, A]`` (fixed)."""
+
+    obs: Array
+    q: Array
+
+
+def ac_actor_step(config: OffPolicyACConfig, nets: ACNets) -> ProxStep:
+    """The lecture's actor update with replay, ``θ ← θ + η·g``,
+    ``g = (1/n) Σ_i Σ_a ∇π_θ(a|s_i)·Q_φk(s_i, a) + c·∇H(π_θ)``: :func:`~proxrl.algos.off_policy.actor_step` with
+    the surrogate :func:`~proxrl.prox.surrogates.all_actions` and the entropy bonus."""
+    return off_policy.actor_step(
+        all_actions(lambda batch: batch.q),
+        lambda theta, batch, key: nets.logits(theta, batch.obs),
+        config.lr,
+        entropy_bonus(config.ent_coef, dist=categorical),
+    )
+
+
 def ac_init(config: OffPolicyACConfig, nets: ACNets, key: PRNGKey, obs: Array) -> ACState:
-    """On features ``obs[B, D]``: θ, φ (φ̄ = φ) and the two Adam states."""
+    """On features ``obs[B, D]``: θ, φ (φ̄ = φ), the actor step's state and the critic's Adam state."""
     k_actor, k_critic = jax.random.split(key)
     theta, phi = nets.actor.init(k_actor, obs), nets.critic.init(k_critic, obs)
     return ACState(
-        ACParams(theta, phi, phi), optax.adam(config.lr).init(theta), optax.adam(config.q_lr).init(phi)
+        ACParams(theta, phi, phi), ac_actor_step(config, nets).init(theta), optax.adam(config.q_lr).init(phi)
     )
 
 
@@ -177,10 +187,11 @@ def ac_update(
 ) -> tuple[ACState, Metrics]:
     """One step of the lecture's update on a flat minibatch ``batch`` ``[n, ...]`` from the replay buffer.
 
-    Both gradients are taken at (θ_k, φ_k): the critic toward the expected-SARSA target under π_θk and
-    φ̄, the actor along g (+ entropy) under Q_φk; then φ̄ ← τφ_{k+1} + (1 − τ)φ̄. ``key`` is unused (the
-    update is deterministic given the batch). Metrics: ``critic_loss``, ``actor_objective`` (Σ_a π Q, without
-    the entropy term), ``entropy``, ``q_mean``, ``target_mean``.
+    Both steps are taken at (θ_k, φ_k): the critic toward the expected-SARSA target under π_θk and φ̄, the
+    actor (:func:`ac_actor_step`) along g (+ entropy) under Q_φk; then φ̄ ← τφ_{k+1} + (1 − τ)φ̄. ``key`` is
+    unused (the update is deterministic given the batch). Metrics: ``critic_loss``, ``objective`` (Σ_a π Q,
+    without the entropy term), ``entropy``, ``q_mean``, ``target_mean``, and the actor step's
+    ``surrogate_gain``, ``step_norm``, ``grad_norm``.
     """
     del key
     p = state.params
@@ -190,30 +201,21 @@ def ac_update(
         batch.reward, batch.terminated, config.gamma, pi_next, nets.q(p.target, batch.next_obs)
     )
 
-    def critic_objective(phi: Params) -> tuple[Array, Array]:
-        q = nets.q(phi, batch.obs)
-        return critic_loss(q, batch.action, y), q
+    def critic_objective(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+        q = nets.q(phi, b.obs)
+        return critic_loss(q, b.action, y), {"q_mean": jnp.mean(q)}
 
-    (c_loss, q), c_grad = jax.value_and_grad(critic_objective, has_aux=True)(p.critic)
-
-    # g = (1/n) Σ_i Σ_a ∇π_θ(a|s_i) Q_φk(s_i, a)  (+ c ∇H): ascend, i.e. descend the negative
-    def actor_loss(theta: Params) -> tuple[Array, Array]:
-        objective, entropy = actor_objective(nets.logits(theta, batch.obs), q, config.ent_coef)
-        return -objective, entropy
-
-    (neg_obj, entropy), a_grad = jax.value_and_grad(actor_loss, has_aux=True)(p.actor)
-    a_step, actor_opt = optax.adam(config.lr).update(a_grad, state.actor_opt, p.actor)
-    c_step, critic_opt = optax.adam(config.q_lr).update(c_grad, state.critic_opt, p.critic)
-    theta, phi = optax.apply_updates(p.actor, a_step), optax.apply_updates(p.critic, c_step)
-    target = off_policy.polyak(p.target, phi, config.tau)
-    metrics = {
-        "critic_loss": c_loss,
-        "actor_objective": -neg_obj - config.ent_coef * entropy,
-        "entropy": entropy,
-        "q_mean": jnp.mean(q),
-        "target_mean": jnp.mean(y),
-    }
-    return ACState(ACParams(theta, phi, target), actor_opt, critic_opt), metrics
+    phi, critic_opt, metrics = off_policy.critic_step(
+        critic_objective, optax.adam(config.q_lr), p.critic, state.critic_opt, batch
+    )
+    # g = (1/n) Σ_i Σ_a ∇π_θ(a|s_i) Q_φk(s_i, a)  (+ c ∇H)
+    actor_batch = ActorBatch(batch.obs, nets.q(p.critic, batch.obs))
+    theta, actor_state, actor_metrics = ac_actor_step(config, nets).update(
+        p.actor, state.actor_step, actor_batch, None
+    )
+    target = polyak(p.target, phi, config.tau)
+    metrics.update(actor_metrics, target_mean=jnp.mean(y))
+    return ACState(ACParams(theta, phi, target), actor_state, critic_opt), metrics
 
 
 # --------------------------------------------------------------------------------------- the learner

@@ -38,10 +38,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from proxrl.algos.actor_critic import (
-    Batch,
+    Agent,
     RolloutConfig,
     as_env,
     check_actor_critic_coefficients,
@@ -58,10 +57,16 @@ from proxrl.errors import (
     check_int_at_least,
     check_positive,
 )
-from proxrl.estimators import normalize_advantages
-from proxrl.objectives import ppo as objectives
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.geometry import adaptive_beta, head_kl
+from proxrl.prox.solvers import linear_anneal, minibatch_epochs, optimiser
+from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+
+SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
+"""PPO's surrogates, the rows of the PPO paper's comparison: ratio·A alone, clipped, or with a KL penalty
+(β fixed or adapted toward a target KL)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +117,7 @@ class PPOConfig(RolloutConfig):
         check_actor_critic_coefficients(self)
         for name in ("update_epochs", "num_minibatches"):
             check_int_at_least(name, getattr(self, name), 1)
-        check_choice("surrogate", self.surrogate, objectives.SURROGATES)
+        check_choice("surrogate", self.surrogate, SURROGATES)
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.num_minibatches}"
@@ -140,27 +145,57 @@ class PPOHyper(NamedTuple):
 class PPOState(NamedTuple):
     """What PPO carries from one update to the next (the environment side lives in the loop's carry).
 
-    ``params = {"actor": θ, "critic": φ}``; ``beta``: the current KL coefficient.
+    ``params = {"actor": θ, "critic": φ}``; ``step``: the proximal step's state (Adam's moments and step
+    count, the KL coefficient β in force).
     """
 
     params: Params
-    opt_state: optax.OptState
-    beta: Array
+    step: StepState
     key: PRNGKey
     update: Array
-    """Updates done so far (drives learning-rate annealing)."""
+    """Updates done so far."""
     hyper: PPOHyper
     """The traced hyperparameters of this run."""
+
+
+def ppo_step(config: PPOConfig, agent: Agent, hp: PPOHyper) -> ProxStep:
+    """PPO's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
+
+        W_k(θ, φ) = L_k(θ) − β·(1/N) Σ_i KL(π_θ(·|s_i), π_θk(·|s_i)) + c·H(π_θ) − c_v·ℓ_V(φ)
+
+    surrogate :func:`~proxrl.prox.surrogates.clipped_ratio` ("clip") or :func:`~proxrl.prox.surrogates.ratio`
+    ("none", "kl_fixed", "kl_adaptive"); geometry :func:`~proxrl.prox.geometry.head_kl` with β fixed or
+    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only; the clip is the other kinds' implicit
+    geometry); solver :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches``
+    steps of clipped Adam, the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
+    regression joins the same steps (the PPO paper's combined objective L − c_v·L^VF + c·S).
+    """
+    kind = config.surrogate
+    old = lambda batch: agent.distribution(batch.dist_old)
+    surrogate = clipped_ratio(hp.clip_eps, config.norm_adv) if kind == "clip" else ratio(config.norm_adv)
+    extras = (
+        entropy_bonus(hp.ent_coef),
+        value_regression(agent.value, hp.vf_coef, hp.clip_eps if config.clip_vloss else None),
+    )
+    geometry = head_kl(old) if kind.startswith("kl") else None
+    beta = {"kl_fixed": hp.beta, "kl_adaptive": adaptive_beta(hp.beta, hp.kl_target)}.get(kind)
+    steps = config.update_epochs * config.num_minibatches
+    lr = linear_anneal(hp.lr, config.num_updates, steps) if config.anneal_lr else hp.lr
+    tx = optimiser(lr, hp.max_grad_norm, eps=1e-5)
+    problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
+    return prox_step(
+        problem, minibatch_epochs(tx, config.update_epochs, config.num_minibatches), beta, moved=head_kl(old)
+    )
 
 
 def make_learner(
     config: PPOConfig, observation_space: Space, action_space: Space, hyper: PPOHyper | None = None
 ) -> Learner:
-    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is one GAE → proximal-step iteration on a rollout.
+    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
 
-    Per-update metrics: ``approx_kl``, ``kl`` (exact mean KL(π_θ_{k+1}, π_θk) over the batch),
-    ``clip_frac``, ``explained_variance``, ``entropy``, ``value_loss``, ``policy_loss`` (the loss terms
-    averaged over the inner steps), ``beta`` (in force during the update) and ``learning_rate``; the
+    Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
+    batch, ``step_norm``; ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` averaged
+    over the inner steps; ``beta`` for the KL kinds), ``explained_variance`` and ``learning_rate``; the
     collection loop adds ``episodic_return`` and ``episodes``.
 
     ``hyper``: a :class:`PPOHyper` overriding the traced fields (default ``config.hyper()``); it may hold
@@ -170,99 +205,34 @@ def make_learner(
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-    num_updates = config.num_updates
-    kind = config.surrogate
 
-    def learning_rate(hp: PPOHyper, update: Array) -> Array:
-        """``lr``, or ``lr·(1 − k/K)`` at update k of K with annealing."""
-        if not config.anneal_lr:
-            return jnp.asarray(hp.lr, jnp.float32)
-        return hp.lr * jnp.maximum(1.0 - update / num_updates, 0.0)  # 0 past the planned budget
-
-    def optimiser(hp: PPOHyper, lr: Array) -> optax.GradientTransformation:
-        return optax.chain(
-            optax.clip_by_global_norm(hp.max_grad_norm),
-            optax.scale_by_adam(eps=1e-5),
-            optax.scale(-lr),
-        )
-
-    def loss_fn(params: Params, mb: Batch, hp: PPOHyper, beta: Array) -> tuple[Array, Metrics]:
-        out = agent.actor.apply(params["actor"], mb.obs)
-        dist = agent.distribution(out)
-        logp = dist.log_prob(mb.action)
-        entropy = dist.entropy()
-        adv = normalize_advantages(mb.adv) if config.norm_adv else mb.adv
-        kl = dist.kl_divergence(agent.distribution(mb.dist_old)) if kind.startswith("kl") else None
-        pg_loss, terms = objectives.policy_loss(
-            kind, logp, mb.logp_old, adv, clip_eps=hp.clip_eps, kl=kl, beta=beta
-        )
-        v = agent.critic.apply(params["critic"], mb.obs)
-        v_loss = objectives.value_loss(
-            v, mb.value_old, mb.returns, hp.clip_eps if config.clip_vloss else None
-        )
-        loss = pg_loss - objectives.entropy_bonus(entropy, hp.ent_coef) + hp.vf_coef * v_loss
-        metrics = {
-            "policy_loss": pg_loss,
-            "value_loss": v_loss,
-            "entropy": jnp.mean(entropy),
-            "approx_kl": terms.approx_kl,
-            "clip_frac": terms.clip_frac,
-        }
-        return loss, metrics
+    def hyperparameters(hp: PPOHyper | None) -> PPOHyper:
+        hp = config.hyper() if hp is None else hp
+        return PPOHyper(*(jnp.asarray(h, jnp.float32) for h in hp))
 
     def init(key: PRNGKey, obs: Array) -> PPOState:
-        hp = config.hyper() if hyper is None else hyper
-        hp = PPOHyper(*(jnp.asarray(h, jnp.float32) for h in hp))
+        hp = hyperparameters(hyper)
         key, k_actor, k_critic = jax.random.split(key, 3)
         params = agent.init(k_actor, k_critic, obs)
-        return PPOState(
-            params=params,
-            opt_state=optimiser(hp, hp.lr).init(params),
-            beta=hp.beta,
-            key=key,
-            update=jnp.zeros((), jnp.int32),
-            hyper=hp,
-        )
+        step = ppo_step(config, agent, hp)
+        return PPOState(params, step.init(params), key, jnp.zeros((), jnp.int32), hp)
 
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
         hp = state.hyper
-        key, k_perm = jax.random.split(state.key)
-        lr_now = learning_rate(hp, state.update)
-        tx = optimiser(hp, lr_now)
+        key, k_step = jax.random.split(state.key)
         # Â_k = GAE(λ) under V_φk
         batch = make_batch(agent, state.params, traj, hp.gamma, hp.gae_lambda)
-
-        # θ_{k+1}: update_epochs × num_minibatches Adam steps on the surrogate
-        def one_epoch(carry: tuple[Params, optax.OptState], k: PRNGKey) -> tuple[Any, Metrics]:
-            perm = jax.random.permutation(k, config.batch_size)
-            shuffled = jax.tree.map(
-                lambda a: a[perm].reshape(config.num_minibatches, config.minibatch_size, *a.shape[1:]), batch
-            )
-
-            def one_step(carry: tuple[Params, optax.OptState], mb: Batch) -> tuple[Any, Metrics]:
-                params, opt_state = carry
-                grads, metrics = jax.grad(loss_fn, has_aux=True)(params, mb, hp, state.beta)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), metrics
-
-            return jax.lax.scan(one_step, carry, shuffled)
-
-        (params, opt_state), inner = jax.lax.scan(
-            one_epoch, (state.params, state.opt_state), jax.random.split(k_perm, config.update_epochs)
+        # θ_{k+1}, φ_{k+1}: the proximal step
+        params, step_state, metrics = ppo_step(config, agent, hp).update(
+            state.params, state.step, batch, k_step
         )
-        # KL actually moved, exact, over the whole batch: KL(π_θ_{k+1}, π_θk)
-        dist_new = agent.distribution(agent.actor.apply(params["actor"], batch.obs))
-        kl = jnp.mean(dist_new.kl_divergence(agent.distribution(batch.dist_old)))
-        beta = objectives.adapt_beta(state.beta, kl, hp.kl_target) if kind == "kl_adaptive" else state.beta
-
-        metrics = {name: jnp.mean(value) for name, value in inner.items()}
+        lr_now = (
+            hp.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0) if config.anneal_lr else hp.lr
+        )
         metrics.update(
-            kl=kl,
-            explained_variance=explained_variance(batch.value_old, batch.returns),
-            beta=state.beta,
-            learning_rate=lr_now,
+            explained_variance=explained_variance(batch.value_old, batch.returns), learning_rate=lr_now
         )
-        return PPOState(params, opt_state, beta, key, state.update + 1, hp), metrics
+        return PPOState(params, step_state, key, state.update + 1, hp), metrics
 
     return agent.learner("ppo", init, learn, config)
 

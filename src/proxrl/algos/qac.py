@@ -52,8 +52,13 @@ from proxrl.algos.actor_critic import (
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
-from proxrl.estimators import normalize_advantages, q_advantages
+from proxrl.estimators import q_advantages
 from proxrl.policies.networks import DiscreteQNetwork, QNetwork
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.critic import value_loss
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import fit, gradient_steps, optimiser
+from proxrl.prox.surrogates import all_actions, entropy_bonus, score_function
 from proxrl.settings.jax_envs import DiscreteSpace, JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -110,11 +115,25 @@ class QACConfig(RolloutConfig):
 
 
 class QACState(NamedTuple):
-    """What Q actor-critic carries between updates: ``params = {"actor": θ, "critic": φ}``."""
+    """What Q actor-critic carries between updates: ``params = {"actor": θ, "critic": φ}``, the policy step's
+    state, the critic's optimiser state and a key."""
 
     params: Params
-    opt_state: Any
+    step: StepState
+    critic_opt: optax.OptState
     key: PRNGKey
+
+
+class QBatch(NamedTuple):
+    """The actor step's flat data ``[N, ...]``: observation features, actions, ``q`` (Q_φk(s, ·) ``[N, A]``,
+    all-actions form) or ``adv`` (Q_φk(s, a) − E_{a'∼π_θk} Q_φk(s, a'), sampled form; the other is 0), and
+    π_θk's head outputs."""
+
+    obs: Array
+    action: Array
+    q: Array
+    adv: Array
+    dist_old: Any
 
 
 class Critic(NamedTuple):
@@ -157,19 +176,6 @@ def make_critic(
     return Critic(module, q_cont, expected_cont, lambda k, obs, action: module.init(k, obs, action))
 
 
-def all_actions_objective(logits: Array, q_values: Array) -> Array:
-    """``(1/N) Σ_h Σ_a π_θ(a|s_h)·Q(s_h, a)`` with Q held fixed; its gradient at θ_k is the all-actions g.
-
-    ``logits`` ``[..., A]`` (π_θ = softmax), ``q_values`` ``[..., A]``.
-    """
-    return jnp.mean(jnp.sum(jax.nn.softmax(logits, axis=-1) * jax.lax.stop_gradient(q_values), axis=-1))
-
-
-def sampled_objective(logp: Array, adv: Array) -> Array:
-    """``(1/N) Σ_h log π_θ(a_h|s_h)·Â_h`` with Â held fixed; its gradient at θ_k is the sampled-action g."""
-    return jnp.mean(logp * jax.lax.stop_gradient(adv))
-
-
 def td_targets(
     critic: Critic,
     agent: Agent,
@@ -197,13 +203,37 @@ def td_targets(
     return traj.reward + gamma * (1.0 - traj.terminated.astype(jnp.float32)) * q_next
 
 
-def make_learner(config: QACConfig, observation_space: Space, action_space: Space) -> Learner:
-    """Q actor-critic as a :class:`~proxrl.types.Learner`: ``learn`` is TD targets → actor step → critic fit.
+def qac_step(config: QACConfig, agent: Agent) -> ProxStep:
+    """The Q actor-critic's proximal step on θ and a :class:`QBatch`::
 
-    Per-update metrics: ``policy_loss`` (−objective at θ_k), ``entropy`` (at θ_k), ``kl`` (exact mean
-    KL(π_θ_{k+1}, π_θk)), ``surrogate_gain`` (objective at θ_{k+1} minus at θ_k, with Q_φk fixed),
-    ``step_norm``, ``grad_norm`` (actor, before clipping), ``value_loss`` (the critic's TD loss, mean over
-    its steps), ``explained_variance`` (Q_φk(s, a) against the targets y), ``q_mean`` (mean Q_φk(s, a)).
+        θ_{k+1} = θ_k + η·g,   g = (1/N) Σ_h Σ_a ∇π_θ(a|s_h)·Q_φk(s_h, a)            (all actions)
+                                 or (1/N) Σ_h ∇log π_θ(a_h|s_h)·(Q_φk(s_h, a_h) − E_π Q_φk(s_h, ·))   (sampled)
+
+    plus c·∇H: surrogate :func:`~proxrl.prox.surrogates.all_actions` or
+    :func:`~proxrl.prox.surrogates.score_function` and the entropy bonus, geometry Euclidean, solver one
+    clipped Adam step.
+    """
+    if config.gradient == "all_actions":
+        surrogate = all_actions(lambda batch: batch.q)
+    else:
+        surrogate = score_function(config.norm_adv, dist=agent.distribution)
+    problem = Problem(
+        surrogate,
+        extras=(entropy_bonus(config.ent_coef, dist=agent.distribution),),
+        policy=lambda theta, batch, key: agent.actor.apply(theta, batch.obs),
+    )
+    old = lambda batch: agent.distribution(batch.dist_old)
+    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+    return prox_step(problem, gradient_steps(tx), moved=head_kl(old, dist=agent.distribution))
+
+
+def make_learner(config: QACConfig, observation_space: Space, action_space: Space) -> Learner:
+    """Q actor-critic as a :class:`~proxrl.types.Learner`: ``learn`` is TD targets → :func:`qac_step` → critic fit.
+
+    Per-update metrics: the step's (``policy_loss`` or ``objective`` at θ_k, ``entropy`` at θ_k, ``kl`` the
+    exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain`` with Q_φk fixed, ``step_norm``, ``grad_norm`` before
+    clipping), ``value_loss`` (the critic's TD loss, mean over its steps), ``explained_variance`` (Q_φk(s, a)
+    against the targets y), ``q_mean`` (mean Q_φk(s, a)).
     """
     config.validate()
     discrete = isinstance(action_space, DiscreteSpace)
@@ -215,13 +245,8 @@ def make_learner(config: QACConfig, observation_space: Space, action_space: Spac
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
     critic = make_critic(action_space, tuple(config.hidden), config.activation, config.num_action_samples)
-    n_mb = config.q_minibatches
-    mb_size = config.batch_size // n_mb
-
-    def adam(lr: float) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
-
-    tx_actor, tx_critic = adam(config.lr), adam(config.q_lr)
+    step = qac_step(config, agent)
+    tx_critic = optimiser(config.q_lr, config.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> QACState:
         key, k_actor, k_critic, k_act = jax.random.split(key, 4)
@@ -229,53 +254,11 @@ def make_learner(config: QACConfig, observation_space: Space, action_space: Spac
         theta = agent.actor.init(k_actor, x)
         action = agent.distribution(agent.actor.apply(theta, x)).sample(seed=k_act)
         phi = critic.init(k_critic, x, action)
-        params = {"actor": theta, "critic": phi}
-        return QACState(params, {"actor": tx_actor.init(theta), "critic": tx_critic.init(phi)}, key)
+        return QACState({"actor": theta, "critic": phi}, step.init(theta), tx_critic.init(phi), key)
 
-    def objective(
-        theta: Params, phi: Params, obs: Array, action: Array, key: PRNGKey
-    ) -> tuple[Array, Metrics]:
-        """The actor's objective at θ with Q_φk (φ fixed) and its entropy, over flat ``[N]`` data."""
-        out = agent.actor.apply(theta, obs)
-        pi = agent.distribution(out)
-        entropy = jnp.mean(pi.entropy())
-        if config.gradient == "all_actions":
-            value = all_actions_objective(out, critic.module.apply(phi, obs))
-        else:
-            pi_k = agent.distribution(jax.lax.stop_gradient(out))
-            if discrete:
-                adv = q_advantages(critic.module.apply(phi, obs), pi_k.probs, action)
-            else:
-                adv = critic.q(phi, obs, action) - critic.expected(phi, pi_k, obs, key)
-            adv = normalize_advantages(adv) if config.norm_adv else adv
-            value = sampled_objective(pi.log_prob(action), adv)
-        return value + config.ent_coef * entropy, {"entropy": entropy}
-
-    def fit_critic(phi: Params, opt_state: Any, obs: Array, action: Array, y: Array, key: PRNGKey):
-        def loss_fn(p: Params, mb: tuple[Array, Array, Array]) -> Array:
-            o, a, target = mb
-            return 0.5 * jnp.mean((critic.q(p, o, a) - target) ** 2)
-
-        data = (obs, action, y)
-
-        def epoch(carry: tuple[Params, Any], k: PRNGKey) -> tuple[tuple[Params, Any], Array]:
-            perm = jax.random.permutation(k, config.batch_size)
-            shuffled = jax.tree.map(lambda a: a[perm].reshape(n_mb, mb_size, *a.shape[1:]), data)
-
-            def step(
-                c: tuple[Params, Any], mb: tuple[Array, Array, Array]
-            ) -> tuple[tuple[Params, Any], Array]:
-                p, s = c
-                loss, grads = jax.value_and_grad(loss_fn)(p, mb)
-                updates, s = tx_critic.update(grads, s, p)
-                return (optax.apply_updates(p, updates), s), loss
-
-            return jax.lax.scan(step, carry, shuffled)
-
-        (phi, opt_state), losses = jax.lax.scan(
-            epoch, (phi, opt_state), jax.random.split(key, config.q_epochs)
-        )
-        return phi, opt_state, jnp.mean(losses)
+    def critic_loss(phi: Params, data: tuple[Array, Array, Array]) -> tuple[Array, Metrics]:
+        obs, action, y = data
+        return value_loss(critic.q(phi, obs, action), None, y), {}
 
     def learn(state: QACState, traj: Transition) -> tuple[QACState, Metrics]:
         key, k_target, k_base, k_fit = jax.random.split(state.key, 4)
@@ -286,33 +269,39 @@ def make_learner(config: QACConfig, observation_space: Space, action_space: Spac
         obs = features(agent, traj.obs).reshape(n, -1)
         action = traj.action.reshape(n, *traj.action.shape[2:])
         y = y.reshape(n)
-        # θ_{k+1} = θ_k + η·g (one Adam step), g = ∇ objective at θ_k with Q_φk
-        (value_k, aux), grads = jax.value_and_grad(objective, has_aux=True)(
-            theta_k, phi_k, obs, action, k_base
-        )
-        neg = jax.tree.map(jnp.negative, grads)
-        updates, opt_actor = tx_actor.update(neg, state.opt_state["actor"], theta_k)
-        theta = optax.apply_updates(theta_k, updates)
+        # the estimate under (θ_k, φ_k): Q_φk(s, ·) for the all-actions form, Q − E_πQ for the sampled form
+        out_k = agent.actor.apply(theta_k, obs)
+        zero = jnp.zeros((), jnp.float32)
+        if config.gradient == "all_actions":
+            batch = QBatch(obs, action, critic.module.apply(phi_k, obs), zero, out_k)
+        else:
+            pi_k = agent.distribution(out_k)
+            if discrete:
+                adv = q_advantages(critic.module.apply(phi_k, obs), pi_k.probs, action)
+            else:
+                adv = critic.q(phi_k, obs, action) - critic.expected(phi_k, pi_k, obs, k_base)
+            batch = QBatch(obs, action, zero, adv, out_k)
+        # θ_{k+1} = θ_k + η·g (one Adam step)
+        theta, step_state, metrics = step.update(theta_k, state.step, batch, None)
         # φ_{k+1}: TD regression toward y
-        phi, opt_critic, v_loss = fit_critic(phi_k, state.opt_state["critic"], obs, action, y, k_fit)
-
+        phi, critic_opt, fitted = fit(
+            critic_loss,
+            tx_critic,
+            phi_k,
+            state.critic_opt,
+            (obs, action, y),
+            k_fit,
+            config.q_epochs,
+            config.q_minibatches,
+        )
         q_sa = critic.q(phi_k, obs, action)
-        dist_k = agent.distribution(agent.actor.apply(theta_k, obs))
-        dist_new = agent.distribution(agent.actor.apply(theta, obs))
-        value_new, _ = objective(theta, phi_k, obs, action, k_base)
-        metrics = dict(
-            aux,
-            policy_loss=-value_k,
-            kl=jnp.mean(dist_new.kl_divergence(dist_k)),
-            surrogate_gain=value_new - value_k,
-            step_norm=optax.global_norm(jax.tree.map(jnp.subtract, theta, theta_k)),
-            grad_norm=optax.global_norm(grads),
-            value_loss=v_loss,
+        metrics.update(
+            value_loss=jnp.mean(fitted["loss"]),
             explained_variance=explained_variance(q_sa, y),
             q_mean=jnp.mean(q_sa),
         )
         params = {"actor": theta, "critic": phi}
-        return QACState(params, {"actor": opt_actor, "critic": opt_critic}, key), metrics
+        return QACState(params, step_state, critic_opt, key), metrics
 
     def act(state: QACState, obs: Array, key: PRNGKey) -> Array:
         return agent.distribution(agent.actor.apply(state.params["actor"], features(agent, obs))).sample(

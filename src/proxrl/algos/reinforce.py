@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import optax
 
 from proxrl.algos.actor_critic import (
+    Agent,
     RolloutConfig,
     explained_variance,
     features,
@@ -50,7 +51,11 @@ from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.estimators import discounted_returns
-from proxrl.objectives import ppo as objectives
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.critic import value_loss
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import fit, gradient_steps, optimiser
+from proxrl.prox.surrogates import entropy_bonus, score_function
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -93,10 +98,23 @@ class REINFORCEConfig(RolloutConfig):
 
 
 class REINFORCEState(NamedTuple):
-    """What REINFORCE carries between updates: ``params = {"actor": θ}`` (plus ``"critic": φ`` with a baseline)."""
+    """What REINFORCE carries between updates: ``params = {"actor": θ}`` (plus ``"critic": φ`` with a
+    baseline), the policy step's state and the baseline's optimiser state (``()`` without one)."""
 
     params: Params
-    opt_state: optax.OptState
+    step: StepState
+    critic_opt: optax.OptState
+
+
+class ReturnBatch(NamedTuple):
+    """One rollout's data for the policy step, ``[T, B, ...]``: observation features, actions, the advantage
+    estimate ``R − b`` (0 where masked), the mask of kept steps, and π_θk's head outputs."""
+
+    obs: Array
+    action: Array
+    adv: Array
+    mask: Array
+    dist_old: Any
 
 
 def returns_to_go(traj: Transition, gamma: Array | float, v_next: Array | None = None) -> tuple[Array, Array]:
@@ -126,45 +144,48 @@ def returns_to_go(traj: Transition, gamma: Array | float, v_next: Array | None =
     return g, jnp.ones_like(g)
 
 
-def policy_loss(logp: Array, adv: Array, mask: Array) -> Array:
-    """``−(1/N) Σ mask·log π_θ(a|s)·(R − b)`` with ``R − b`` held fixed; its gradient at θ_k is −g.
+def reinforce_step(config: REINFORCEConfig, agent: Agent) -> ProxStep:
+    """REINFORCE's proximal step on θ and a :class:`ReturnBatch`::
 
-    All inputs share one shape (N entries in all); N counts masked entries too.
+        θ_{k+1} = θ_k + η·g,    g = ∇_θ [ (1/N) Σ_{i,h} mask·log π_θ(a_h|s_h)·(R_h − b(s_h)) + c·H(π_θ) ]
+
+    surrogate :func:`~proxrl.prox.surrogates.score_function` (masked) and the entropy bonus, geometry
+    Euclidean, solver one clipped Adam step (:func:`~proxrl.prox.solvers.gradient_steps`).
     """
-    return -jnp.mean(mask * logp * jax.lax.stop_gradient(adv))
+    problem = Problem(
+        score_function(mask=lambda batch: batch.mask),
+        extras=(entropy_bonus(config.ent_coef),),
+        policy=agent.head,
+    )
+    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+    return prox_step(
+        problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
+    )
 
 
 def make_learner(config: REINFORCEConfig, observation_space: Space, action_space: Space) -> Learner:
-    """REINFORCE as a :class:`~proxrl.types.Learner`: ``learn`` is returns-to-go → one Adam step on g.
+    """REINFORCE as a :class:`~proxrl.types.Learner`: ``learn`` is returns-to-go → :func:`reinforce_step` →
+    the baseline's regression.
 
-    Per-update metrics: ``policy_loss``, ``entropy`` (at θ_k), ``kl`` (exact mean KL(π_θ_{k+1}, π_θk)
-    over the batch), ``surrogate_gain`` (``(1/N) Σ mask·(ratio − 1)·(R − b)`` at θ_{k+1}), ``step_norm``
-    (‖θ_{k+1} − θ_k‖₂), ``grad_norm`` (‖g‖ before clipping), ``kept_frac`` (fraction of steps with a known
-    return-to-go; 1 with a value baseline), ``mean_return`` (mean R over kept steps); with
-    ``baseline="value"`` also ``value_loss`` (at φ_k) and ``explained_variance`` (V_φk against R).
+    Per-update metrics: the step's (``policy_loss``, ``entropy`` at θ_k; ``kl`` the exact mean
+    KL(π_θ_{k+1}, π_θk); ``surrogate_gain``; ``step_norm``; ``grad_norm`` before clipping), ``kept_frac``
+    (fraction of steps with a known return-to-go; 1 with a value baseline), ``mean_return`` (mean R over kept
+    steps); with ``baseline="value"`` also ``value_loss`` (at φ_k) and ``explained_variance`` (V_φk against R).
     """
     config.validate()
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
     use_value = config.baseline == "value"
-
-    def adam(lr: float) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
-
-    tx_actor, tx_critic = adam(config.lr), adam(config.vf_lr)
+    step = reinforce_step(config, agent)
+    tx_critic = optimiser(config.vf_lr, config.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> REINFORCEState:
         k_actor, k_critic = jax.random.split(key)
         params = agent.init(k_actor, k_critic, obs)
         if not use_value:
-            params = {"actor": params["actor"]}
-        opt_state = {
-            name: tx.init(params[name])
-            for name, tx in (("actor", tx_actor), ("critic", tx_critic))
-            if name in params
-        }
-        return REINFORCEState(params, opt_state)
+            return REINFORCEState({"actor": params["actor"]}, step.init(params["actor"]), ())
+        return REINFORCEState(params, step.init(params["actor"]), tx_critic.init(params["critic"]))
 
     def learn(state: REINFORCEState, traj: Transition) -> tuple[REINFORCEState, Metrics]:
         params = state.params
@@ -172,8 +193,8 @@ def make_learner(config: REINFORCEConfig, observation_space: Space, action_space
         metrics: Metrics = {}
         # estimate: R_h (Monte Carlo, tail bootstrapped by V_φk or masked) and b(s_h)
         if use_value:
-            v_t = agent.critic.apply(params["critic"], obs)
-            v_next = agent.critic.apply(params["critic"], features(agent, traj.next_obs))
+            v_t = agent.value(params["critic"], obs)
+            v_next = agent.value(params["critic"], features(agent, traj.next_obs))
             returns, mask = returns_to_go(traj, config.gamma, v_next)
             adv = returns - v_t
         else:
@@ -185,57 +206,34 @@ def make_learner(config: REINFORCEConfig, observation_space: Space, action_space
             std = jnp.sqrt(jnp.sum(mask * (adv - mean) ** 2) / count)
             adv = mask * (adv - mean) / (std + 1e-8)
 
-        # θ_{k+1} = θ_k + η·g (one Adam step): g = (1/N) Σ ∇log π·(R − b) + c·∇H
-        dist_old_out = agent.actor.apply(params["actor"], obs)
-        logp_old = agent.distribution(dist_old_out).log_prob(traj.action)
-
-        def actor_loss(theta: Params) -> tuple[Array, Metrics]:
-            dist = agent.distribution(agent.actor.apply(theta, obs))
-            entropy = dist.entropy()
-            pg = policy_loss(dist.log_prob(traj.action), adv, mask)
-            loss = pg - objectives.entropy_bonus(entropy, config.ent_coef)
-            return loss, {"policy_loss": pg, "entropy": jnp.mean(entropy)}
-
-        grads, aux = jax.grad(actor_loss, has_aux=True)(params["actor"])
-        updates, opt_actor = tx_actor.update(grads, state.opt_state["actor"], params["actor"])
-        theta = optax.apply_updates(params["actor"], updates)
-        new_params, opt_state = {"actor": theta}, {"actor": opt_actor}
-        metrics.update(aux, grad_norm=optax.global_norm(grads))
+        # θ_{k+1} = θ_k + η·g (one Adam step)
+        batch = ReturnBatch(obs, traj.action, adv, mask, agent.actor.apply(params["actor"], obs))
+        theta, step_state, metrics = step.update(params["actor"], state.step, batch, None)
+        new_params, critic_opt = {"actor": theta}, state.critic_opt
 
         # φ_{k+1}: vf_steps full-batch Adam steps on ½(V_φ(s) − R)², the baseline's regression
         if use_value:
 
-            def critic_loss(phi: Params) -> Array:
-                return 0.5 * jnp.mean((agent.critic.apply(phi, obs) - returns) ** 2)
+            def critic_loss(phi: Params, data: tuple[Array, Array]) -> tuple[Array, Metrics]:
+                return value_loss(agent.value(phi, data[0]), None, data[1]), {}
 
-            def critic_step(
-                carry: tuple[Params, optax.OptState], _: None
-            ) -> tuple[tuple[Params, Any], Array]:
-                phi, opt = carry
-                loss, v_grads = jax.value_and_grad(critic_loss)(phi)
-                updates, opt = tx_critic.update(v_grads, opt, phi)
-                return (optax.apply_updates(phi, updates), opt), loss
-
-            (phi, opt_critic), losses = jax.lax.scan(
-                critic_step, (params["critic"], state.opt_state["critic"]), None, length=config.vf_steps
+            phi, critic_opt, fitted = fit(
+                critic_loss,
+                tx_critic,
+                params["critic"],
+                state.critic_opt,
+                (obs, returns),
+                None,
+                config.vf_steps,
             )
-            new_params["critic"], opt_state["critic"] = phi, opt_critic
-            metrics.update(value_loss=losses[0], explained_variance=explained_variance(v_t, returns))
+            new_params["critic"] = phi
+            metrics.update(
+                value_loss=fitted["loss"][0, 0], explained_variance=explained_variance(v_t, returns)
+            )
 
-        # diagnostics of the step actually taken
-        dist_old = agent.distribution(dist_old_out)
-        dist_new = agent.distribution(agent.actor.apply(theta, obs))
-        ratio = objectives.ratio(dist_new.log_prob(traj.action), logp_old)
-        step = jax.tree.map(jnp.subtract, theta, params["actor"])
         count = jnp.maximum(jnp.sum(mask), 1.0)
-        metrics.update(
-            kl=jnp.mean(dist_new.kl_divergence(dist_old)),
-            surrogate_gain=jnp.mean(mask * (ratio - 1.0) * adv),
-            step_norm=optax.global_norm(step),
-            kept_frac=jnp.mean(mask),
-            mean_return=jnp.sum(mask * returns) / count,
-        )
-        return REINFORCEState(new_params, opt_state), metrics
+        metrics.update(kept_frac=jnp.mean(mask), mean_return=jnp.sum(mask * returns) / count)
+        return REINFORCEState(new_params, step_state, critic_opt), metrics
 
     return agent.learner("reinforce", init, learn, config)
 

@@ -53,6 +53,9 @@ from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_positive
 from proxrl.policies.distributions import scale_to_bounds, tanh_gaussian_sample
 from proxrl.policies.networks import QNetwork, StateDependentGaussianPolicy
+from proxrl.prox import ProxStep, StepState
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import soft
 from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -102,19 +105,14 @@ def soft_target(
 
     Shapes: ``reward``, ``terminated``, ``logp_next``: ``[N]``; ``q_next``: ``[2, N]`` (target critics at
     the true next observation and a fresh a' ∼ π(·|s')). A truncated step is not terminated, so it
-    bootstraps. Returns ``[N]``, with gradients stopped (:func:`~proxrl.algos.off_policy.td_target`).
+    bootstraps. Returns ``[N]``, with gradients stopped (:func:`~proxrl.prox.critic.td_target`).
     """
-    return off_policy.td_target(reward, terminated, jnp.min(q_next, axis=0) - alpha * logp_next, gamma)
+    return td_target(reward, terminated, jnp.min(q_next, axis=0) - alpha * logp_next, gamma)
 
 
 def critic_loss(q: Array, y: Array) -> Array:
     """``Σ_j (1/n) Σ_i ½·(Q_j(s_i, a_i) − y_i)²`` for ``q[2, N]`` and targets ``y[N]`` (held fixed)."""
     return jnp.sum(0.5 * jnp.mean(jnp.square(q - jax.lax.stop_gradient(y)), axis=-1))
-
-
-def actor_loss(alpha: Array | float, logp: Array, q: Array) -> Array:
-    """``(1/n) Σ_i (α·log π_θ(ã_i|s_i) − min_j Q_j(s_i, ã_i))`` for ``logp[N]``, ``q[2, N]`` (ã reparameterised)."""
-    return jnp.mean(jax.lax.stop_gradient(alpha) * logp - jnp.min(q, axis=0))
 
 
 def temperature_loss(log_alpha: Array, logp: Array, target_entropy: Array | float) -> Array:
@@ -143,7 +141,7 @@ class SACState(NamedTuple):
     """The algorithm's part of the learner state (the replay buffer lives with the shared learner)."""
 
     params: SACParams
-    actor_opt: optax.OptState
+    actor_step: StepState
     critic_opt: optax.OptState
     alpha_opt: optax.OptState
 
@@ -190,8 +188,20 @@ def make_nets(config: SACConfig, action_space: Space) -> SACNets:
 # --------------------------------------------------------------------------------------- one gradient step
 
 
+def sac_actor_step(config: SACConfig, nets: SACNets) -> ProxStep:
+    """SAC's actor update, :func:`~proxrl.algos.off_policy.actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.soft`: ``θ ← θ − η·∇_θ (1/n) Σ_i (α·log π_θ(ã_i|s_i) − min_j Q_φj(s_i, ã_i))``
+    with ã_i = f_θ(s_i, ε_i) reparameterised (the key of the step draws ε), under the batch's critics and α."""
+    return off_policy.actor_step(
+        soft(lambda b, a: nets.q(b.critic, b.obs, a)),
+        lambda theta, b, key: nets.sample(theta, b.obs, key),
+        config.lr,
+    )
+
+
 def sac_init(config: SACConfig, nets: SACNets, key: PRNGKey, obs: Array) -> SACState:
-    """On features ``obs[B, D]``: θ, twin φ (φ̄ = φ), log α = log ``config.alpha``, and the three Adam states."""
+    """On features ``obs[B, D]``: θ, twin φ (φ̄ = φ), log α = log ``config.alpha``, the actor step's state and
+    the critics' and temperature's Adam states."""
     k_actor, k_critic = jax.random.split(key)
     a = jnp.zeros((obs.shape[0], nets.low.shape[0]), jnp.float32)
     theta = nets.actor.init(k_actor, obs)
@@ -200,7 +210,7 @@ def sac_init(config: SACConfig, nets: SACNets, key: PRNGKey, obs: Array) -> SACS
     params = SACParams(theta, phi, phi, log_alpha)
     return SACState(
         params,
-        optax.adam(config.lr).init(theta),
+        sac_actor_step(config, nets).init(theta),
         optax.adam(config.lr).init(phi),
         optax.adam(config.alpha_lr).init(log_alpha),
     )
@@ -212,9 +222,10 @@ def sac_update(
     """One SAC gradient step on a flat minibatch ``batch`` ``[n, ...]`` from the replay buffer.
 
     In order (as SB3/CleanRL): the twin critics toward the soft target (under α, θ and φ̄ of this step),
-    the actor against the updated critics, the temperature on the actor's fresh log-probabilities, then
-    the Polyak update of φ̄. Metrics: ``critic_loss``, ``actor_loss``, ``alpha`` (in force during the
-    step), ``alpha_loss``, ``entropy`` (−mean log π of the fresh actions), ``q_mean``, ``target_mean``.
+    the actor against the updated critics (:func:`sac_actor_step`), the temperature on the actor's fresh
+    log-probabilities, then the Polyak update of φ̄. Metrics: ``critic_loss``, ``actor_loss``, ``alpha`` (in
+    force during the step), ``alpha_loss``, ``entropy`` (−mean log π of the fresh actions), ``q_mean``,
+    ``target_mean``, and the actor step's ``surrogate_gain``, ``step_norm``, ``grad_norm``.
     """
     k_next, k_pi = jax.random.split(key)
     p = state.params
@@ -232,22 +243,20 @@ def sac_update(
         alpha,
     )
 
-    def critic_objective(phi: Params) -> tuple[Array, Array]:
-        q = nets.q(phi, batch.obs, batch.action)
-        return critic_loss(q, y), q
+    def critic_objective(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+        q = nets.q(phi, b.obs, b.action)
+        return critic_loss(q, y), {"q_mean": jnp.mean(q)}
 
-    (c_loss, q), c_grad = jax.value_and_grad(critic_objective, has_aux=True)(p.critic)
-    c_step, critic_opt = optax.adam(config.lr).update(c_grad, state.critic_opt, p.critic)
-    phi = optax.apply_updates(p.critic, c_step)
+    phi, critic_opt, metrics = off_policy.critic_step(
+        critic_objective, optax.adam(config.lr), p.critic, state.critic_opt, batch
+    )
 
     # θ: descend (1/n) Σ_i α log π_θ(ã_i|s_i) − min_j Q_φj(s_i, ã_i), ã_i reparameterised
-    def actor_objective(theta: Params) -> tuple[Array, Array]:
-        a, logp = nets.sample(theta, batch.obs, k_pi)
-        return actor_loss(alpha, logp, nets.q(phi, batch.obs, a)), logp
-
-    (a_loss, logp), a_grad = jax.value_and_grad(actor_objective, has_aux=True)(p.actor)
-    a_step, actor_opt = optax.adam(config.lr).update(a_grad, state.actor_opt, p.actor)
-    theta = optax.apply_updates(p.actor, a_step)
+    actor_batch = off_policy.CriticBatch(batch.obs, phi, alpha)
+    theta, actor_state, actor_metrics = sac_actor_step(config, nets).update(
+        p.actor, state.actor_step, actor_batch, k_pi
+    )
+    logp = nets.sample(p.actor, batch.obs, k_pi)[1]  # log π_θk(ã_i|s_i) of the step's actions
 
     # log α: descend −log α·(log π + H̄)
     t_loss, t_grad = jax.value_and_grad(temperature_loss)(p.log_alpha, logp, target_entropy)
@@ -257,17 +266,11 @@ def sac_update(
     else:
         alpha_opt, log_alpha = state.alpha_opt, p.log_alpha
 
-    target = off_policy.polyak(p.target, phi, config.tau)
-    metrics = {
-        "critic_loss": c_loss,
-        "actor_loss": a_loss,
-        "alpha": alpha,
-        "alpha_loss": t_loss,
-        "entropy": -jnp.mean(logp),
-        "q_mean": jnp.mean(q),
-        "target_mean": jnp.mean(y),
-    }
-    return SACState(SACParams(theta, phi, target, log_alpha), actor_opt, critic_opt, alpha_opt), metrics
+    target = polyak(p.target, phi, config.tau)
+    metrics.update(
+        actor_metrics, alpha=alpha, alpha_loss=t_loss, entropy=-jnp.mean(logp), target_mean=jnp.mean(y)
+    )
+    return SACState(SACParams(theta, phi, target, log_alpha), actor_state, critic_opt, alpha_opt), metrics
 
 
 # --------------------------------------------------------------------------------------- the learner

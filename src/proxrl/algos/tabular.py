@@ -32,9 +32,11 @@ import jax.numpy as jnp
 from proxrl.algos import softmax_table
 from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.policies import softmax
+from proxrl.prox import Problem, ProxStep, prox_step
+from proxrl.prox.solvers import closed_form
 from proxrl.settings import tabular
 from proxrl.settings.tabular import FiniteMDP
-from proxrl.types import Array, Metrics, PRNGKey, ProxStep, TableBatch
+from proxrl.types import Array, Metrics, TableBatch
 
 ALGORITHMS = ("api", "ew", "pg", "npg", "npg_lstsq", "npg_closed", "npg_reg")
 
@@ -66,25 +68,24 @@ class TabularResult(NamedTuple):
 def greedy_step() -> ProxStep:
     """API's improvement, ``π_{k+1}(·|s) = 1{argmax_a q̂(s, a)}``, on a *probability* table ``π[S, A]``.
 
-    It is the ``η → ∞`` limit of the EW step ``argmax_π ⟨π, q̂⟩ − (1/η) KL(π, π_k)``. Metrics:
-    ``surrogate_gain = Σ_s d(s) ⟨π_{k+1} − π_k, q̂⟩``, ``kl`` (``inf`` once an action changes from a
-    deterministic policy), ``step_norm = ‖π_{k+1} − π_k‖``, and ``changed`` (states whose argmax moved).
+    It is the ``η → ∞`` limit of the EW step ``argmax_π ⟨π, q̂⟩ − (1/η) KL(π, π_k)``: surrogate
+    ``Σ_s d(s) ⟨π − π_k, q̂⟩`` over probability tables, solver the closed form (the greedy table). Metrics:
+    ``surrogate_gain``, ``kl`` (``inf`` once an action changes from a deterministic policy), ``step_norm =
+    ‖π_{k+1} − π_k‖``, and ``changed`` (states whose argmax moved).
     """
 
-    def update(pi: Array, state: tuple[()], batch: TableBatch, key: PRNGKey):
-        del key
-        new = tabular.greedy(batch.q)
-        d = softmax.per_state(batch.d)
-        kl = jnp.sum(d * jnp.where(new > 0, new * (jnp.log(new) - jnp.log(pi)), 0.0))
-        metrics: Metrics = {
-            "surrogate_gain": jnp.sum(d * (new - pi) * batch.q),
-            "kl": kl,
-            "step_norm": jnp.sqrt(jnp.sum((new - pi) ** 2)),
-            "changed": jnp.sum(jnp.argmax(new, -1) != jnp.argmax(pi, -1)),
-        }
-        return new, state, metrics
+    def surrogate(pi: Array, _: None, pi_k: Array, batch: TableBatch) -> tuple[Array, Metrics]:
+        return jnp.sum(softmax.per_state(batch.d) * (pi - pi_k) * batch.q), {}
 
-    return ProxStep(lambda params: (), update)
+    def kl(pi: Array, _: None, pi_k: Array, batch: TableBatch) -> tuple[Array, Metrics]:
+        d = softmax.per_state(batch.d)
+        return jnp.sum(d * jnp.where(pi > 0, pi * (jnp.log(pi) - jnp.log(pi_k)), 0.0)), {}
+
+    def changed(pi: Array, pi_k: Array, batch: TableBatch) -> Metrics:
+        return {"changed": jnp.sum(jnp.argmax(pi, -1) != jnp.argmax(pi_k, -1))}
+
+    solver = closed_form(lambda pi, batch: tabular.greedy(batch.q), changed)
+    return prox_step(Problem(surrogate, kl), solver, moved=kl)
 
 
 def make_step(algo: str, eta: Array | float = 1.0, alpha: Array | float = 1.0, m: int = 10) -> ProxStep:

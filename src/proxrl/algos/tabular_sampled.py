@@ -32,15 +32,14 @@ import jax.numpy as jnp
 from proxrl.algos import softmax_table
 from proxrl.collect.trajectories import Mode, Trajectories, collect
 from proxrl.errors import check_choice, check_int_at_least
-from proxrl.geometry.euclidean import step_norm
-from proxrl.geometry.kl import table_kl
-from proxrl.objectives.table import surrogate
 from proxrl.policies import softmax
+from proxrl.prox import Problem, ProxStep, Term, prox_step
+from proxrl.prox.geometry import table_kl_term
+from proxrl.prox.solvers import closed_form, euclidean_step, lstsq_solve
+from proxrl.prox.surrogates import table
 from proxrl.settings import tabular
 from proxrl.settings.tabular import FiniteMDP
-from proxrl.solvers.closed_form import euclidean_step
-from proxrl.solvers.natural import lstsq_solve
-from proxrl.types import Array, PRNGKey, ProxStep, TableBatch
+from proxrl.types import Array, Metrics, PRNGKey, TableBatch
 
 ALGORITHMS = ("reinforce", "npg_reg", "ew", "npg_ls")
 BASELINES = ("none", "constant", "learned")
@@ -103,7 +102,7 @@ def score_features(theta_k: Array, traj: Trajectories) -> Array:
 def npg_direction(theta_k: Array, traj: Trajectories, b: Array) -> Array:
     """``w = F̂⁺ ĝ = argmin_w Σ_i Σ_h weight_h (∇log π_θk(a_h|s_h)ᵀ w − (R_h − b(s_h)))²``, ``[S, A]``.
 
-    The minimum-norm least-squares solution (:func:`proxrl.solvers.natural.lstsq_solve`): its normal
+    The minimum-norm least-squares solution (:func:`proxrl.prox.solvers.lstsq_solve`): its normal
     equations are ``F̂ w = ĝ`` with ``F̂ = (1/n) Σ weight ∇log π ∇log πᵀ`` and ``ĝ`` the REINFORCE
     gradient. Unvisited states get ``w = 0``. Cost ``O(T·n·(S·A)²)``: meant for small tables.
     """
@@ -125,23 +124,22 @@ class SampleBatch(NamedTuple):
 def npg_least_squares(eta: Array | float) -> ProxStep:
     """NPG, gradient form, from samples: ``θ_{k+1} = θ_k + η F̂⁺ĝ`` with ``F̂⁺ĝ`` by least squares.
 
-    Metrics are measured on the samples' table (:func:`ipw_batch`): ``surrogate_gain`` (the sampled
+    Composition: the table surrogate and KL measured on the samples' table (:func:`ipw_batch`), solver the
+    closed-form least-squares Fisher solve (:func:`npg_direction`). Metrics: ``surrogate_gain`` (the sampled
     ``L_k``), ``kl`` (``Σ_s d̂(s) KL``), ``step_norm``.
     """
 
-    def update(theta: Array, state: tuple[()], batch: SampleBatch, key: PRNGKey):
-        del key
-        w = npg_direction(theta, batch.traj, batch.b)
-        theta_new = euclidean_step(theta, w, eta)
-        table = ipw_batch(theta, batch.traj, batch.b)
-        metrics = {
-            "surrogate_gain": surrogate(theta_new, theta, table),
-            "kl": table_kl(theta_new, theta, table.d),
-            "step_norm": step_norm(theta_new, theta),
-        }
-        return theta_new, state, metrics
+    def on_samples(term: Term) -> Term:
+        def measured(theta: Array, pi: None, theta_k: Array, batch: SampleBatch) -> tuple[Array, Metrics]:
+            return term(theta, pi, theta_k, ipw_batch(theta_k, batch.traj, batch.b))
 
-    return ProxStep(lambda params: (), update)
+        return measured
+
+    def formula(theta: Array, batch: SampleBatch) -> Array:
+        return euclidean_step(theta, npg_direction(theta, batch.traj, batch.b), eta)
+
+    kl = on_samples(table_kl_term())
+    return prox_step(Problem(on_samples(table()), kl), closed_form(formula), moved=kl)
 
 
 class Baseline(NamedTuple):

@@ -32,22 +32,24 @@ import optax
 
 from proxrl.algos.actor_critic import ACTIVATIONS
 from proxrl.algos.off_policy import (
+    CriticBatch,
     TargetReplayConfig,
     action_scale,
-    adam_step,
+    actor_step,
+    critic_step,
     deterministic_actor,
-    dpg_objective,
     gaussian_explore,
-    polyak,
     replay_learner,
     require_box,
-    td_target,
     twin_q,
 )
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range, check_int_at_least
 from proxrl.policies.networks import QNetwork
+from proxrl.prox import StepState
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import deterministic
 from proxrl.settings.jax_envs import BoxSpace, JaxEnv, Space
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
 
@@ -77,11 +79,12 @@ class TD3Config(TargetReplayConfig):
 
 
 class TD3State(NamedTuple):
-    """``params``/``target`` = ``{"actor": θ, "critic": φ}`` (φ stacks both critics on a leading axis)."""
+    """``params``/``target`` = ``{"actor": θ, "critic": φ}`` (φ stacks both critics on a leading axis), the
+    actor step's state and the critics' Adam state."""
 
     params: Params
     target: Params
-    actor_opt: optax.OptState
+    actor_step: StepState
     critic_opt: optax.OptState
     step: Array
     """Critic steps done (int32); the actor moves when ``step % policy_delay == 0`` after incrementing."""
@@ -108,7 +111,12 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
     space = require_box(action_space, "TD3")
     actor = deterministic_actor(space, config.hidden, config.activation)
     critic = twin_q(QNetwork, 2, hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    actor_tx, critic_tx = optax.adam(config.lr), optax.adam(config.lr)
+    critic_tx = optax.adam(config.lr)
+    step = actor_step(  # J(θ) on the first critic
+        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)[0]),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        config.lr,
+    )
 
     def init(key: PRNGKey, obs: Array) -> TD3State:
         k_actor, k_critic = jax.random.split(key)
@@ -116,7 +124,7 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
         phi = critic.init(k_critic, obs, actor.apply(theta, obs))
         params = {"actor": theta, "critic": phi}
         zero = jnp.zeros((), jnp.int32)
-        return TD3State(params, params, actor_tx.init(theta), critic_tx.init(phi), zero)
+        return TD3State(params, params, step.init(theta), critic_tx.init(phi), zero)
 
     def act(state: TD3State, obs: Array, key: PRNGKey) -> Array:
         return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
@@ -124,22 +132,19 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
     def mode(state: TD3State, obs: Array) -> Array:
         return actor.apply(state.params["actor"], obs)
 
-    def critic_loss(phi: Params, batch: Transition, y: Array) -> tuple[Array, Array]:
-        q = critic.apply(phi, batch.obs, batch.action)  # [2, n]
-        return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), jnp.mean(q[0])
-
-    def actor_step(state: TD3State, obs: Array) -> tuple[TD3State, Array]:
+    def actor_update(state: TD3State, obs: Array) -> tuple[TD3State, Metrics]:
         phi = state.params["critic"]
-
-        def loss(theta: Params) -> Array:  # −J(θ) on the first critic
-            return -dpg_objective(theta, actor, lambda s, a: critic.apply(phi, s, a)[0], obs)
-
-        value, grads = jax.value_and_grad(loss)(state.params["actor"])
-        theta, actor_opt = adam_step(actor_tx, state.params["actor"], state.actor_opt, grads)
+        theta, actor_state, metrics = step.update(
+            state.params["actor"], state.actor_step, CriticBatch(obs, phi), None
+        )
         params = {"actor": theta, "critic": phi}
         return state._replace(
-            params=params, target=polyak(state.target, params, config.tau), actor_opt=actor_opt
-        ), value
+            params=params, target=polyak(state.target, params, config.tau), actor_step=actor_state
+        ), metrics
+
+    def no_actor_update(state: TD3State, obs: Array) -> tuple[TD3State, Metrics]:
+        shapes = jax.eval_shape(actor_update, state, obs)[1]
+        return state, {k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in shapes.items()}
 
     def update(state: TD3State, batch: Transition, key: PRNGKey) -> tuple[TD3State, Metrics]:
         # y = r + γ(1 − terminated)·min_j Q_φtar,j(s', ã')
@@ -147,25 +152,21 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
         a_next = target_action(key, mu_next, space, config.policy_noise, config.noise_clip)
         q_next = jnp.min(critic.apply(state.target["critic"], batch.next_obs, a_next), axis=0)
         y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
-        (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.params["critic"], batch, y
+
+        def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+            q = critic.apply(phi, b.obs, b.action)  # [2, n]
+            return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), {"q": jnp.mean(q[0])}
+
+        phi, critic_opt, metrics = critic_step(
+            critic_loss, critic_tx, state.params["critic"], state.critic_opt, batch
         )
-        phi, critic_opt = adam_step(critic_tx, state.params["critic"], state.critic_opt, grads)
         state = state._replace(
             params={"actor": state.params["actor"], "critic": phi}, critic_opt=critic_opt, step=state.step + 1
         )
         # every policy_delay critic steps: the actor step, then the targets
         due = loops.lockstep(state.step % config.policy_delay == 0)  # skipped, not masked, between delays
-        state, a_loss = jax.lax.cond(
-            due, actor_step, lambda s, _: (s, jnp.full((), jnp.nan, jnp.float32)), state, batch.obs
-        )
-        metrics = {
-            "critic_loss": c_loss,
-            "q": q_mean,
-            "target_q": jnp.mean(y),
-            "actor_loss": a_loss,
-            "actor_updated": due.astype(jnp.float32),
-        }
+        state, actor_metrics = jax.lax.cond(due, actor_update, no_actor_update, state, batch.obs)
+        metrics.update(actor_metrics, target_q=jnp.mean(y), actor_updated=due.astype(jnp.float32))
         return state, metrics
 
     return replay_learner("td3", init, act, mode, update, config, observation_space, action_space)

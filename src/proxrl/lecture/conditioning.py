@@ -20,9 +20,9 @@ import numpy as np
 
 from proxrl.errors import ConfigError, check_int_at_least, check_positive, check_positive_all
 from proxrl.policies import softmax
+from proxrl.prox.solvers import pinv_solve
 from proxrl.run.plots import figure
 from proxrl.run.records import RunDir
-from proxrl.solvers.natural import pinv_solve
 
 
 @dataclass(frozen=True)

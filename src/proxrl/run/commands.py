@@ -18,7 +18,10 @@ from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.stats import mean_ci
 from proxrl.run.train import CHECKPOINT, RunConfig, Runner, make_runner, planned_steps, train
 
-ENV_HELP = "Environment id (gymnax: CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …)."
+ENV_HELP = (
+    "Environment id: a gymnax id (CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …) "
+    "or any Gymnasium id (HalfCheetah-v5, Hopper-v5, …); see --backend."
+)
 
 
 def make_train_command(algo: str, config_type: type) -> type:
@@ -32,7 +35,7 @@ def make_train_command(algo: str, config_type: type) -> type:
         algo: config_type = field(default_factory=config_type)  # type: ignore[valid-type]  (a real type: no lazy annotations here)
         """Algorithm hyperparameters."""
 
-    TrainCommand.__doc__ = f"Train {algo.upper()}: {TRAINERS[algo].description}"
+    TrainCommand.__doc__ = TRAINERS[algo].description
     TrainCommand.__name__ = TrainCommand.__qualname__ = f"Train{algo.upper()}"
     TrainCommand.algo_name = algo  # type: ignore[attr-defined]
     return TrainCommand
@@ -68,7 +71,7 @@ class EvaluateCommand:
     """Evaluate a training run's checkpoint with the deterministic policy."""
 
     run_dir: tyro.conf.Positional[Path]
-    """A directory written by ``proxrl train``."""
+    """A run directory written by 'proxrl train'."""
     episodes: int = 20
     """Episodes per seed."""
     seed: int = 123

@@ -1,1 +1,0 @@
-"""Surrogates ``L_k(θ)`` built from an advantage estimate."""

@@ -1,1 +1,0 @@
-"""Solvers of the proximal step: closed forms, natural (Fisher) solves, and inner gradient steps."""
