@@ -25,12 +25,13 @@ import numpy as np
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
 from proxrl.algos import ddpg, dpg, sac, td3
 from proxrl.collect.loops import SEED_AXIS
+from proxrl.run.train import make_evaluate, make_train
 
 ALGOS = {
-    "sac": (sac.SACConfig, sac.make_train, sac.make_sac),
-    "td3": (td3.TD3Config, td3.make_train, td3.make_td3),
-    "ddpg": (ddpg.DDPGConfig, ddpg.make_train, ddpg.make_ddpg),
-    "dpg": (dpg.DPGConfig, dpg.make_train, dpg.make_dpg),
+    "sac": sac.SACConfig,
+    "td3": td3.TD3Config,
+    "ddpg": ddpg.DDPGConfig,
+    "dpg": dpg.DPGConfig,
 }
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=-200.0)
     args = parser.parse_args()
 
-    config_cls, make_train, make_trainer = ALGOS[args.algo]
+    config_cls = ALGOS[args.algo]
     fields = dict(
         total_timesteps=args.steps,
         buffer_size=args.steps,
@@ -70,9 +71,9 @@ def main() -> None:
     t1 = time.time()
     state, metrics = jax.block_until_ready(compiled(keys))
     t2 = time.time()
-    trainer = make_trainer(config, args.env, eval_episodes=args.eval_episodes)
+    evaluate = make_evaluate(config, args.env, episodes=args.eval_episodes)
     eval_keys = jax.random.split(jax.random.key(10_000 + args.seed), args.seeds)
-    returns = np.asarray(jax.jit(jax.vmap(trainer.evaluate))(state, eval_keys))
+    returns = np.asarray(jax.jit(jax.vmap(evaluate))(state, eval_keys))
     episodic = np.asarray(metrics["episodic_return"])  # [seeds, updates], NaN where no episode ended
     curve = [float(np.nanmean(chunk)) for chunk in np.array_split(episodic, 10, axis=1)]
     print(

@@ -108,7 +108,8 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
     import jax
     import numpy as np
 
-    from proxrl.algos.ppo import PPOConfig, make_train
+    from proxrl.algos.ppo import PPOConfig
+    from proxrl.run.train import make_train
 
     if cache:
         from proxrl.run.cache import enable_compilation_cache

@@ -1,33 +1,52 @@
-"""The shared training driver, with a small test-double Trainer (a noisy random walk)."""
+"""The shared training driver, with a small test-double back end (a noisy random walk)."""
 
 import csv
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from proxrl.algos.a2c import A2CConfig
+from proxrl.algos.ppo import PPOConfig
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import read_metadata
-from proxrl.run.train import JaxRunner, RunConfig, latest_per_step, train
-from proxrl.types import Trainer
+from proxrl.run.runner import Runner
+from proxrl.run.train import RunConfig, latest_per_step, make_train, train
 
 
-def walk() -> Trainer:
-    """state = (key, x); update: x ← x + 1 + N(0, 1); evaluation returns x."""
+class Walk(Runner):
+    """A test-double back end: state = (key, x); update: x ← x + 1 + N(0, 1); evaluation returns x."""
 
-    def init(key):
-        return {"key": key, "x": jnp.zeros(())}
+    def __init__(self, name: str = "walk") -> None:
+        self.name, self.steps_per_update = name, 10
 
-    def update(state):
-        key, sub = jax.random.split(state["key"])
-        x = state["x"] + 1.0 + jax.random.normal(sub)
-        return {"key": key, "x": x}, {"episodic_return": x, "approx_kl": jnp.abs(x) * 0.0}
+    def init(self, keys):
+        return jax.vmap(lambda key: {"key": key, "x": jnp.zeros(())})(keys)
 
-    def evaluate(state, key):
-        return state["x"]
+    def chunk(self, state, updates):
+        def update(s, _):
+            key, sub = jax.random.split(s["key"])
+            x = s["x"] + 1.0 + jax.random.normal(sub)
+            return {"key": key, "x": x}, {"episodic_return": x, "approx_kl": jnp.abs(x) * 0.0}
 
-    return Trainer("walk", init, update, evaluate, steps_per_update=10)
+        run = jax.jit(jax.vmap(lambda s: jax.lax.scan(update, s, None, length=updates)))
+        state, metrics = run(state)
+        return state, {k: np.asarray(v) for k, v in metrics.items()}
+
+    def evaluate(self, state, keys, round_index):
+        return np.asarray(state["x"])
+
+    def mode(self, state, obs):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+def walk() -> Walk:
+    return Walk()
 
 
 def _cfg(tmp_path, name, **kw):
@@ -42,7 +61,7 @@ def _rows(path):
 
 
 def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
-    rd = train(JaxRunner(walk()), _cfg(tmp_path, "a"), {"lr": 0.1}, "Toy-v0")
+    rd = train(walk(), _cfg(tmp_path, "a"), {"lr": 0.1}, "Toy-v0")
     metrics, evals = _rows(rd.path / "metrics.csv"), _rows(rd.path / "eval.csv")
     assert len(metrics) == 40 and metrics[-1]["step"] == "400"
     assert len(evals) == 4 and {"eval_return_seed0", "eval_return_seed2"} <= set(evals[0])
@@ -58,7 +77,7 @@ def test_records_metrics_eval_checkpoint_and_plot(tmp_path):
 
 
 def test_one_seed_reports_no_interval(tmp_path):
-    rd = train(JaxRunner(walk()), _cfg(tmp_path, "one", num_seeds=1, total_steps=200), {}, "Toy-v0")
+    rd = train(walk(), _cfg(tmp_path, "one", num_seeds=1, total_steps=200), {}, "Toy-v0")
     evals = _rows(rd.path / "eval.csv")
     assert evals[-1]["eval_return_lo"] == evals[-1]["eval_return_hi"] == "nan"
     summary = (rd.path / "summary.md").read_text()
@@ -70,14 +89,14 @@ def test_one_seed_reports_no_interval(tmp_path):
 
 
 def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
-    a = train(JaxRunner(walk()), _cfg(tmp_path, "a"), {}, "Toy-v0")
-    b = train(JaxRunner(walk()), _cfg(tmp_path, "b"), {}, "Toy-v0")
+    a = train(walk(), _cfg(tmp_path, "a"), {}, "Toy-v0")
+    b = train(walk(), _cfg(tmp_path, "b"), {}, "Toy-v0")
     ea, eb = _rows(a.path / "eval.csv"), _rows(b.path / "eval.csv")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in rows]
     assert strip(ea) == strip(eb)
-    half = train(JaxRunner(walk()), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
+    half = train(walk(), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
     assert len(_rows(half.path / "eval.csv")) == 2
-    resumed = train(JaxRunner(walk()), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
+    resumed = train(walk(), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
     assert resumed.path == half.path
     assert strip(_rows(half.path / "eval.csv")) == strip(ea)
     assert len(_rows(half.path / "metrics.csv")) == 40
@@ -86,13 +105,13 @@ def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
 def test_chunk_logged_after_the_last_checkpoint_is_superseded_on_resume(tmp_path):
     """A run killed after logging chunk 3 but before checkpointing it resumes from chunk 2 and logs chunk 3
     again: eval.csv keeps both rows (append-only), the summary reads the resumed run's."""
-    half = train(JaxRunner(walk()), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
+    half = train(walk(), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
     with (half.path / "eval.csv").open() as f:
         header = f.readline().strip().split(",")
     lost = {name: "-999" for name in header} | {"step": "300"}
     with (half.path / "eval.csv").open("a") as f:
         f.write(",".join(lost[name] for name in header) + "\n")
-    train(JaxRunner(walk()), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
+    train(walk(), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
     rows = _rows(half.path / "eval.csv")
     assert [r["step"] for r in rows] == ["100", "200", "300", "300", "400"]
     table = latest_per_step(np.genfromtxt(half.path / "eval.csv", delimiter=",", names=True))
@@ -105,16 +124,43 @@ def test_chunk_logged_after_the_last_checkpoint_is_superseded_on_resume(tmp_path
 
 
 def test_resume_errors(tmp_path):
-    rd = train(JaxRunner(walk()), _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
+    rd = train(walk(), _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="another configuration"):
-        train(JaxRunner(walk()), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
+        train(walk(), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
     with pytest.raises(ConfigError, match="not a run directory"):
-        train(JaxRunner(walk()), _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
+        train(walk(), _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
 
     def other():
-        return walk()._replace(name="other")
+        return Walk("other")
 
     with pytest.raises(ConfigError, match="holds a 'walk' run, not 'other'"):
-        train(JaxRunner(other()), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
+        train(other(), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="num_seeds"):
-        train(JaxRunner(walk()), _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")
+        train(walk(), _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "values"),
+    [
+        (PPOConfig(total_timesteps=1024, num_envs=2, num_steps=32, hidden=(16,)), "lr", (1e-3, 3e-3)),
+        (A2CConfig(total_timesteps=640, num_envs=2, num_steps=16, hidden=(16,)), "ent_coef", (0.0, 0.05)),
+    ],
+    ids=["ppo-lr", "a2c-ent_coef"],
+)
+def test_train_vmaps_traced_hyperparameters_and_each_lane_equals_its_own_run(config, field, values):
+    """train(key, hyper) of any algorithm: one compiled call vmapped over two values of a hyperparameter gives, in
+    each lane, the run of the config with that value (compiled on its own), and the lanes differ."""
+    train = make_train(config, "CartPole-v1")
+    key = jax.random.key(0)
+    both, metrics = jax.jit(jax.vmap(lambda v: train(key, {field: v})))(jnp.asarray(values, jnp.float32))
+    assert metrics["env_steps"].shape[0] == 2
+    for lane, value in enumerate(values):
+        alone, _ = jax.jit(make_train(dataclasses.replace(config, **{field: value}), "CartPole-v1"))(key)
+        for a, b in zip(
+            jax.tree.leaves(alone.carry.learner.params),
+            jax.tree.leaves(jax.tree.map(lambda x, i=lane: x[i], both.carry.learner.params)),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    first = jax.tree.leaves(both.carry.learner.params)[0]
+    assert not np.allclose(first[0], first[1])

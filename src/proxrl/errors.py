@@ -1,8 +1,9 @@
 """Input validation with one-line messages.
 
 Every check names the bad value and what is allowed, so that the CLI can print the message alone
-(exit code 2, no traceback). The checks run on host values at construction time, never inside
-traced code.
+(exit code 2, no traceback). The checks run on host values at construction time. A value that is being
+traced (a hyperparameter vmapped by ``train(key, hyper)``, checked on its concrete config first) passes through
+the numeric checks unchanged.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -26,8 +28,14 @@ def _fmt(value: Any) -> str:
     return f"array of shape {arr.shape}"
 
 
+def _traced(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
 def check_positive(name: str, value: float) -> float:
     """``value > 0`` (finite)."""
+    if _traced(value):
+        return value
     v = float(value)
     if not np.isfinite(v) or v <= 0:
         raise ConfigError(f"{name} must be a finite number > 0, got {_fmt(value)}")
@@ -56,6 +64,8 @@ def check_in_range(
     name: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> float:
     """``low (<|<=) value (<|<=) high``."""
+    if _traced(value):
+        return value
     v = float(value)
     ok = np.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not ok:

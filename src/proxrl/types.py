@@ -56,30 +56,11 @@ class Transition(NamedTuple):
 ScheduleFn = Callable[[Array], Array]
 
 
-class Trainer(NamedTuple):
-    """A training algorithm as pure functions, for the shared driver (:mod:`proxrl.run.train`).
-
-    ``init(key) -> state``; ``update(state) -> (state, metrics)`` is one iteration of
-    collect → estimate → proximal step (randomness comes from a key carried in ``state``);
-    ``evaluate(state, key) -> mean return`` of deterministic-policy episodes. All three are pure and
-    jit/vmap-safe, so the driver runs many seeds as one compiled call.
-    ``steps_per_update``: environment steps one ``update`` consumes (per seed).
-    ``mode(state, obs[B, ...]) -> action[B, ...]``: the deterministic policy (for recording episodes).
-    """
-
-    name: str
-    init: Callable[[PRNGKey], State]
-    update: Callable[[State], tuple[State, Metrics]]
-    evaluate: Callable[[State, PRNGKey], Array]
-    steps_per_update: int
-    mode: Callable[[State, Array], Array] | None = None
-
-
 class Learner(NamedTuple):
     """An algorithm as pure functions, independent of where its data comes from.
 
     The same learner trains on a JAX-native environment (the rollout is traced into the update,
-    :func:`proxrl.collect.loops.jax_trainer`) and on host-side Gymnasium environments (one jitted
+    :func:`proxrl.collect.loops.loop_update`) and on host-side Gymnasium environments (one jitted
     ``act`` per step, one jitted ``learn`` per rollout, :mod:`proxrl.run.host`):
 
     - ``init(key, obs) -> state``: ``obs`` are example observations ``[num_envs, ...]``;

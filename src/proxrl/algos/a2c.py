@@ -24,6 +24,8 @@ the rollout, minus V_φk(s_t) (the same as :func:`proxrl.estimators.n_step_retur
 the true next observation. Everything else (agent, episode statistics, explained variance, deterministic
 evaluation, batch construction) is shared with PPO (:mod:`proxrl.algos.actor_critic`)::
 
+    from proxrl.run.train import make_train
+
     config = A2CConfig(total_timesteps=500_000)
     train = make_train(config, "CartPole-v1")
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
@@ -32,7 +34,6 @@ evaluation, batch construction) is shared with PPO (:mod:`proxrl.algos.actor_cri
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -46,15 +47,13 @@ from proxrl.algos.actor_critic import (
     make_agent,
     make_batch,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import check_choice, check_in_range
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import head_kl
 from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, linear_anneal, optimiser
 from proxrl.prox.surrogates import entropy_bonus, score_function, value_regression
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,20 +153,3 @@ def make_learner(config: A2CConfig, observation_space: Space, action_space: Spac
         return A2CState(params, step_state, state.update + 1), metrics
 
     return agent.learner("a2c", init, learn, config)
-
-
-def make_a2c(
-    config: A2CConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """A2C on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: A2CConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
-    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call).
-    ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``."""
-    return loops.train_for(make_learner, config, env_id, norm)

@@ -16,7 +16,6 @@ for the first ``learning_starts`` steps. The buffer and schedule are
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -34,15 +33,13 @@ from proxrl.algos.off_policy import (
     replay_learner,
     require_box,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range
 from proxrl.policies.networks import QNetwork
 from proxrl.prox import StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import deterministic
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,20 +126,3 @@ def make_learner(config: DDPGConfig, observation_space: Space, action_space: Spa
         return state, metrics
 
     return replay_learner("ddpg", init, act, mode, update, config, observation_space, action_space)
-
-
-def make_ddpg(
-    config: DDPGConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """DDPG on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: DDPGConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
-    ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call (the axis
-    name lets the schedule's branches stay branches, :func:`~proxrl.collect.loops.lockstep`)."""
-    return loops.train_for(make_learner, config, env_id, norm)

@@ -31,7 +31,6 @@ next observation and termination never does (the shared :func:`proxrl.algos.acto
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -46,16 +45,14 @@ from proxrl.algos.actor_critic import (
     make_agent,
     make_batch,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import head_kl
 from proxrl.prox.solvers import TrustRegion, fit, natural_gradient, optimiser
 from proxrl.prox.surrogates import ratio
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 STEPS = ("fixed", "trust_region")
 """How the natural direction w = F⁻¹g is scaled: a fixed η, or η = √(2δ / wᵀFw)."""
@@ -217,19 +214,3 @@ def make_learner(config: NPGConfig, observation_space: Space, action_space: Spac
 
     # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
     return agent.learner("npg", init, learn, config)
-
-
-def make_npg(
-    config: NPGConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """NPG / TRPO on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: NPGConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
-    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call)."""
-    return loops.train_for(make_learner, config, env_id, norm)

@@ -14,7 +14,7 @@ An algorithm supplies four pure functions of its own *agent state* (parameters, 
 optimiser states): ``init_agent``, ``act_agent`` (exploration), ``mode_agent`` (evaluation) and
 ``update_agent`` (one gradient step on a minibatch); :func:`replay_learner` adds what they all share —
 the buffer, random warm-up actions, ``gradient_steps`` updates per rollout on fresh uniform minibatches —
-and returns a :class:`~proxrl.types.Learner` for :func:`proxrl.collect.loops.jax_trainer` (gymnax) or the
+and returns a :class:`~proxrl.types.Learner` for :func:`proxrl.collect.loops.loop_update` (gymnax) or the
 host-side Gymnasium driver.
 
 Also here: :class:`ReplayConfig` / :class:`TargetReplayConfig` (the fields and checks every replay config

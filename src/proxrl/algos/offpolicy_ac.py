@@ -28,6 +28,8 @@ The pure pieces — :func:`expected_target`, :func:`critic_loss`, :func:`actor_o
 equations; the buffer and the collect → add → gradient-steps loop are the shared off-policy pieces
 (:func:`proxrl.algos.off_policy.replay_learner`)::
 
+    from proxrl.run.train import make_train
+
     config = OffPolicyACConfig(total_timesteps=100_000)
     train = make_train(config, "CartPole-v1")
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
@@ -36,7 +38,6 @@ equations; the buffer and the collect → add → gradient-steps loop are the sh
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Annotated, NamedTuple
 
 import jax
@@ -46,16 +47,14 @@ import tyro
 
 from proxrl.algos import off_policy
 from proxrl.algos.actor_critic import ACTIVATIONS
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range, check_positive
 from proxrl.policies.distributions import categorical
 from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.prox import ProxStep, StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import all_actions, entropy_bonus
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 # --------------------------------------------------------------------------------------- pure pieces
 
@@ -243,29 +242,3 @@ def make_learner(config: OffPolicyACConfig, observation_space: Space, action_spa
         observation_space,
         action_space,
     )
-
-
-def make_offpolicy_ac(
-    config: OffPolicyACConfig,
-    env_id: str | JaxEnv,
-    eval_episodes: int = 10,
-    norm: Normalization | None = None,
-) -> Trainer:
-    """The discrete off-policy actor-critic on a gymnax environment as a :class:`~proxrl.types.Trainer`
-    (:func:`make_learner` in :func:`proxrl.collect.loops.jax_trainer`): ``init(key)``, ``update(state)``
-    (collect T·B steps, add them to the buffer, ``gradient_steps`` updates) and ``evaluate(state, key)``
-    (mean return of the greedy policy)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: OffPolicyACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run (``config.num_updates`` updates) as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds
-    in one compiled call (the axis name lets the schedule's branches stay branches,
-    :func:`~proxrl.collect.loops.lockstep`).
-    ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``;
-    ``state.carry.learner.agent.params`` are the trained :class:`ACParams`."""
-    config.validate()
-    return loops.train_for(make_learner, config, env_id, norm)

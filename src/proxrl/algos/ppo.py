@@ -11,6 +11,8 @@ Each update k is the lecture's loop::
 and the whole run — every update — is one function ``train(key)`` (a ``lax.scan`` over updates),
 so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call::
 
+    from proxrl.run.train import make_train
+
     config = PPOConfig(total_timesteps=100_000)
     train = make_train(config, "CartPole-v1")
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
@@ -19,9 +21,9 @@ so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled 
 ``make_learner`` gives the same algorithm as a :class:`~proxrl.types.Learner`, which the training
 driver runs on gymnax environments (traced rollouts) or on host-side Gymnasium environments.
 
-Config fields are split as in Rejax: *static* ones fix shapes and code paths (budgets, network
-sizes, surrogate kind, on/off details), *traced* ones are numbers (:class:`PPOHyper`) that
-``train(key, hyper)`` may receive as arrays, so hyperparameters can be vmapped like seeds.
+Numeric config fields may be traced: ``train(key, hyper)`` (:func:`proxrl.run.train.make_train`) receives
+them as arrays, so hyperparameters can be vmapped like seeds; fields that fix shapes and code paths (budgets,
+network sizes, surrogate kind, on/off details) are static.
 
 The usual implementation details (CleanRL's list) are options with their usual defaults:
 orthogonal initialisation (in the networks), separate actor and critic MLPs, Adam with ε = 1e-5,
@@ -33,8 +35,7 @@ bonus, approx_kl and clip_frac diagnostics.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,14 +43,11 @@ import jax.numpy as jnp
 from proxrl.algos.actor_critic import (
     Agent,
     RolloutConfig,
-    as_env,
     check_actor_critic_coefficients,
     explained_variance,
     make_agent,
     make_batch,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import (
     ConfigError,
     check_choice,
@@ -61,8 +59,8 @@ from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import adaptive_beta, head_kl
 from proxrl.prox.solvers import linear_anneal, minibatch_epochs, optimiser
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
 """PPO's surrogates, the rows of the PPO paper's comparison: ratio·A alone, clipped, or with a KL penalty
@@ -72,8 +70,7 @@ SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
 @dataclasses.dataclass(frozen=True)
 class PPOConfig(RolloutConfig):
     """PPO hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and PPO's own); defaults
-    follow CleanRL's ``ppo.py`` (Atari/classic-control settings). The numbers in :class:`PPOHyper` are traced
-    (they may be vmapped); every other field is static (changing one recompiles)."""
+    follow CleanRL's ppo.py (Atari/classic-control settings)."""
 
     num_envs: int = 4
     lr: float = 2.5e-4
@@ -107,10 +104,6 @@ class PPOConfig(RolloutConfig):
         """Transitions per Adam step."""
         return self.batch_size // self.num_minibatches
 
-    def hyper(self) -> PPOHyper:
-        """The traced fields, as a :class:`PPOHyper` of floats."""
-        return PPOHyper(**{f: float(getattr(self, f)) for f in PPOHyper._fields})
-
     def validate(self) -> PPOConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
         super().validate()
@@ -128,20 +121,6 @@ class PPOConfig(RolloutConfig):
         return self
 
 
-class PPOHyper(NamedTuple):
-    """The traced hyperparameters (scalars, or arrays with a leading axis under ``jax.vmap``)."""
-
-    lr: Any
-    gamma: Any
-    gae_lambda: Any
-    clip_eps: Any
-    beta: Any
-    kl_target: Any
-    ent_coef: Any
-    vf_coef: Any
-    max_grad_norm: Any
-
-
 class PPOState(NamedTuple):
     """What PPO carries from one update to the next (the environment side lives in the loop's carry).
 
@@ -154,11 +133,9 @@ class PPOState(NamedTuple):
     key: PRNGKey
     update: Array
     """Updates done so far."""
-    hyper: PPOHyper
-    """The traced hyperparameters of this run."""
 
 
-def ppo_step(config: PPOConfig, agent: Agent, hp: PPOHyper) -> ProxStep:
+def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
     """PPO's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
 
         W_k(θ, φ) = L_k(θ) − β·(1/N) Σ_i KL(π_θ(·|s_i), π_θk(·|s_i)) + c·H(π_θ) − c_v·ℓ_V(φ)
@@ -172,94 +149,56 @@ def ppo_step(config: PPOConfig, agent: Agent, hp: PPOHyper) -> ProxStep:
     """
     kind = config.surrogate
     old = lambda batch: agent.distribution(batch.dist_old)
-    surrogate = clipped_ratio(hp.clip_eps, config.norm_adv) if kind == "clip" else ratio(config.norm_adv)
+    surrogate = clipped_ratio(config.clip_eps, config.norm_adv) if kind == "clip" else ratio(config.norm_adv)
     extras = (
-        entropy_bonus(hp.ent_coef),
-        value_regression(agent.value, hp.vf_coef, hp.clip_eps if config.clip_vloss else None),
+        entropy_bonus(config.ent_coef),
+        value_regression(agent.value, config.vf_coef, config.clip_eps if config.clip_vloss else None),
     )
     geometry = head_kl(old) if kind.startswith("kl") else None
-    beta = {"kl_fixed": hp.beta, "kl_adaptive": adaptive_beta(hp.beta, hp.kl_target)}.get(kind)
+    beta = {"kl_fixed": config.beta, "kl_adaptive": adaptive_beta(config.beta, config.kl_target)}.get(kind)
     steps = config.update_epochs * config.num_minibatches
-    lr = linear_anneal(hp.lr, config.num_updates, steps) if config.anneal_lr else hp.lr
-    tx = optimiser(lr, hp.max_grad_norm, eps=1e-5)
+    lr = linear_anneal(config.lr, config.num_updates, steps) if config.anneal_lr else config.lr
+    tx = optimiser(lr, config.max_grad_norm, eps=1e-5)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
         problem, minibatch_epochs(tx, config.update_epochs, config.num_minibatches), beta, moved=head_kl(old)
     )
 
 
-def make_learner(
-    config: PPOConfig, observation_space: Space, action_space: Space, hyper: PPOHyper | None = None
-) -> Learner:
+def make_learner(config: PPOConfig, observation_space: Space, action_space: Space) -> Learner:
     """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
 
     Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
     batch, ``step_norm``; ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` averaged
     over the inner steps; ``beta`` for the KL kinds), ``explained_variance`` and ``learning_rate``; the
     collection loop adds ``episodic_return`` and ``episodes``.
-
-    ``hyper``: a :class:`PPOHyper` overriding the traced fields (default ``config.hyper()``); it may hold
-    traced arrays, so ``jax.vmap`` over hyperparameters works like a vmap over seeds.
     """
     config.validate()
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-
-    def hyperparameters(hp: PPOHyper | None) -> PPOHyper:
-        hp = config.hyper() if hp is None else hp
-        return PPOHyper(*(jnp.asarray(h, jnp.float32) for h in hp))
+    step = ppo_step(config, agent)
 
     def init(key: PRNGKey, obs: Array) -> PPOState:
-        hp = hyperparameters(hyper)
         key, k_actor, k_critic = jax.random.split(key, 3)
         params = agent.init(k_actor, k_critic, obs)
-        step = ppo_step(config, agent, hp)
-        return PPOState(params, step.init(params), key, jnp.zeros((), jnp.int32), hp)
+        return PPOState(params, step.init(params), key, jnp.zeros((), jnp.int32))
 
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
-        hp = state.hyper
         key, k_step = jax.random.split(state.key)
         # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, hp.gamma, hp.gae_lambda)
+        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1}, φ_{k+1}: the proximal step
-        params, step_state, metrics = ppo_step(config, agent, hp).update(
-            state.params, state.step, batch, k_step
-        )
+        params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
         lr_now = (
-            hp.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0) if config.anneal_lr else hp.lr
+            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
+            if config.anneal_lr
+            else config.lr
         )
         metrics.update(
-            explained_variance=explained_variance(batch.value_old, batch.returns), learning_rate=lr_now
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+            learning_rate=jnp.asarray(lr_now, jnp.float32),
         )
-        return PPOState(params, step_state, key, state.update + 1, hp), metrics
+        return PPOState(params, step_state, key, state.update + 1), metrics
 
     return agent.learner("ppo", init, learn, config)
-
-
-def make_ppo(
-    config: PPOConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """PPO on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`): ``init(key)``, ``update(state)`` (one collect → GAE →
-    proximal step iteration) and ``evaluate(state, key)`` (mean deterministic return)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: PPOConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[..., tuple[loops.LoopState, Metrics]]:
-    """``train(key, hyper=None) -> (final_state, metrics)``: the whole run as one pure function.
-
-    A ``lax.scan`` over ``config.num_updates`` updates, so it jits once and ``jax.vmap(train)(keys)``
-    trains many seeds in one compiled call. ``metrics[name]`` has shape ``[num_updates]``, plus
-    ``env_steps``; ``state.carry.learner.params`` are the trained parameters.
-    """
-    config.validate()
-    env = as_env(env_id)
-
-    def train(key: PRNGKey, hyper: PPOHyper | None = None) -> tuple[loops.LoopState, Metrics]:
-        learner = make_learner(config, env.observation_space, env.action_space, hyper)
-        return loops.make_train(learner, env, config.num_updates, norm)(key)
-
-    return train

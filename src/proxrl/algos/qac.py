@@ -49,8 +49,6 @@ from proxrl.algos.actor_critic import (
     features,
     make_agent,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.estimators import q_advantages
 from proxrl.policies.networks import DiscreteQNetwork, QNetwork
@@ -59,8 +57,8 @@ from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import head_kl
 from proxrl.prox.solvers import fit, gradient_steps, optimiser
 from proxrl.prox.surrogates import all_actions, entropy_bonus, score_function
-from proxrl.settings.jax_envs import DiscreteSpace, JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import DiscreteSpace, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 GRADIENTS = ("sampled", "all_actions")
 """Actor gradient estimators: ∇log π(a|s)·(Q − E_πQ) at the sampled action, or Σ_a ∇π(a|s)·Q(s, a)."""
@@ -312,19 +310,3 @@ def make_learner(config: QACConfig, observation_space: Space, action_space: Spac
         return agent.mode(agent.actor.apply(state.params["actor"], features(agent, obs)))
 
     return Learner("qac", init, act, mode, learn, config.num_envs, config.num_steps)
-
-
-def make_qac(
-    config: QACConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """Q actor-critic on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: QACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
-    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call)."""
-    return loops.train_for(make_learner, config, env_id, norm)

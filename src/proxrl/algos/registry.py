@@ -1,6 +1,7 @@
 """Trainable algorithms by name: a config dataclass and ``make_learner(config, observation_space, action_space)``.
 
-The driver (:mod:`proxrl.run.train`) runs any of them on gymnax (traced) or Gymnasium (host) environments.
+The driver (:mod:`proxrl.run.train`) runs any of them on gymnax (traced) or Gymnasium (host) environments;
+:func:`entry_for` finds an algorithm from its config.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from proxrl.algos import a2c, ddpg, dpg, npg, offpolicy_ac, ppo, qac, reinforce, sac, td3
+from proxrl.errors import ConfigError
 from proxrl.settings.jax_envs import Space
 from proxrl.types import Learner
 
@@ -71,3 +73,13 @@ TRAINERS: dict[str, Entry] = {
         "Off-policy actor-critic with replay: Σ_a ∇π·Q actor, expected-SARSA critic (discrete actions).",
     ),
 }
+
+
+def entry_for(config: Any) -> tuple[str, Entry]:
+    """``(name, entry)`` of the algorithm whose config type ``config`` is (a :class:`ConfigError` otherwise)."""
+    for name, entry in TRAINERS.items():
+        if type(config) is entry.config:
+            return name, entry
+    raise ConfigError(
+        f"{type(config).__name__} is not the config of a registered algorithm ({', '.join(TRAINERS)})"
+    )

@@ -33,7 +33,6 @@ counts as ended, i.e. the objective is the return of the time-limited episode (w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -47,8 +46,6 @@ from proxrl.algos.actor_critic import (
     features,
     make_agent,
 )
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.estimators import discounted_returns
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
@@ -56,8 +53,8 @@ from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import head_kl
 from proxrl.prox.solvers import fit, gradient_steps, optimiser
 from proxrl.prox.surrogates import entropy_bonus, score_function
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 BASELINES = ("none", "value")
 """The selectable baselines b(s): none (b = 0, incomplete tails masked) or a learned V_φ (tails bootstrapped)."""
@@ -236,19 +233,3 @@ def make_learner(config: REINFORCEConfig, observation_space: Space, action_space
         return REINFORCEState(new_params, step_state, critic_opt), metrics
 
     return agent.learner("reinforce", init, learn, config)
-
-
-def make_reinforce(
-    config: REINFORCEConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """REINFORCE on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: REINFORCEConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run as one pure function (a ``lax.scan`` over
-    ``config.num_updates`` updates; ``jax.vmap(train)(keys)`` trains many seeds in one compiled call)."""
-    return loops.train_for(make_learner, config, env_id, norm)

@@ -27,6 +27,8 @@ The algorithm-specific pieces are pure functions (:func:`soft_target`, :func:`cr
 uniform random actions and the collect → add → gradient-steps loop are the shared off-policy pieces
 (:func:`proxrl.algos.off_policy.replay_learner`)::
 
+    from proxrl.run.train import make_train
+
     config = SACConfig(total_timesteps=20_000)
     train = make_train(config, "Pendulum-v1")
     vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # the axis name keeps the warm-up a branch
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Annotated, NamedTuple
 
 import flax.linen as nn
@@ -48,16 +49,14 @@ import tyro
 
 from proxrl.algos import off_policy
 from proxrl.algos.actor_critic import ACTIVATIONS
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_positive
 from proxrl.policies.distributions import scale_to_bounds, tanh_gaussian_sample
 from proxrl.policies.networks import QNetwork, StateDependentGaussianPolicy
 from proxrl.prox import ProxStep, StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import soft
-from proxrl.settings.jax_envs import JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,26 +295,3 @@ def make_learner(config: SACConfig, observation_space: Space, action_space: Spac
         observation_space,
         action_space,
     )
-
-
-def make_sac(
-    config: SACConfig, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """SAC on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`): ``init(key)``, ``update(state)`` (collect T·B steps, add them
-    to the buffer, ``gradient_steps`` SAC steps) and ``evaluate(state, key)`` (mean return of the tanh-mean
-    policy)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: SACConfig, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: the whole run (``config.num_updates`` updates) as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds
-    in one compiled call (the axis name lets the schedule's branches stay branches,
-    :func:`~proxrl.collect.loops.lockstep`).
-    ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``;
-    ``state.carry.learner.agent.params`` are the trained :class:`SACParams`."""
-    config.validate()
-    return loops.train_for(make_learner, config, env_id, norm)

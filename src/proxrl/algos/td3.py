@@ -14,6 +14,8 @@ a = clip(μ_θ(s) + σ·h·ε, low, high), uniform random actions for the first 
 The replay buffer, warm-up and update schedule are :func:`proxrl.algos.off_policy.replay_learner`'s;
 this module is the update above.
 
+    from proxrl.run.train import make_train
+
     config = TD3Config(total_timesteps=20_000)
     train = make_train(config, "Pendulum-v1")
     vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # keeps the warm-up and the delay branches
@@ -23,7 +25,6 @@ this module is the update above.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -44,14 +45,13 @@ from proxrl.algos.off_policy import (
     twin_q,
 )
 from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
 from proxrl.errors import check_in_range, check_int_at_least
 from proxrl.policies.networks import QNetwork
 from proxrl.prox import StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import deterministic
-from proxrl.settings.jax_envs import BoxSpace, JaxEnv, Space
-from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Trainer, Transition
+from proxrl.settings.jax_envs import BoxSpace, Space
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,20 +170,3 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
         return state, metrics
 
     return replay_learner("td3", init, act, mode, update, config, observation_space, action_space)
-
-
-def make_td3(
-    config: TD3Config, env_id: str | JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """TD3 on a gymnax environment as a :class:`~proxrl.types.Trainer` (:func:`make_learner` in
-    :func:`proxrl.collect.loops.jax_trainer`)."""
-    return loops.trainer_for(make_learner, config, env_id, eval_episodes, norm)
-
-
-def make_train(
-    config: TD3Config, env_id: str | JaxEnv, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[loops.LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: ``config.num_updates`` learn calls as one ``lax.scan``;
-    ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call (the axis
-    name lets the schedule's branches stay branches, :func:`~proxrl.collect.loops.lockstep`)."""
-    return loops.train_for(make_learner, config, env_id, norm)

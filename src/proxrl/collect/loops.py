@@ -5,8 +5,8 @@
 
 Two back ends feed a learner the same time-major :class:`~proxrl.types.Transition`:
 
-- :func:`jax_trainer` — a gymnax environment: the rollout is a ``lax.scan`` traced into the update, so a
-  whole run (every update, every seed) compiles into one function;
+- gymnax environments (:func:`loop_init`, :func:`loop_update`, :func:`run_updates`): the rollout is a
+  ``lax.scan`` traced into the update, so a whole run (every update, every seed) compiles into one function;
 - :mod:`proxrl.run.host` — Gymnasium vector environments stepped on the host, one jitted ``act`` per
   step; it reuses :func:`act` and :func:`absorb` from this module, so both back ends normalise, count
   episodes and call ``learn`` through the same code.
@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from proxrl.errors import check_in_range, check_int_at_least, check_positive
+from proxrl.errors import check_in_range, check_positive
 from proxrl.settings.jax_envs import EnvState, JaxEnv, make_jax_env
 from proxrl.settings.normalize import (
     RewardNormState,
@@ -40,7 +40,7 @@ from proxrl.settings.normalize import (
     running_stats_update,
     scale_reward,
 )
-from proxrl.types import Array, Learner, Metrics, PRNGKey, State, Trainer, Transition
+from proxrl.types import Array, Learner, Metrics, PRNGKey, State, Transition
 
 SEED_AXIS = "seed"
 """The axis name the runners give ``jax.vmap`` over seeds (``jax.vmap(f, axis_name=SEED_AXIS)``)."""
@@ -171,7 +171,7 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
 
 
 class LoopState(NamedTuple):
-    """A :func:`jax_trainer` run's state: the carry plus the (batched) gymnax environment."""
+    """A gymnax run's state: the carry plus the (batched) gymnax environment."""
 
     carry: Carry
     env_state: EnvState
@@ -207,59 +207,49 @@ def evaluate(
     return total
 
 
-def jax_trainer(
-    learner: Learner, env: JaxEnv, eval_episodes: int = 10, norm: Normalization | None = None
-) -> Trainer:
-    """A learner on a gymnax environment as a :class:`~proxrl.types.Trainer` for the shared driver.
+def loop_init(learner: Learner, env: JaxEnv, norm: Normalization, key: PRNGKey) -> LoopState:
+    """A run on a gymnax environment, ready to collect: ``learner.num_envs`` environments reset, the learner
+    initialised on their (normalised) first observations."""
+    k_env, k_carry = jax.random.split(key)
+    obs, env_state = env.reset_batch(k_env, learner.num_envs)
+    return LoopState(carry_init(learner, k_carry, obs, norm), env_state, obs)
 
-    ``update(state)``: ``learner.num_steps`` steps of ``learner.num_envs`` environments (``lax.scan``),
-    then :func:`absorb`. ``evaluate(state, key)``: mean return of ``eval_episodes`` deterministic
-    episodes (``learner.mode`` on observations normalised with the current statistics).
-    """
-    check_int_at_least("eval_episodes", eval_episodes, 1)
-    norm = (norm or Normalization()).validate()
 
-    def init(key: PRNGKey) -> LoopState:
-        k_env, k_carry = jax.random.split(key)
-        obs, env_state = env.reset_batch(k_env, learner.num_envs)
-        return LoopState(carry_init(learner, k_carry, obs, norm), env_state, obs)
+def loop_update(
+    learner: Learner, env: JaxEnv, norm: Normalization, state: LoopState
+) -> tuple[LoopState, Metrics]:
+    """One iteration on a gymnax environment: ``learner.num_steps`` steps of ``learner.num_envs`` environments
+    (a ``lax.scan`` with :func:`act`), then :func:`absorb` (normalisation, statistics, ``learn``)."""
 
     def policy_fn(carry: Carry, obs: Array, key: PRNGKey) -> Array:
         return act(learner, norm, carry, obs, key)
 
-    def update(state: LoopState) -> tuple[LoopState, Metrics]:
-        k_roll = jax.random.fold_in(state.carry.key, 1)
-        traj, env_state, obs = env.rollout(
-            k_roll, state.env_state, state.obs, policy_fn, state.carry, learner.num_steps
-        )
-        carry, metrics = absorb(learner, norm, state.carry, traj)
-        return LoopState(carry, env_state, obs), metrics
-
-    def mode(state: LoopState, obs: Array) -> Array:
-        return learner.mode(state.carry.learner, observe(state.carry.obs_stats, obs, norm))
-
-    def evaluate_state(state: LoopState, key: PRNGKey) -> Array:
-        return jnp.mean(evaluate(env, lambda obs: mode(state, obs), key, eval_episodes))
-
-    return Trainer(learner.name, init, update, evaluate_state, learner.num_envs * learner.num_steps, mode)
+    k_roll = jax.random.fold_in(state.carry.key, 1)
+    traj, env_state, obs = env.rollout(
+        k_roll, state.env_state, state.obs, policy_fn, state.carry, learner.num_steps
+    )
+    carry, metrics = absorb(learner, norm, state.carry, traj)
+    return LoopState(carry, env_state, obs), metrics
 
 
-def make_train(
-    learner: Learner, env: JaxEnv, num_updates: int, norm: Normalization | None = None
-) -> Callable[[PRNGKey], tuple[LoopState, Metrics]]:
-    """``train(key) -> (final_state, metrics)``: ``num_updates`` updates of :func:`jax_trainer` as one
-    ``lax.scan``, so it jits once and ``jax.vmap(train, axis_name=SEED_AXIS)(keys)`` trains many seeds in one
-    compiled call (the axis name keeps schedule branches branches: :func:`lockstep`).
-    ``metrics[name]`` has shape ``[num_updates]``, plus ``env_steps``."""
-    trainer = jax_trainer(learner, env, 1, norm)
+def mode(learner: Learner, norm: Normalization, carry: Carry, obs: Array) -> Array:
+    """The deterministic policy on raw observations ``obs[B, ...]`` (normalised with the current statistics)."""
+    return learner.mode(carry.learner, observe(carry.obs_stats, obs, norm))
 
-    def train(key: PRNGKey) -> tuple[LoopState, Metrics]:
-        state = trainer.init(key)
-        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=num_updates)
-        metrics["env_steps"] = (jnp.arange(num_updates) + 1) * trainer.steps_per_update
-        return state, metrics
 
-    return train
+def run_updates(
+    learner: Learner, env: JaxEnv, norm: Normalization, key: PRNGKey, num_updates: int
+) -> tuple[LoopState, Metrics]:
+    """A whole run of ``num_updates`` :func:`loop_update` iterations from :func:`loop_init` as one ``lax.scan``
+    (pure: jit it, and ``jax.vmap(…, axis_name=SEED_AXIS)`` it over keys for many seeds, the axis name keeping
+    schedule branches branches, :func:`lockstep`). ``metrics[name]`` has shape ``[num_updates]``, plus
+    ``env_steps``."""
+    state = loop_init(learner, env, norm, key)
+    state, metrics = jax.lax.scan(
+        lambda s, _: loop_update(learner, env, norm, s), state, None, length=num_updates
+    )
+    metrics["env_steps"] = (jnp.arange(num_updates) + 1) * (learner.num_envs * learner.num_steps)
+    return state, metrics
 
 
 def env_for(env_id: str | JaxEnv) -> JaxEnv:
@@ -268,32 +258,3 @@ def env_for(env_id: str | JaxEnv) -> JaxEnv:
         return env_id
     with jax.ensure_compile_time_eval():
         return make_jax_env(env_id)
-
-
-def trainer_for(
-    make_learner: Callable[[Any, Any, Any], Learner],
-    config: Any,
-    env_id: str | JaxEnv,
-    eval_episodes: int = 10,
-    norm: Normalization | None = None,
-) -> Trainer:
-    """``make_learner(config, observation_space, action_space)`` on a gymnax environment, as a
-    :class:`~proxrl.types.Trainer` (:func:`jax_trainer`)."""
-    env = env_for(env_id)
-    return jax_trainer(
-        make_learner(config, env.observation_space, env.action_space), env, eval_episodes, norm
-    )
-
-
-def train_for(
-    make_learner: Callable[[Any, Any, Any], Learner],
-    config: Any,
-    env_id: str | JaxEnv,
-    norm: Normalization | None = None,
-) -> Callable[[PRNGKey], tuple[LoopState, Metrics]]:
-    """``train(key)``: the whole run of ``config.total_timesteps`` steps (whole updates of
-    ``num_envs·num_steps``) as one function (:func:`make_train`); vmap it over keys for many seeds."""
-    env = env_for(env_id)
-    learner = make_learner(config, env.observation_space, env.action_space)
-    num_updates = config.total_timesteps // (learner.num_envs * learner.num_steps)
-    return make_train(learner, env, num_updates, norm)

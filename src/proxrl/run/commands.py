@@ -15,8 +15,9 @@ from proxrl.algos.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.records import RunDir, atomic_write_text
+from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
-from proxrl.run.train import CHECKPOINT, RunConfig, Runner, make_runner, planned_steps, train
+from proxrl.run.train import CHECKPOINT, RunConfig, make_runner, planned_steps, train
 
 ENV_HELP = (
     "Environment id: a gymnax id (CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …) "
@@ -47,22 +48,11 @@ def _algo_config(config: Any, total_steps: int) -> Any:
     return dataclasses.replace(config, total_timesteps=total_steps) if "total_timesteps" in names else config
 
 
-def build_runner(algo: str, config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
-    """The runner that trains ``algo`` (registry name) with ``config`` on ``env_id`` (see :func:`make_runner`)."""
-    entry = TRAINERS[algo]
-    return make_runner(
-        lambda obs_space, act_space: entry.make_learner(config, obs_space, act_space),
-        env_id,
-        run_cfg,
-        gamma=float(getattr(config, "gamma", 0.99)),
-    )
-
-
 def run_train(cmd: Any) -> RunDir:
     cmd.run.validate()
     steps_per_update = cmd.algo.num_envs * cmd.algo.num_steps
     config = _algo_config(cmd.algo, planned_steps(cmd.run, steps_per_update))  # schedules see the real budget
-    runner = build_runner(cmd.algo_name, config, cmd.env, cmd.run)
+    runner = make_runner(config, cmd.env, cmd.run)
     return train(runner, cmd.run, config, cmd.env)
 
 
@@ -97,7 +87,7 @@ def load_run(run_dir: Path, eval_episodes: int = 10) -> tuple[str, str, Any, Run
     entry = TRAINERS[algo]
     config = _from_record(entry.config, record["algo_config"])
     run_cfg = dataclasses.replace(_from_record(RunConfig, record["run"]), eval_episodes=eval_episodes)
-    runner = build_runner(algo, config, env, run_cfg)
+    runner = make_runner(config, env, run_cfg)
     template = runner.init(jax.random.split(jax.random.key(0), run_cfg.num_seeds))
     state, _ = load_checkpoint(run_dir / CHECKPOINT, template)
     return algo, env, config, runner, state

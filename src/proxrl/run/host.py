@@ -26,6 +26,7 @@ import numpy as np
 
 from proxrl.collect import loops
 from proxrl.collect.loops import Carry, Normalization
+from proxrl.run.runner import Runner
 from proxrl.settings.gym_envs import GymVecEnv, make_gym_env
 from proxrl.types import Learner, Metrics, PRNGKey, Transition
 
@@ -37,7 +38,7 @@ def _max_episode_steps(env_id: str) -> int:
     return int(spec.max_episode_steps or 1000)
 
 
-class HostRunner:
+class HostRunner(Runner):
     """``num_seeds`` runs of a learner on host Gymnasium environments (see the module docstring)."""
 
     def __init__(
@@ -50,6 +51,7 @@ class HostRunner:
         seed: int,
     ) -> None:
         self.learner, self.env_id, self.norm = learner, env_id, norm
+        self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed
         self.env: GymVecEnv = make_gym_env(env_id, num_envs=num_seeds * learner.num_envs)
         self._eval_env: GymVecEnv | None = None
@@ -67,14 +69,11 @@ class HostRunner:
         self._absorb = jax.jit(absorb, donate_argnums=0)
         self._init = jax.jit(jax.vmap(lambda k, o: loops.carry_init(learner, k, o, norm)))
 
-        def mode(carry: Carry, obs: jax.Array) -> jax.Array:
-            return learner.mode(carry.learner, loops.observe(carry.obs_stats, obs, norm))
+        self._mode = jax.jit(jax.vmap(lambda carry, obs: loops.mode(learner, norm, carry, obs)))
 
-        self._mode = jax.jit(jax.vmap(mode))
-
-    def mode(self, carry: Carry, obs: np.ndarray) -> jax.Array:
+    def mode(self, carry: Carry, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions ``[N, B, ...]`` for raw observations ``[N, B, ...]``."""
-        return self._mode(carry, obs)
+        return np.asarray(self._mode(carry, obs))
 
     # -- shapes: the vector environment is flat [N·B]; the learner sees [N, B] --
     def _split(self, x: np.ndarray, per_seed: int) -> np.ndarray:
@@ -125,9 +124,10 @@ class HostRunner:
         stacked = {k: np.stack([np.asarray(r[k]) for r in rows], axis=1) for k in rows[0]}
         return carry, stacked
 
-    def evaluate(self, carry: Carry, round_index: int) -> np.ndarray:
+    def evaluate(self, carry: Carry, keys: PRNGKey, round_index: int) -> np.ndarray:
         """Mean undiscounted return of ``eval_episodes`` deterministic episodes per seed ``[N]``, on a
-        separate vector environment (seeded per evaluation round), each episode to its first end."""
+        separate vector environment (seeded by the evaluation round; ``keys`` unused), each episode to its
+        first end."""
         if self._eval_env is None:
             self._eval_env = make_gym_env(self.env_id, num_envs=self.num_seeds * self.eval_episodes)
         env, e = self._eval_env, self.eval_episodes

@@ -11,15 +11,15 @@ The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed,
 machine give the same numbers, whether or not the run was interrupted and resumed (on gymnax; host-side
 Gymnasium environments restart their episodes on resume, see :mod:`proxrl.run.host`).
 
-A :class:`Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a gymnax
-:class:`~proxrl.types.Trainer` (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
-steps Gymnasium vector environments on the host around the same learner. :func:`make_runner` picks one
-for an environment id.
+A :class:`~proxrl.run.runner.Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a
+learner on a gymnax environment (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
+steps Gymnasium vector environments on the host around the same learner. :func:`make_runner` picks one for an
+environment id. :func:`make_train` is the same gymnax loop as one pure ``train(key, hyper)`` function.
 """
 
 from __future__ import annotations
 
-import abc
+import dataclasses
 import json
 import time
 import warnings
@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from proxrl.algos import registry
 from proxrl.collect import loops
 from proxrl.collect.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_int_at_least
@@ -40,10 +42,11 @@ from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoi
 from proxrl.run.host import HostRunner, gym_spaces
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir, to_jsonable
+from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
 from proxrl.settings.gym_envs import resolve_backend
-from proxrl.settings.jax_envs import Space, make_jax_env
-from proxrl.types import Learner, PRNGKey, Trainer
+from proxrl.settings.jax_envs import JaxEnv, Space
+from proxrl.types import Learner, Metrics, PRNGKey
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -93,55 +96,32 @@ class RunConfig:
 BACKENDS = ("auto", "gymnax", "gymnasium")
 
 
-class Runner(abc.ABC):
-    """What the driver needs from a back end (all batched over seeds ``N``); :class:`JaxRunner` and
-    :class:`HostAdapter` implement it."""
-
-    name: str
-    steps_per_update: int
-
-    @abc.abstractmethod
-    def init(self, keys: PRNGKey) -> Any:
-        """States of all seeds from keys ``[N]``."""
-
-    def resumed(self, state: Any) -> Any:
-        """A restored state, ready to continue."""
-        return state
-
-    @abc.abstractmethod
-    def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
-        """``updates`` updates of every seed; metrics as ``[N, updates]`` arrays."""
-
-    @abc.abstractmethod
-    def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
-        """Mean deterministic evaluation return per seed ``[N]``."""
-
-    @abc.abstractmethod
-    def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions ``[N, B, ...]`` for raw observations ``[N, B, ...]``."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release environments."""
-
-
 class JaxRunner(Runner):
-    """A gymnax :class:`~proxrl.types.Trainer`: a chunk of K updates of all seeds is one jitted call."""
+    """A learner on a gymnax environment: a chunk of K updates of all seeds is one jitted call
+    (:func:`proxrl.collect.loops.loop_update` scanned, vmapped over seeds)."""
 
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer, self.name, self.steps_per_update = trainer, trainer.name, trainer.steps_per_update
+    def __init__(self, learner: Learner, env: JaxEnv, norm: Normalization, eval_episodes: int) -> None:
+        check_int_at_least("eval_episodes", eval_episodes, 1)
+        self.learner, self.env, self.norm, self.eval_episodes = learner, env, norm, eval_episodes
+        self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self._chunks: dict[int, Callable] = {}
-        self._evaluate = jax.jit(jax.vmap(trainer.evaluate))
-        self._mode = jax.jit(jax.vmap(trainer.mode)) if trainer.mode is not None else None
+        self._evaluate = jax.jit(jax.vmap(self.evaluate_one))
+        self._mode = jax.jit(jax.vmap(lambda state, obs: loops.mode(learner, norm, state.carry, obs)))
+
+    def evaluate_one(self, state: loops.LoopState, key: PRNGKey) -> jax.Array:
+        """Mean return of ``eval_episodes`` deterministic episodes of one seed (pure, jittable)."""
+        policy = lambda obs: loops.mode(self.learner, self.norm, state.carry, obs)
+        return jnp.mean(loops.evaluate(self.env, policy, key, self.eval_episodes))
 
     def init(self, keys: PRNGKey) -> Any:
-        return jax.jit(jax.vmap(self.trainer.init))(keys)
+        return jax.jit(jax.vmap(lambda k: loops.loop_init(self.learner, self.env, self.norm, k)))(keys)
 
     def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
         if updates not in self._chunks:
 
             def run(s: Any) -> Any:
-                return jax.lax.scan(lambda c, _: self.trainer.update(c), s, None, length=updates)
+                step = lambda c, _: loops.loop_update(self.learner, self.env, self.norm, c)
+                return jax.lax.scan(step, s, None, length=updates)
 
             # the seed axis is named so that schedule branches stay branches (loops.lockstep)
             self._chunks[updates] = jax.jit(jax.vmap(run, axis_name=loops.SEED_AXIS))
@@ -155,66 +135,72 @@ class JaxRunner(Runner):
         """Nothing to release: gymnax environments are pure functions."""
 
     def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
-        if self._mode is None:
-            raise ConfigError(f"{self.name} has no deterministic policy to record")
         return np.asarray(self._mode(state, obs))
 
 
-class HostAdapter(Runner):
-    """:class:`~proxrl.run.host.HostRunner` behind the :class:`Runner` interface."""
-
-    def __init__(self, host: HostRunner) -> None:
-        self.host, self.name = host, host.learner.name
-        self.steps_per_update = host.learner.num_envs * host.learner.num_steps
-
-    def init(self, keys: PRNGKey) -> Any:
-        return self.host.init(keys)
-
-    def resumed(self, state: Any) -> Any:
-        return self.host.resumed(state)
-
-    def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
-        return self.host.chunk(state, updates)
-
-    def evaluate(self, state: Any, keys: PRNGKey, round_index: int) -> np.ndarray:
-        return self.host.evaluate(state, round_index)
-
-    def mode(self, state: Any, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.host.mode(state, obs))
-
-    def close(self) -> None:
-        self.host.close()
+def _learner(config: Any, env_id: str, observation_space: Space, action_space: Space) -> Learner:
+    """The registered algorithm of ``config`` for an environment's spaces; its ConfigErrors name the environment."""
+    _, entry = registry.entry_for(config)
+    try:
+        return entry.make_learner(config, observation_space, action_space)
+    except ConfigError as e:  # the learner sees only spaces: name the environment in its message
+        if env_id in str(e):
+            raise
+        raise ConfigError(f"{e} ({env_id})") from None
 
 
-def make_runner(
-    make_learner: Callable[[Space, Space], Learner], env_id: str, run_cfg: RunConfig, gamma: float = 0.99
-) -> Runner:
-    """The runner for ``env_id`` on the back end ``run_cfg.backend`` resolves to (see :class:`RunConfig`).
-
-    ``make_learner(observation_space, action_space)`` builds the algorithm for the environment's spaces
-    (raising :class:`~proxrl.errors.ConfigError` for a space it cannot handle); ``gamma`` is the
-    discount of the reward normaliser's running return.
-    """
+def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
+    """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
+    resolves to (see :class:`RunConfig`); the reward normaliser discounts with ``config.gamma``."""
     run_cfg.validate()
+    gamma = float(getattr(config, "gamma", 0.99))
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
-
-    def learner_for(observation_space: Space, action_space: Space) -> Learner:
-        try:
-            return make_learner(observation_space, action_space)
-        except ConfigError as e:  # the learner sees only spaces: name the environment in its message
-            if env_id in str(e):
-                raise
-            raise ConfigError(f"{e} ({env_id})") from None
-
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
-        with jax.ensure_compile_time_eval():
-            env = make_jax_env(env_id)
-        learner = learner_for(env.observation_space, env.action_space)
-        return JaxRunner(loops.jax_trainer(learner, env, run_cfg.eval_episodes, norm))
-    learner = learner_for(*gym_spaces(env_id))
-    return HostAdapter(
-        HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
-    )
+        env = loops.env_for(env_id)
+        learner = _learner(config, env_id, env.observation_space, env.action_space)
+        return JaxRunner(learner, env, norm, run_cfg.eval_episodes)
+    learner = _learner(config, env_id, *gym_spaces(env_id))
+    return HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
+
+
+def make_train(
+    config: Any, env_id: str | JaxEnv, norm: Normalization | None = None
+) -> Callable[..., tuple[loops.LoopState, Metrics]]:
+    """``train(key, hyper=None) -> (final_state, metrics)``: the whole run of any registered algorithm on a
+    gymnax environment as one pure function.
+
+    ``config.total_timesteps`` environment steps (whole updates of ``num_envs × num_steps``) as one ``lax.scan``,
+    so it jits once; ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call.
+    ``hyper``: a dict of numeric config fields (e.g. ``{"lr": …, "ent_coef": …}``) given as arrays, replacing
+    the config's values inside the trace, so a vmap over hyperparameters works like one over seeds (the config
+    is validated with its own values; the traced ones are not checked). ``metrics[name]`` has shape
+    ``[num_updates]``, plus ``env_steps``; ``state.carry.learner`` is the algorithm's state.
+    """
+    config.validate()
+    registry.entry_for(config)
+    env = loops.env_for(env_id)
+    norm = (norm or Normalization()).validate()
+    name = env_id if isinstance(env_id, str) else "the environment"
+
+    def train(key: PRNGKey, hyper: dict[str, Any] | None = None) -> tuple[loops.LoopState, Metrics]:
+        cfg = config if not hyper else dataclasses.replace(config, **hyper)
+        learner = _learner(cfg, name, env.observation_space, env.action_space)
+        num_updates = config.total_timesteps // (learner.num_envs * learner.num_steps)
+        return loops.run_updates(learner, env, norm, key, num_updates)
+
+    return train
+
+
+def make_evaluate(
+    config: Any, env_id: str | JaxEnv, episodes: int = 10, norm: Normalization | None = None
+) -> Callable[[loops.LoopState, PRNGKey], jax.Array]:
+    """``evaluate(state, key) -> mean return`` of ``episodes`` deterministic episodes of one seed's final state of
+    :func:`make_train` (pure; vmap it over seeds)."""
+    env = loops.env_for(env_id)
+    norm = (norm or Normalization()).validate()
+    name = env_id if isinstance(env_id, str) else "the environment"
+    runner = JaxRunner(_learner(config, name, env.observation_space, env.action_space), env, norm, episodes)
+    return runner.evaluate_one
 
 
 def plan(run_cfg: RunConfig, steps_per_update: int) -> tuple[int, int]:
