@@ -105,7 +105,9 @@ def test_gradient_ascent_on_a_euclidean_proximal_problem_reaches_its_closed_form
     eta = 0.5
 
     def linear(th, pi, th_k, batch):
-        return sum(jnp.vdot(a - b, c) for a, b, c in zip(*map(jax.tree.leaves, (th, th_k, g)), strict=True)), {}
+        return sum(
+            jnp.vdot(a - b, c) for a, b, c in zip(*map(jax.tree.leaves, (th, th_k, g)), strict=True)
+        ), {}
 
     step = prox_step(Problem(linear, euclidean()), gradient_steps(optax.sgd(0.1), 200), beta=1.0 / eta)
     theta, _, metrics = jax.jit(step.update)(theta_k, step.init(theta_k), None, None)
@@ -120,7 +122,7 @@ def test_the_step_reports_its_diagnostics_exactly(policy_batch):
     old = lambda b: categorical(b.dist_old)
     problem = Problem(ratio(), extras=(entropy_bonus(0.01),), policy=head)
     step = prox_step(problem, gradient_steps(optimiser(0.05)), moved=head_kl(old))
-    new, state, metrics = step.update(theta, step.init(theta), batch, None)
+    new, _, metrics = step.update(theta, step.init(theta), batch, None)
     lk = lambda th: jnp.mean(jnp.exp(head(th, batch).log_prob(batch.action) - batch.logp_old) * batch.adv)
     np.testing.assert_allclose(metrics["surrogate_gain"], lk(new) - lk(theta), rtol=1e-4, atol=1e-7)
     assert float(metrics["surrogate_gain"]) > 0  # a small ascent step improves the surrogate
@@ -156,10 +158,14 @@ def test_adaptive_coefficient_follows_the_ppo_rule():
     assert float(adapt_beta(1.0, 0.01, 0.01)) == 1.0
     moved = lambda th, pi, th_k, b: (b, {})  # report the batch itself as the KL moved
     coef = Coefficient(4.0, lambda beta, m: adapt_beta(beta, m["kl"], 0.01))
-    step = prox_step(Problem(lambda *a: (jnp.zeros(()), {}), euclidean()), closed_form(lambda t, b: t), coef, moved)
+    step = prox_step(
+        Problem(lambda *a: (jnp.zeros(()), {}), euclidean()), closed_form(lambda t, b: t), coef, moved
+    )
     state = step.init(jnp.zeros(2))
     _, state, metrics = step.update(jnp.zeros(2), state, jnp.asarray(0.1), None)
-    assert float(metrics["beta"]) == 4.0 and float(state.beta) == 8.0  # in force during the step, then doubled
+    assert (
+        float(metrics["beta"]) == 4.0 and float(state.beta) == 8.0
+    )  # in force during the step, then doubled
 
 
 def test_fit_visits_every_sample_once_per_epoch_in_minibatches():
@@ -171,7 +177,9 @@ def test_fit_visits_every_sample_once_per_epoch_in_minibatches():
     def loss(w, x):
         return 0.5 * jnp.mean((w - x) ** 2), {}
 
-    w, _, metrics = fit(loss, optax.sgd(0.5), jnp.zeros(()), optax.sgd(0.5).init(jnp.zeros(())), data, key, 3, 4)
+    w, _, metrics = fit(
+        loss, optax.sgd(0.5), jnp.zeros(()), optax.sgd(0.5).init(jnp.zeros(())), data, key, 3, 4
+    )
     assert metrics["loss"].shape == (3, 4)
     manual = 0.0
     for k in jax.random.split(key, 3):
