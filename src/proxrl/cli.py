@@ -4,7 +4,8 @@
     proxrl lecture bandit        EXP3, PG and NPG from bandit feedback: pseudo-regret curves
     proxrl lecture conditioning  gradient descent vs preconditioned steps on ill-conditioned problems
     proxrl lecture mdp           API, EW, PG, NPG (exact and sampled) on random MDPs, a chain, FrozenLake
-    proxrl train ALGO --env ID   train N seeds in one vmapped call (gymnax environments)
+    proxrl train ALGO --env ID   train N seeds at once (gymnax traced, or Gymnasium host-side)
+                                 (--preset NAME: published settings, e.g. --preset mujoco)
     proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
 
 Every run writes a directory (``--out``, default ``runs/<name>-<timestamp>``) holding config.json,
@@ -22,7 +23,7 @@ import tyro
 from proxrl.algos.registry import TRAINERS
 from proxrl.errors import ConfigError
 from proxrl.lecture import bandit, conditioning, expert, mdp
-from proxrl.run.commands import EvaluateCommand, make_train_command, run_evaluate, run_train
+from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train
 from proxrl.run.records import RunDir
 
 LECTURES: dict[str, tuple[type, Callable[[Any], RunDir]]] = {
@@ -67,7 +68,13 @@ def _train(argv: list[str]) -> RunDir:
     if name not in TRAINERS:
         raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(TRAINERS)}")
     command = make_train_command(name, TRAINERS[name].config)
-    cmd = tyro.cli(command, prog=f"proxrl train {name}", args=argv[1:], config=(tyro.conf.OmitArgPrefixes,))
+    cmd = tyro.cli(
+        command,
+        prog=f"proxrl train {name}",
+        args=argv[1:],
+        default=preset_defaults(command, argv[1:]),
+        config=(tyro.conf.OmitArgPrefixes,),
+    )
     return run_train(cmd)
 
 

@@ -14,6 +14,7 @@ import tyro
 from proxrl.algos.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.run.checkpoints import load_checkpoint
+from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
@@ -26,11 +27,13 @@ ENV_HELP = (
 
 
 def make_train_command(algo: str, config_type: type) -> type:
-    """A dataclass ``{env, run: RunConfig, algo: <config_type>}`` for ``proxrl train <algo>``."""
+    """A dataclass ``{env, preset, run: RunConfig, algo: <config_type>}`` for ``proxrl train <algo>``."""
+    preset_help = presets_help(algo)
 
     @dataclass(frozen=True)
     class TrainCommand:
         env: Annotated[str, tyro.conf.arg(help=ENV_HELP)] = "CartPole-v1"
+        preset: Annotated[str | None, tyro.conf.arg(help=preset_help)] = None
         run: RunConfig = field(default_factory=RunConfig)
         """Seeds, budget, evaluation, output."""
         algo: config_type = field(default_factory=config_type)  # type: ignore[valid-type]  (a real type: no lazy annotations here)
@@ -40,6 +43,22 @@ def make_train_command(algo: str, config_type: type) -> type:
     TrainCommand.__name__ = TrainCommand.__qualname__ = f"Train{algo.upper()}"
     TrainCommand.algo_name = algo  # type: ignore[attr-defined]
     return TrainCommand
+
+
+def preset_defaults(command: type, argv: list[str]) -> Any | None:
+    """The command's defaults with the preset named by ``--preset NAME`` in ``argv`` applied (None without one),
+    so that the options typed beside it override the preset."""
+    name = None
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--preset="):
+            name = arg.split("=", 1)[1]
+    if name is None:
+        return None
+    base = command()
+    algo_config, run_config = apply_preset(command.algo_name, name, base.algo, base.run)
+    return dataclasses.replace(base, preset=name, algo=algo_config, run=run_config)
 
 
 def _algo_config(config: Any, total_steps: int) -> Any:

@@ -1,0 +1,81 @@
+"""Named settings per algorithm, in one place: ``proxrl train ppo --env HalfCheetah-v5 --preset mujoco``.
+
+A preset sets algorithm options (and run options such as normalisation and the evaluation schedule) to a
+published setting; options typed on the command line still override it. The settings below are the ones the
+figures in bench/RESULTS.md were measured with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from proxrl.errors import ConfigError
+
+
+class Preset(NamedTuple):
+    """``algo``: algorithm config fields; ``run``: :class:`~proxrl.run.train.RunConfig` fields."""
+
+    description: str
+    algo: dict[str, Any]
+    run: dict[str, Any]
+
+
+_MUJOCO_OFF_POLICY_RUN = {"eval_every": 25_000, "eval_episodes": 10}
+
+PRESETS: dict[str, dict[str, Preset]] = {
+    "ppo": {
+        "mujoco": Preset(
+            "the PPO paper's MuJoCo setting: 1 environment, 2048-step rollouts, 10 epochs of 32 minibatches, "
+            "Adam 3e-4 annealed, no entropy bonus, observations and rewards normalised",
+            {
+                "num_envs": 1,
+                "num_steps": 2048,
+                "update_epochs": 10,
+                "num_minibatches": 32,
+                "lr": 3e-4,
+                "ent_coef": 0.0,
+            },
+            {"normalize_obs": True, "normalize_reward": True, "eval_every": 102_400, "eval_episodes": 5},
+        ),
+        "classic": Preset(
+            "classic control (CartPole-v1, Acrobot-v1): Adam 1e-3, no entropy bonus",
+            {"lr": 1e-3, "ent_coef": 0.0},
+            {},
+        ),
+    },
+    "td3": {
+        "mujoco": Preset(
+            "the TD3 paper / CleanRL MuJoCo setting: 10^6-transition buffer, 25k random steps before learning",
+            {"buffer_size": 1_000_000, "learning_starts": 25_000},
+            _MUJOCO_OFF_POLICY_RUN,
+        ),
+    },
+    "sac": {
+        "mujoco": Preset(
+            "the SAC / CleanRL MuJoCo setting: 10^6-transition buffer, 10k random steps, Adam 3e-4 for the networks "
+            "and the temperature",
+            {"buffer_size": 1_000_000, "learning_starts": 10_000, "lr": 3e-4, "alpha_lr": 3e-4},
+            _MUJOCO_OFF_POLICY_RUN,
+        ),
+    },
+}
+
+
+def presets_help(algo: str) -> str:
+    """The ``--preset`` help of ``proxrl train <algo>``."""
+    table = PRESETS.get(algo, {})
+    if not table:
+        return "Named settings (none for this algorithm)."
+    listed = "; ".join(f"{name}: {preset.description}" for name, preset in table.items())
+    return f"Named settings applied under the options you type: {listed}."
+
+
+def apply_preset(algo: str, name: str, algo_config: Any, run_config: Any) -> tuple[Any, Any]:
+    """``(algo_config, run_config)`` with preset ``name`` of ``algo`` applied (a one-line ConfigError if unknown)."""
+    table = PRESETS.get(algo, {})
+    if name not in table:
+        allowed = ", ".join(table) if table else "none exist for this algorithm"
+        raise ConfigError(f"--preset {name!r} is not a preset of {algo}; choose one of: {allowed}")
+    preset = table[name]
+    return dataclasses.replace(algo_config, **preset.algo), dataclasses.replace(run_config, **preset.run)

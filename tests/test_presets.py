@@ -1,0 +1,43 @@
+"""Presets: published settings by name, applied under the options typed beside them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import tyro
+
+from proxrl.algos.registry import TRAINERS
+from proxrl.cli import main
+from proxrl.run.commands import make_train_command, preset_defaults
+from proxrl.run.presets import PRESETS
+from proxrl.run.train import RunConfig
+
+
+def _parse(algo: str, argv: list[str]):
+    command = make_train_command(algo, TRAINERS[algo].config)
+    return tyro.cli(command, args=argv, default=preset_defaults(command, argv), config=(tyro.conf.OmitArgPrefixes,))
+
+
+def test_ppo_mujoco_preset_is_the_ppo_paper_setting_and_typed_options_override_it():
+    cmd = _parse("ppo", ["--env", "HalfCheetah-v5", "--preset", "mujoco", "--lr", "1e-4", "--num-seeds", "3"])
+    assert (cmd.algo.num_envs, cmd.algo.num_steps, cmd.algo.update_epochs, cmd.algo.num_minibatches) == (1, 2048, 10, 32)
+    assert cmd.algo.ent_coef == 0.0 and cmd.algo.lr == 1e-4  # typed: overrides the preset's 3e-4
+    assert cmd.run.normalize_obs and cmd.run.normalize_reward and cmd.run.num_seeds == 3
+    assert cmd.preset == "mujoco"
+    plain = _parse("ppo", ["--env", "HalfCheetah-v5"])
+    assert plain.algo.num_steps == TRAINERS["ppo"].config().num_steps and not plain.run.normalize_obs
+
+
+@pytest.mark.parametrize(("algo", "name"), [(a, n) for a, table in PRESETS.items() for n in table])
+def test_every_preset_names_real_options_with_valid_values(algo, name):
+    preset = PRESETS[algo][name]
+    config = dataclasses.replace(TRAINERS[algo].config(), **preset.algo).validate()
+    dataclasses.replace(RunConfig(), **preset.run).validate()
+    assert all(getattr(config, k) == v for k, v in preset.algo.items())
+
+
+def test_an_unknown_preset_is_one_line_and_exit_2(capsys):
+    assert main(["train", "a2c", "--preset", "mujoco"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--preset 'mujoco' is not a preset of a2c" in err
