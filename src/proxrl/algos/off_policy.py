@@ -6,9 +6,9 @@ The lecture's actor-critic with a replay buffer::
         collect samples with π_θk (plus exploration) into the replay buffer     ← replay_learner: act, learn
         sample a batch {(s_i, a_i, r_i, s'_i)}_{i=1}^n from the buffer            ← replay_learner: learn
         φ ← φ − λ∇_φ (1/n) Σ_i (Q_φ(s_i, a_i) − y_i)²,                           ← the algorithm's update
-            y_i = r_i + γ(1 − terminated_i)·(value of s'_i under π_θ and the target critic)   ← td_target
+            y_i = r_i + γ(1 − terminated_i)·(value of s'_i under π_θ and the target critic)   ← prox.critic.td_target
         θ ← θ + η·g  (the algorithm's actor gradient: DPG's ∇_θ Q_φ(s, μ_θ(s)), SAC's soft one, …)
-        φ_tar ← τφ + (1 − τ)φ_tar                                                 ← polyak
+        φ_tar ← τφ + (1 − τ)φ_tar                                                 ← prox.critic.polyak
 
 An algorithm supplies four pure functions of its own *agent state* (parameters, target parameters,
 optimiser states): ``init_agent``, ``act_agent`` (exploration), ``mode_agent`` (evaluation) and
@@ -21,7 +21,8 @@ Also here: :class:`ReplayConfig` / :class:`TargetReplayConfig` (the fields and c
 shares), :func:`require_box` /
 :func:`require_discrete` (one-line errors for the wrong kind of action space), action scaling between
 [−1, 1] and [low, high], Gaussian exploration noise, :func:`twin_q` (an ensemble of critics on one vmapped
-axis) and :func:`td_target`.
+axis), and the two steps every algorithm takes: :func:`actor_step` (a proximal step of the actor) and
+:func:`critic_step` (one optimiser step of a critic on its TD loss).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Details (all options):
 - uniform random actions for the first ``learning_starts`` steps, then actions sampled from π_θk;
   evaluation is greedy (argmax of the logits).
 
-The pure pieces — :func:`expected_target`, :func:`critic_loss`, :func:`actor_objective` — carry the
+The pure pieces — :func:`expected_target`, :func:`critic_loss`, :func:`ac_actor_step` — carry the
 equations; the buffer and the collect → add → gradient-steps loop are the shared off-policy pieces
 (:func:`proxrl.algos.off_policy.replay_learner`)::
 

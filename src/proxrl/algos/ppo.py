@@ -5,7 +5,7 @@ Each update k is the lecture's loop::
     data_k  = collect(π_θk)                   # num_envs × num_steps steps, JaxEnv.rollout (lax.scan)
     Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments
     θ_{k+1} ≈ argmax_θ  L_k(θ; Â_k) + c·H     # update_epochs × num_minibatches Adam steps on
-                                              # objectives.ppo (clip / ratio / KL, fixed or adaptive β)
+                                              # ppo_step: clip / ratio / KL, fixed or adaptive β
     φ_{k+1} ≈ argmin_φ ½·(V_φ(s) − R̂)²        # in the same steps, weighted by vf_coef
 
 and the whole run — every update — is one function ``train(key)`` (a ``lax.scan`` over updates),

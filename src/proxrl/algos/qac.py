@@ -53,7 +53,7 @@ from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_a
 from proxrl.estimators import q_advantages
 from proxrl.policies.networks import DiscreteQNetwork, QNetwork
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
-from proxrl.prox.critic import value_loss
+from proxrl.prox.critic import td_target, value_loss
 from proxrl.prox.geometry import head_kl
 from proxrl.prox.solvers import fit, gradient_steps, optimiser
 from proxrl.prox.surrogates import all_actions, entropy_bonus, score_function
@@ -198,7 +198,7 @@ def td_targets(
         q_follow = critic.q(phi, obs[1:], traj.action[1:])  # Q_φ(s_{h+1}, a_{h+1}), h < T − 1
         follows = ~(traj.terminated | traj.truncated)[:-1]  # the next row continues this episode
         q_next = q_next.at[:-1].set(jnp.where(follows, q_follow, q_next[:-1]))
-    return traj.reward + gamma * (1.0 - traj.terminated.astype(jnp.float32)) * q_next
+    return td_target(traj.reward, traj.terminated, q_next, gamma)
 
 
 def qac_step(config: QACConfig, agent: Agent) -> ProxStep:

@@ -8,7 +8,7 @@ the reward vector ``R``) and state weights — and maximises, exactly or approxi
 ================================  ==========================  ===================================
 step                              geometry D                  solver
 ================================  ==========================  ===================================
-:func:`exponential_weights`       Σ_s KL (no d weighting)     closed form ``θ_k + η q̂``
+:func:`exponential_weights`       Σ_s d(s) KL                 closed form ``θ_k + η q̂``
 :func:`policy_gradient`           ½‖θ − θ_k‖²                 closed form ``θ_k + η d·π·A``
 :func:`natural_policy_gradient`   ½‖θ − θ_k‖²_F               ``θ_k + η F⁺ ∇V`` (pinv or lstsq)
 :func:`npg_regularised`           Σ_s d(s) KL                 m inner gradient steps of size α

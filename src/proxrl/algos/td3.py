@@ -105,7 +105,8 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
     Metrics per learn call (averaged over its gradient steps; NaN before ``learning_starts``):
     ``critic_loss`` (sum of both critics' mean squared TD errors), ``q`` (mean Q_φ1(s_i, a_i)),
     ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ1(s_i, μ_θ(s_i)), averaged over the steps that
-    moved the actor) and ``actor_updated`` (the fraction of steps that did).
+    moved the actor), ``actor_updated`` (the fraction of steps that did), and the actor step's
+    ``surrogate_gain``, ``step_norm``, ``grad_norm`` (over the steps that moved it).
     """
     config.validate()
     space = require_box(action_space, "TD3")
