@@ -58,19 +58,18 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 @dataclasses.dataclass(frozen=True)
 class A2CConfig(RolloutConfig):
-    """A2C hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and A2C's own); defaults
+    """A2C hyperparameters (the on-policy fields of actor_critic.RolloutConfig and A2C's own); defaults
     follow SB3/CleanRL A2C for classic control."""
 
     num_steps: int = 5
     """Steps T per environment per rollout; one update (one gradient step) consumes T·B transitions."""
     lr: float = 7e-4
     optimiser: str = "rmsprop"
-    """Preconditioner of the step: "rmsprop" (PyTorch-style, decay ``rms_decay``, ε = 1e-5 outside the
-    square root, as SB3) or "adam" (ε = 1e-5)."""
+    """Preconditioner of the step: "rmsprop" (PyTorch-style, decay rms_decay, ε = 1e-5 outside the square root, as SB3) or "adam" (ε = 1e-5)."""
     rms_decay: float = 0.99
-    """RMSprop's decay α of the squared-gradient average (PyTorch's ``alpha``)."""
+    """RMSprop's decay α of the squared-gradient average (PyTorch's alpha)."""
     anneal_lr: bool = False
-    """Decay the learning rate linearly from ``lr`` to 0 over the updates."""
+    """Decay the learning rate linearly from lr to 0 over the updates."""
     norm_adv: bool = False
     """Standardise the advantages over each batch."""
     gae_lambda: float = 1.0

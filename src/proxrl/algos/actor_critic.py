@@ -57,8 +57,7 @@ class RolloutConfig:
     gradient clip. An algorithm's config extends it and may restate a field to change its default."""
 
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates. The CLI sets it from --total-steps."""
     num_envs: int = 8
     """Parallel environments B stepped in lockstep (vmapped)."""
     num_steps: int = 128

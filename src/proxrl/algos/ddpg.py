@@ -44,9 +44,9 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 @dataclasses.dataclass(frozen=True)
 class DDPGConfig(TargetReplayConfig):
-    """DDPG hyperparameters: the shared replay fields and τ (``off_policy.TargetReplayConfig``;
-    CleanRL's ``ddpg_continuous_action.py`` defaults: lr, batch, τ, γ, σ, 256×256 ReLU) with the actor updated
-    every step as in the paper and SB3, and ``learning_starts`` 1000 for Pendulum-scale budgets (CleanRL: 25k
+    """DDPG hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig;
+    CleanRL's ddpg_continuous_action.py defaults: lr, batch, τ, γ, σ, 256×256 ReLU) with the actor updated
+    every step as in the paper and SB3, and learning_starts 1000 for Pendulum-scale budgets (CleanRL: 25k
     on MuJoCo)."""
 
     exploration_noise: float = 0.1

@@ -49,7 +49,7 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 @dataclasses.dataclass(frozen=True)
 class DPGConfig(ReplayConfig):
-    """DPG hyperparameters: the shared replay fields (``off_policy.ReplayConfig``, DDPG's
+    """DPG hyperparameters: the shared replay fields (off_policy.ReplayConfig, DDPG's
     CleanRL defaults) without target networks, and the behaviour noise."""
 
     exploration_noise: float = 0.1

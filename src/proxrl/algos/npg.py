@@ -60,7 +60,7 @@ STEPS = ("fixed", "trust_region")
 
 @dataclasses.dataclass(frozen=True)
 class NPGConfig(RolloutConfig):
-    """NPG / TRPO hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and NPG's own);
+    """NPG / TRPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and NPG's own);
     defaults are TRPO's (δ = 0.01, 10 CG iterations, damping 0.1, backtracking ×0.8 up to 10 times) with a
     GAE critic."""
 

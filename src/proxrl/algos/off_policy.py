@@ -63,16 +63,15 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, State, Transi
 class ReplayConfig:
     """The hyperparameters every replay-based method has, declared once; an algorithm's config extends it
     with its own (and may restate a field to change its default). Defaults: CleanRL's DDPG/TD3 on MuJoCo
-    (256×256 ReLU, Adam 3e-4, batch 256, one gradient step per environment step) except ``learning_starts``
+    (256×256 ReLU, Adam 3e-4, batch 256, one gradient step per environment step) except learning_starts
     (1000, for Pendulum-scale budgets; CleanRL uses 25k on MuJoCo)."""
 
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates.
-    The CLI sets it from ``--total-steps``."""
+    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates. The CLI sets it from --total-steps."""
     num_envs: int = 1
     """Parallel environments B stepped in lockstep."""
     num_steps: int = 1
-    """Steps T per environment between two updates (SB3's ``train_freq``); each update adds T·B transitions."""
+    """Steps T per environment between two updates (SB3's train_freq); each update adds T·B transitions."""
     gradient_steps: int = 1
     """Gradient steps per update, i.e. per T·B environment steps (with T·B = 1: one per environment step)."""
     buffer_size: int = 1_000_000
@@ -119,7 +118,7 @@ class ReplayConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TargetReplayConfig(ReplayConfig):
-    """:class:`ReplayConfig` plus the Polyak rate of target networks (DDPG, TD3, SAC, discrete AC)."""
+    """ReplayConfig plus the Polyak rate of target networks (DDPG, TD3, SAC, discrete AC)."""
 
     tau: float = 0.005
     """Polyak rate τ ∈ (0, 1] of the target networks: φ_tar ← τφ + (1 − τ)φ_tar (1 copies φ)."""

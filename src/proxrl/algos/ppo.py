@@ -69,7 +69,7 @@ SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig(RolloutConfig):
-    """PPO hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and PPO's own); defaults
+    """PPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and PPO's own); defaults
     follow CleanRL's ppo.py (Atari/classic-control settings)."""
 
     num_envs: int = 4
@@ -81,15 +81,15 @@ class PPOConfig(RolloutConfig):
     surrogate: str = "clip"
     """Policy objective: "none" (ratio·A), "clip" (min(ratio·A, clip(ratio)·A)), "kl_fixed" or "kl_adaptive"."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly from ``lr`` to 0 over the updates."""
+    """Decay the learning rate linearly from lr to 0 over the updates."""
     norm_adv: bool = True
     """Standardise the advantages within each minibatch."""
     clip_vloss: bool = True
-    """Clip the value prediction to within ``clip_eps`` of the old one in the value loss."""
+    """Clip the value prediction to within clip_eps of the old one in the value loss."""
     gae_lambda: float = 0.95
     """GAE λ ∈ [0, 1]: 0 gives the TD error, 1 the Monte Carlo return minus V."""
     clip_eps: float = 0.2
-    """Clip range ε > 0 of the ratio (and of the value prediction with ``clip_vloss``)."""
+    """Clip range ε > 0 of the ratio (and of the value prediction with clip_vloss)."""
     beta: float = 1.0
     """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
     kl_target: float = 0.01

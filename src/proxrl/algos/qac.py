@@ -68,8 +68,8 @@ TD_TARGETS = ("sarsa", "expected")
 
 @dataclasses.dataclass(frozen=True)
 class QACConfig(RolloutConfig):
-    """Q actor-critic hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and its own):
-    one actor Adam step and ``q_epochs`` critic passes per rollout."""
+    """Q actor-critic hyperparameters (the on-policy fields of actor_critic.RolloutConfig and its own):
+    one actor Adam step and q_epochs critic passes per rollout."""
 
     num_envs: int = 16
     num_steps: int = 32
@@ -84,8 +84,7 @@ class QACConfig(RolloutConfig):
     num_action_samples: int = 8
     """Continuous actions: samples a' ∼ π_θk(·|s) in the Monte Carlo estimate of E_{a'} Q_φk(s, a')."""
     q_epochs: int = 8
-    """Passes over each batch fitting Q_φ toward the fixed targets (1 = the lecture's single step; CartPole
-    needs a well-fitted critic: 4 passes at q_lr 1e-3 learned, then collapsed mid-run)."""
+    """Passes over each batch fitting Q_φ toward the fixed targets (1 = the lecture's single step; CartPole needs a well-fitted critic, see docs/methods/q-actor-critic.md)."""
     q_minibatches: int = 4
     """Minibatches per critic pass; must divide num_envs·num_steps."""
     norm_adv: bool = False

@@ -62,14 +62,13 @@ BASELINES = ("none", "value")
 
 @dataclasses.dataclass(frozen=True)
 class REINFORCEConfig(RolloutConfig):
-    """REINFORCE hyperparameters (the on-policy fields of ``actor_critic.RolloutConfig`` and its own); one Adam
-    step on g per rollout of ``num_envs × num_steps`` steps."""
+    """REINFORCE hyperparameters (the on-policy fields of actor_critic.RolloutConfig and its own); one Adam
+    step on g per rollout of num_envs × num_steps steps."""
 
     num_envs: int = 8
     """Parallel environments B stepped in lockstep (vmapped): the lecture's n trajectories per update."""
     num_steps: int = 500
-    """Steps T per environment per rollout; one update consumes T·B transitions. With ``baseline="none"``
-    keep it at least the typical episode length (steps of unfinished episodes are masked out)."""
+    """Steps T per environment per rollout; one update consumes T·B transitions. With baseline="none" keep it at least the typical episode length (steps of unfinished episodes are masked out)."""
     max_grad_norm: float = 10.0
     """Clip the global norm of each of the actor's and the critic's gradients to this value."""
     baseline: str = "value"
@@ -77,10 +76,9 @@ class REINFORCEConfig(RolloutConfig):
     norm_adv: bool = False
     """Standardise R − b over the kept steps of each batch (a constant shift and a step-size rescale)."""
     vf_lr: float = 1e-3
-    """Adam step size of the baseline's regression steps (``baseline="value"``)."""
+    """Adam step size of the baseline's regression steps (baseline="value")."""
     vf_steps: int = 10
-    """Full-batch Adam steps of the baseline's regression per rollout (Spinning Up's VPG takes 80): with one,
-    V_φ lags the returns and barely reduces the variance."""
+    """Full-batch Adam steps of the baseline's regression per rollout (Spinning Up's VPG takes 80): with one, V_φ lags the returns and barely reduces the variance."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient c (g + c·∇H); 0 is plain REINFORCE."""
 

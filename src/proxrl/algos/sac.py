@@ -61,21 +61,21 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig(off_policy.TargetReplayConfig):
-    """SAC hyperparameters: the shared replay fields and τ (``off_policy.TargetReplayConfig``)
-    and the temperature's. Defaults follow CleanRL's ``sac_continuous_action.py`` / SB3 (256×256 ReLU,
+    """SAC hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig)
+    and the temperature's. Defaults follow CleanRL's sac_continuous_action.py / SB3 (256×256 ReLU,
     batch 256, τ = 0.005, γ = 0.99, automatic α toward H̄ = −|A|, one gradient step per environment
     step) except the learning rate: 1e-3 (SB3 zoo / Rejax for Pendulum) instead of 3e-4, for Pendulum-v1's
-    20k-step budget (4 of 5 seeds at ≥ −200 measured, docs/methods/sac.md), and a 100k buffer."""
+    20k-step budget (docs/methods/sac.md), and a 100k buffer; --preset mujoco gives the MuJoCo setting."""
 
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 20_000
     buffer_size: int = 100_000
     lr: float = 1e-3
     autotune: bool = True
-    """Learn α toward the target entropy; False keeps α = ``alpha`` fixed."""
+    """Learn α toward the target entropy; False keeps α = alpha fixed."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log α (autotune only)."""
     alpha: float = 1.0
-    """Temperature α > 0: its initial value with ``autotune``, its fixed value without."""
+    """Temperature α > 0: its initial value with autotune, its fixed value without."""
     target_entropy: float | None = None
     """Target entropy H̄ of the temperature loss; None gives −|A| (minus the action dimension)."""
 

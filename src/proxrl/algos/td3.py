@@ -56,8 +56,8 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 @dataclasses.dataclass(frozen=True)
 class TD3Config(TargetReplayConfig):
-    """TD3 hyperparameters: the shared replay fields and τ (``off_policy.TargetReplayConfig``)
-    and TD3's own; defaults follow CleanRL's ``td3_continuous_action.py`` except ``learning_starts`` (1000, for
+    """TD3 hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig)
+    and TD3's own; defaults follow CleanRL's td3_continuous_action.py except learning_starts (1000, for
     Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
 
     exploration_noise: float = 0.1
