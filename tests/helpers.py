@@ -3,21 +3,77 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from proxrl.errors import ConfigError
 
 
-def assert_seeds_differ_and_repeat(metrics: dict[str, Any], name: str) -> None:
-    """For runs vmapped over the keys ``[k0, k1, k0]``: seeds 0 and 1 differ in ``metrics[name]`` (NaN read
-    as 0), and seeds 0 and 2 agree exactly in every metric (same seed, same numbers)."""
-    first, second = np.nan_to_num(metrics[name][0]), np.nan_to_num(metrics[name][1])
-    assert not np.allclose(first, second), f"seeds 0 and 1 gave the same {name}"
-    for key, value in metrics.items():
-        np.testing.assert_array_equal(value[0], value[2], err_msg=key)
+class SeedRuns(NamedTuple):
+    """Two separate calls of one compiled, vmapped ``train`` (see :func:`train_seeds`)."""
+
+    states: tuple[Any, Any]
+    """The final states of the two calls, each with a leading seed axis."""
+    metrics: tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+    """The metrics of the two calls (numpy), each ``[lanes, ...]``."""
+    evals: tuple[np.ndarray, np.ndarray]
+    """The final evaluation return of each lane of each call, ``[lanes]``."""
+
+    @property
+    def returns(self) -> np.ndarray:
+        """The final evaluation return of every distinct seed: the first call's lanes, then the second's
+        lanes 1, 2, … (its lane 0 repeats the first call's seed 0): ``[2·lanes − 1]``."""
+        return np.concatenate([self.evals[0], self.evals[1][1:]])
+
+
+def train_seeds(train: Callable, evaluate: Callable, lanes: int) -> SeedRuns:
+    """A learning check's seeds and a determinism check at no extra cost: the jitted, vmapped
+    ``train(keys) -> (state, metrics)`` is called twice with ``lanes`` keys from ``jax.random.key(0)``; the
+    first key is the same in both calls, the others all differ, so the two calls train ``2·lanes − 1``
+    distinct seeds and lane 0 of the second call repeats lane 0 of the first in a separate call (the
+    compiled function is reused: no second compilation). ``evaluate(states, keys) -> returns [lanes]``
+    (jitted, vmapped) evaluates each call's final states with the same keys from ``jax.random.key(1)``."""
+    keys = jax.random.split(jax.random.key(0), 2 * lanes - 1)
+    eval_keys = jax.random.split(jax.random.key(1), lanes)
+    states, metrics, evals = [], [], []
+    for call_keys in (keys[:lanes], jnp.concatenate([keys[:1], keys[lanes:]])):
+        state, m = jax.block_until_ready(train(call_keys))
+        states.append(state)
+        metrics.append(jax.tree.map(np.asarray, m))
+        evals.append(np.asarray(jax.block_until_ready(evaluate(state, eval_keys))))
+    return SeedRuns(tuple(states), tuple(metrics), tuple(evals))
+
+
+def assert_seeds_differ_and_repeat(runs: SeedRuns, name: str) -> None:
+    """Lane 0 of the two separate calls of :func:`train_seeds` (the same seed) agrees exactly in every metric
+    and in its evaluation return; lanes 0 and 1 of the first call (two seeds) differ in ``metrics[name]``
+    (NaN read as 0)."""
+    first, second = runs.metrics
+    assert set(first) == set(second)
+    a, b = np.nan_to_num(first[name][0]), np.nan_to_num(first[name][1])
+    assert not np.allclose(a, b), f"seeds 0 and 1 gave the same {name}"
+    for key, value in first.items():
+        np.testing.assert_array_equal(value[0], second[key][0], err_msg=f"{key}: same seed, second call")
+    np.testing.assert_array_equal(runs.evals[0][0], runs.evals[1][0], err_msg="evaluation, second call")
+
+
+def rounded(values: Any, digits: int = 1) -> list[float]:
+    """``values`` as a list of Python floats rounded to ``digits`` decimals (for printed per-seed values)."""
+    return np.round(np.asarray(values, np.float64), digits).tolist()
+
+
+def assert_learns(returns: np.ndarray, median_at_least: float, what: str) -> None:
+    """The median over seeds of the final evaluation returns is at least ``median_at_least``. The per-seed
+    values are printed (seen with ``pytest -s`` or on failure) and named in the failure message."""
+    returns = np.asarray(returns, np.float64)
+    report = f"{what}: {returns.size} seeds, median {np.median(returns):.1f}, per seed {rounded(returns)}"
+    print(report)
+    assert np.all(np.isfinite(returns)), report
+    assert np.median(returns) >= median_at_least, f"{report}; want median >= {median_at_least}"
 
 
 def assert_one_line_config_error(
@@ -34,3 +90,27 @@ def assert_one_line_config_error(
     with pytest.raises(ConfigError):
         make(config, env_id)
     return message
+
+
+class GymnaxLoop(NamedTuple):
+    """One seed of an algorithm on a gymnax environment, one update at a time (for tests that look inside a run):
+    ``init(key) -> state``, ``update(state) -> (state, metrics)``, ``evaluate(state, key) -> mean return``."""
+
+    init: Callable
+    update: Callable
+    evaluate: Callable
+
+
+def gymnax_loop(config: Any, env_id: str, eval_episodes: int = 10) -> GymnaxLoop:
+    """The :class:`GymnaxLoop` of ``config``'s algorithm on ``env_id`` (the driver's loop functions)."""
+    from proxrl.algos.registry import entry_for
+    from proxrl.collect import loops
+    from proxrl.run.train import make_evaluate
+
+    env, norm = loops.env_for(env_id), loops.Normalization()
+    learner = entry_for(config)[1].make_learner(config, env.observation_space, env.action_space)
+    return GymnaxLoop(
+        lambda key: loops.loop_init(learner, env, norm, key),
+        lambda state: loops.loop_update(learner, env, norm, state),
+        make_evaluate(config, env_id, eval_episodes),
+    )

@@ -12,21 +12,22 @@ import pytest
 
 from proxrl.algos import ddpg, dpg, sac, td3
 from proxrl.algos.off_policy import (
+    CriticBatch,
     ReplayState,
     deterministic_actor,
-    dpg_objective,
-    polyak,
     random_action,
     require_box,
     require_discrete,
-    td_target,
     to_bounds,
     to_unit,
     twin_q,
 )
-from proxrl.collect.loops import SEED_AXIS, train_for
+from proxrl.collect.loops import SEED_AXIS
 from proxrl.errors import ConfigError
 from proxrl.policies.networks import QNetwork
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import deterministic
+from proxrl.run.train import make_train
 from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
 from proxrl.types import Transition
 
@@ -111,9 +112,12 @@ def test_dpg_gradient_is_the_chain_rule():
     def q_fn(s, a):
         return critic.apply(phi, s, a)
 
+    surrogate = deterministic(lambda b, a: q_fn(b.obs, a))  # L(θ) = (1/n) Σ Q(s, μ_θ(s))
+    batch = CriticBatch(obs, phi)
+
     @jax.jit
     def both(theta):
-        g = jax.grad(dpg_objective)(theta, actor, q_fn, obs)
+        g = jax.grad(lambda t: surrogate(t, actor.apply(t, obs), theta, batch)[0])(theta)
         mu, vjp = jax.vjp(lambda t: actor.apply(t, obs), theta)
         dq_da = jax.vmap(jax.grad(lambda s, a: q_fn(s[None], a[None])[0], argnums=1))(obs, mu)  # [n, d]
         (chain,) = vjp(dq_da / obs.shape[0])
@@ -283,12 +287,11 @@ def test_schedule_branches_are_skipped_not_masked_under_a_named_seed_vmap():
 @pytest.mark.parametrize(("module", "name"), [(td3, "TD3"), (ddpg, "DDPG"), (dpg, "DPG")])
 def test_discrete_env_is_rejected(module, name):
     config_cls = {td3: td3.TD3Config, ddpg: ddpg.DDPGConfig, dpg: dpg.DPGConfig}[module]
-    make = {td3: td3.make_td3, ddpg: ddpg.make_ddpg, dpg: dpg.make_dpg}[module]
     with pytest.raises(
         ConfigError,
         match=rf"^{name} needs a continuous \(Box\) action space, got Discrete\(2\)",
     ):
-        make(config_cls(), "CartPole-v1")
+        make_train(config_cls(), "CartPole-v1")
 
 
 def test_unbounded_or_discrete_spaces():
@@ -303,31 +306,8 @@ def test_unbounded_or_discrete_spaces():
     assert require_discrete(DiscreteSpace(2), "x").n == 2
 
 
-@pytest.mark.parametrize("tau", [0.0, -0.1, 1.5, float("nan")])
-def test_tau_outside_unit_interval(tau):
-    with pytest.raises(ConfigError, match=r"tau must lie in \(0, 1\]"):
-        td3.TD3Config(tau=tau).validate()
-    with pytest.raises(ConfigError, match=r"tau must lie in \(0, 1\]"):
-        ddpg.DDPGConfig(tau=tau).validate()
-
-
-@pytest.mark.parametrize("config_cls", [td3.TD3Config, ddpg.DDPGConfig, dpg.DPGConfig])
-def test_buffer_smaller_than_batch_and_other_bad_values(config_cls):
-    with pytest.raises(ConfigError, match="buffer_size must be >= batch_size = 256, got 100"):
-        config_cls(buffer_size=100).validate()
-    with pytest.raises(ConfigError, match="gamma must lie in"):
-        config_cls(gamma=1.5).validate()
-    with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
-        config_cls(lr=0.0).validate()
-    with pytest.raises(ConfigError, match="learning_starts must be an integer >= 0"):
-        config_cls(learning_starts=-1).validate()
-    with pytest.raises(ConfigError, match="gradient_steps must be an integer >= 1"):
-        config_cls(gradient_steps=0).validate()
-    with pytest.raises(ConfigError, match="exploration_noise must lie in"):
-        config_cls(exploration_noise=-0.1).validate()
-
-
 def test_td3_specific_bad_values():
+    """TD3's own fields; the checks every algorithm shares are in test_configs.py."""
     with pytest.raises(ConfigError, match="policy_delay must be an integer >= 1"):
         td3.TD3Config(policy_delay=0).validate()
     with pytest.raises(ConfigError, match="noise_clip must lie in"):
@@ -352,7 +332,7 @@ def test_mountain_car_continuous_trains_with_vmapped_seeds(module, config_cls):
     env = make_jax_env("MountainCarContinuous-v0")
     assert (env.action_space.low.tolist(), env.action_space.high.tolist()) == ([-1.0], [1.0])
     learner = module.make_learner(config, env.observation_space, env.action_space)
-    train = jax.jit(jax.vmap(train_for(module.make_learner, config, env)))
+    train = jax.jit(jax.vmap(make_train(config, env)))
     state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), 3)))
     actions = np.asarray(state.carry.learner.buffer.data.action)  # [3, 1000, 1]: every stored action
     assert actions.min() >= -1.0 and actions.max() <= 1.0 and actions.std() > 0.1

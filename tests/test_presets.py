@@ -16,12 +16,19 @@ from proxrl.run.train import RunConfig
 
 def _parse(algo: str, argv: list[str]):
     command = make_train_command(algo, TRAINERS[algo].config)
-    return tyro.cli(command, args=argv, default=preset_defaults(command, argv), config=(tyro.conf.OmitArgPrefixes,))
+    return tyro.cli(
+        command, args=argv, default=preset_defaults(command, argv), config=(tyro.conf.OmitArgPrefixes,)
+    )
 
 
 def test_ppo_mujoco_preset_is_the_ppo_paper_setting_and_typed_options_override_it():
     cmd = _parse("ppo", ["--env", "HalfCheetah-v5", "--preset", "mujoco", "--lr", "1e-4", "--num-seeds", "3"])
-    assert (cmd.algo.num_envs, cmd.algo.num_steps, cmd.algo.update_epochs, cmd.algo.num_minibatches) == (1, 2048, 10, 32)
+    assert (cmd.algo.num_envs, cmd.algo.num_steps, cmd.algo.update_epochs, cmd.algo.num_minibatches) == (
+        1,
+        2048,
+        10,
+        32,
+    )
     assert cmd.algo.ent_coef == 0.0 and cmd.algo.lr == 1e-4  # typed: overrides the preset's 3e-4
     assert cmd.run.normalize_obs and cmd.run.normalize_reward and cmd.run.num_seeds == 3
     assert cmd.preset == "mujoco"

@@ -4,6 +4,7 @@ formulas, the learner's first step, learning on CartPole, seeds, continuous acti
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -11,25 +12,30 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
+from helpers import (
+    assert_learns,
+    assert_one_line_config_error,
+    assert_seeds_differ_and_repeat,
+    gymnax_loop,
+    rounded,
+    train_seeds,
+)
 from proxrl.algos.actor_critic import as_env, make_agent
 from proxrl.algos.qac import (
     QACConfig,
-    all_actions_objective,
     make_critic,
     make_learner,
-    make_qac,
-    make_train,
-    sampled_objective,
     td_targets,
 )
 from proxrl.errors import ConfigError
 from proxrl.estimators import q_advantages
 from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
+from proxrl.prox.surrogates import all_actions, score_function
+from proxrl.run.train import make_evaluate, make_train
 from proxrl.types import Transition
 
-# Measured with jax.random.key(0) (seeds a, b), deterministic evaluation over 10 episodes: see
-# docs/methods/q-actor-critic.md. The all-actions gradient (defaults: 16 envs × 32 steps), 60k steps: 450 / 500.
+# The all-actions gradient (defaults: 16 envs × 32 steps), 60k steps, 7 seeds (two calls of 4 vmapped seeds,
+# helpers.train_seeds), deterministic evaluation over 10 episodes; see docs/methods/q-actor-critic.md.
 CARTPOLE = QACConfig(total_timesteps=60_000)
 GAMMA = 0.9
 
@@ -84,6 +90,17 @@ def test_td_targets_by_hand(kind):
                 want[t, b] = r[t, b] + GAMMA * np.dot(pi_next[t, b], q_next[t, b])
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
     assert float(y[1, 0]) == float(traj.reward[1, 0])  # the termination
+
+
+def all_actions_objective(logits, q):
+    """The all-actions surrogate (1/N) Σ_s Σ_a π_θ(a|s)·Q(s, a) at the policy's logits, Q held fixed."""
+    return all_actions(lambda b: b.q)(None, logits, None, SimpleNamespace(q=q))[0]
+
+
+def sampled_objective(logp, adv):
+    """The score-function surrogate (1/N) Σ log π_θ(a|s)·Â at the log-probabilities of the taken actions."""
+    batch = SimpleNamespace(action=jnp.arange(logp.shape[0]), adv=adv)
+    return score_function()(None, SimpleNamespace(log_prob=lambda a: logp[a]), None, batch)[0]
 
 
 def _policy_batch():
@@ -174,60 +191,53 @@ def test_first_step_follows_the_hand_computed_gradient(gradient):
 
 @pytest.fixture(scope="module")
 def cartpole_runs():
-    """Seeds (a, b, a) in ONE vmapped, jitted call: learning, seed differences and determinism at once."""
     train = jax.jit(jax.vmap(make_train(CARTPOLE, "CartPole-v1")))
-    ka, kb = jax.random.split(jax.random.key(0), 2)
-    state, metrics = train(jnp.stack([ka, kb, ka]))
-    evaluate = make_qac(CARTPOLE, "CartPole-v1", eval_episodes=10).evaluate
-    returns = jax.jit(jax.vmap(evaluate))(state, jax.random.split(jax.random.key(1), 3))
-    return jax.tree.map(np.asarray, metrics), np.asarray(returns)
+    evaluate = jax.jit(jax.vmap(make_evaluate(CARTPOLE, "CartPole-v1", episodes=10)))
+    return train_seeds(train, evaluate, lanes=4)
 
 
 def test_all_actions_learns_cartpole(cartpole_runs):
-    metrics, returns = cartpole_runs
-    assert np.nanmean(metrics["episodic_return"][:2, :5]) < 40.0  # starts near random (~20)
-    assert returns[:2].min() >= 150.0, returns
-    assert np.nanmean(metrics["explained_variance"][:2, -20:]) > 0.5  # Q_φ tracks its TD targets
+    metrics = cartpole_runs.metrics[0]
+    start = np.nanmean(metrics["episodic_return"][:, :5], axis=1)
+    ev = np.nanmean(metrics["explained_variance"][:, -20:], axis=1)
+    print(f"QAC CartPole-v1 per seed: first 5 updates {rounded(start)}; explained variance {rounded(ev, 2)}")
+    assert np.all(start < 40.0), start  # starts near random (~20); measured 20.9, 20.0, 22.8, 21.2
+    # measured here (AMD EPYC, 2 cores), per seed: 462.3, 500, 390.6, 500, 311.5, 192.1, 122.4 (median 390.6)
+    assert_learns(cartpole_runs.returns, 150.0, "QAC all-actions CartPole-v1, 60k steps")
+    assert np.median(ev) > 0.5, ev  # Q_φ tracks its TD targets; measured 0.97, 0.98, 0.99, 0.89
     for name in ("policy_loss", "value_loss", "entropy", "kl", "surrogate_gain", "step_norm", "q_mean"):
-        assert metrics[name].shape == (3, CARTPOLE.num_updates), name
+        assert metrics[name].shape == (4, CARTPOLE.num_updates), name
         assert np.all(np.isfinite(metrics[name])), name
 
 
 def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
-    metrics, _ = cartpole_runs
-    assert_seeds_differ_and_repeat(metrics, "policy_loss")
+    assert_seeds_differ_and_repeat(cartpole_runs, "policy_loss")
 
 
 def test_continuous_actions_sampled_step_and_all_actions_refused():
     config = QACConfig(total_timesteps=64, num_envs=2, num_steps=32, hidden=(16,), gradient="sampled")
-    trainer = make_qac(config, "Pendulum-v1", eval_episodes=1)
+    trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
     for name in ("kl", "policy_loss", "value_loss", "entropy", "step_norm", "q_mean"):
         assert np.isfinite(float(metrics[name])), name
     assert float(metrics["step_norm"]) > 0
     assert state.carry.learner.params["actor"]["params"]["log_std"].shape == (1,)
     with pytest.raises(ConfigError, match="discrete") as info:
-        make_qac(dataclasses.replace(config, gradient="all_actions"), "Pendulum-v1")
+        make_train(dataclasses.replace(config, gradient="all_actions"), "Pendulum-v1")
     assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"total_timesteps": 10},
-        {"num_envs": 0},
         {"gradient": "reparam"},
         {"td_target": "q_learning"},
         {"num_action_samples": 0},
         {"q_epochs": 0},
         {"q_minibatches": 3},
-        {"lr": 0.0},
-        {"q_lr": -1.0},
-        {"gamma": 1.5},
-        {"ent_coef": -0.1},
-        {"hidden": ()},
     ],
 )
 def test_bad_config_raises(change):
+    """Q actor-critic's own fields; the checks every algorithm shares are in test_configs.py."""
     config = dataclasses.replace(QACConfig(), **change)
-    assert_one_line_config_error(config, make_qac, "CartPole-v1")
+    assert_one_line_config_error(config, make_train, "CartPole-v1")

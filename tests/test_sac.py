@@ -4,18 +4,27 @@ batches, one full gradient step, learning on Pendulum, seeds, bad input."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_config_error, assert_seeds_differ_and_repeat
+from helpers import (
+    assert_learns,
+    assert_one_line_config_error,
+    assert_seeds_differ_and_repeat,
+    rounded,
+    train_seeds,
+)
 from proxrl.algos import sac
-from proxrl.algos.sac import SACConfig, make_sac, make_train
+from proxrl.algos.sac import SACConfig
 from proxrl.collect.loops import SEED_AXIS
 from proxrl.errors import ConfigError
 from proxrl.policies.distributions import diag_gaussian, scale_to_bounds, tanh_gaussian_log_prob
+from proxrl.prox.surrogates import soft
+from proxrl.run.train import make_evaluate, make_train
 from proxrl.settings.jax_envs import BoxSpace
 from proxrl.types import Transition
 
@@ -59,14 +68,20 @@ def test_soft_target_terminated_vs_truncated():
     np.testing.assert_array_equal(g, 0.0)  # the target is held fixed
 
 
+def actor_loss(alpha, logp, q_pi):
+    """SAC's actor loss −L(θ) from the kit's soft surrogate, at given log-probabilities and critic values."""
+    term = soft(lambda batch, action: q_pi)
+    return -term(None, (None, logp), None, SimpleNamespace(alpha=alpha))[0]
+
+
 def test_critic_and_actor_losses_on_a_hand_built_batch():
     q, y = jnp.array([[1.0, 2.0], [3.0, 4.0]]), jnp.array([0.0, 1.0])
     # ½·mean((1, 1)²) + ½·mean((3, 3)²)
     np.testing.assert_allclose(sac.critic_loss(q, y), 0.5 + 4.5, rtol=1e-6)
     # α = 0.5, log π = (−1, 1), min_j Q = (1, 0): mean(−0.5 − 1, 0.5 − 0) = −0.5
     logp, q_pi = jnp.array([-1.0, 1.0]), jnp.array([[1.0, 3.0], [2.0, 0.0]])
-    np.testing.assert_allclose(sac.actor_loss(0.5, logp, q_pi), -0.5, rtol=1e-6)
-    g_logp, g_q = jax.grad(sac.actor_loss, argnums=(1, 2))(0.5, logp, q_pi)
+    np.testing.assert_allclose(actor_loss(0.5, logp, q_pi), -0.5, rtol=1e-6)
+    g_logp, g_q = jax.grad(actor_loss, argnums=(1, 2))(0.5, logp, q_pi)
     np.testing.assert_allclose(g_logp, [0.25, 0.25])  # α/n
     np.testing.assert_allclose(g_q, [[-0.5, 0.0], [0.0, -0.5]])  # −1/n on the smaller critic only
 
@@ -138,39 +153,39 @@ def test_sac_critic_target_matches_hand_computation(one_step):
 
 # --------------------------------------------------------------------------------------------- learning
 
-# Small networks keep the suite fast on CPU; the 5-seed, 20k-step checks are in docs/methods/sac.md.
-PENDULUM = SACConfig(total_timesteps=10_000, hidden=(64, 64))
+# Small networks and 6k steps keep the suite fast on CPU; 5 seeds (two calls of 3 vmapped seeds,
+# helpers.train_seeds), deterministic evaluation over 10 episodes. The 5-seed, 20k-step checks are in
+# docs/methods/sac.md. A random policy scores about −1200 on Pendulum-v1.
+PENDULUM = SACConfig(total_timesteps=6_000, hidden=(64, 64))
 
 
 @pytest.fixture(scope="module")
 def pendulum_runs():
-    """Seeds (a, b, a), (a, b) = split(key(0), 2), in ONE vmapped, jitted call: learning, seed differences and
-    determinism at once."""
     train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1"), axis_name=SEED_AXIS))
-    ka, kb = jax.random.split(jax.random.key(0), 2)
-    state, metrics = train(jnp.stack([ka, kb, ka]))
-    evaluate = make_sac(PENDULUM, "Pendulum-v1", eval_episodes=10).evaluate
-    returns = jax.jit(jax.vmap(evaluate))(state, jax.random.split(jax.random.key(1), 3))
-    return state, jax.tree.map(np.asarray, metrics), np.asarray(returns)
+    evaluate = jax.jit(jax.vmap(make_evaluate(PENDULUM, "Pendulum-v1", episodes=10)))
+    return train_seeds(train, evaluate, lanes=3)
 
 
 def test_sac_learns_pendulum(pendulum_runs):
-    _, metrics, returns = pendulum_runs
-    assert returns[:2].min() >= -200.0, returns
+    metrics = pendulum_runs.metrics[0]
+    # measured here (AMD EPYC, 2 cores), per seed: −135.2, −98.3, −210.1, −100.3, −206.6 (median −135.2)
+    assert_learns(pendulum_runs.returns, -400.0, "SAC Pendulum-v1, 6k steps")
     n = PENDULUM.num_updates
     assert metrics["episodic_return"].shape == (3, n)
     starts = PENDULUM.learning_starts
     assert np.all(np.isnan(metrics["critic_loss"][:, : starts - 1]))  # no update before learning_starts
     assert np.all(np.isfinite(metrics["critic_loss"][:, starts:]))
-    np.testing.assert_array_equal(metrics["buffer_size"][0, -1], n)
-    alpha = metrics["alpha"][0, starts:]
-    assert alpha[0] == pytest.approx(1.0, rel=1e-2) and alpha[-1] < 0.2  # α tuned down from 1
-    assert np.nanmean(metrics["episodic_return"][:2, -2000:]) > -400.0
+    np.testing.assert_array_equal(metrics["buffer_size"][:, -1], n)
+    alpha = metrics["alpha"][:, starts:]
+    late = np.nanmean(metrics["episodic_return"][:, -2000:], axis=1)  # episodes of the last 2000 steps
+    print(f"SAC final α per seed: {rounded(alpha[:, -1], 3)}; last 2000 steps' returns: {rounded(late)}")
+    np.testing.assert_allclose(alpha[:, 0], 1.0, rtol=1e-2)
+    assert np.all(alpha[:, -1] < 0.2), alpha[:, -1]  # α tuned down from 1; measured 0.067, 0.080, 0.076
+    assert np.median(late) > -500.0, late  # measured −146.3, −163.1, −176.8
 
 
 def test_seeds_differ_and_same_seed_is_identical(pendulum_runs):
-    _, metrics, _ = pendulum_runs
-    assert_seeds_differ_and_repeat(metrics, "critic_loss")
+    assert_seeds_differ_and_repeat(pendulum_runs, "critic_loss")
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -179,21 +194,13 @@ def test_seeds_differ_and_same_seed_is_identical(pendulum_runs):
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("lr", 0.0, "lr must be"),
         ("alpha_lr", -1.0, "alpha_lr must be"),
         ("alpha", 0.0, "alpha must be"),
-        ("tau", 0.0, "tau must lie in (0, 1]"),
-        ("gamma", 1.5, "gamma must lie in [0, 1]"),
-        ("batch_size", 0, "batch_size must be"),
-        ("buffer_size", 100, "buffer_size must be >= batch_size"),
-        ("learning_starts", -1, "learning_starts must be"),
-        ("total_timesteps", 0, "total_timesteps must be"),
-        ("gradient_steps", 0, "gradient_steps must be"),
-        ("activation", "gelu", "activation must be one of"),
         ("target_entropy", math.inf, "target_entropy must be"),
     ],
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
+    """SAC's own fields; the checks every algorithm shares are in test_configs.py."""
     config = SACConfig(**{field: value})
     assert_one_line_config_error(config, make_train, "Pendulum-v1", fragment)
 

@@ -147,27 +147,39 @@ def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting,
     assert float(jnp.abs(centred - adv).max()) < 0.3 * float(jnp.abs(adv).max())  # 0.18 measured
 
 
+SEEDS = 16  # vmapped in one call; 16 seeds take no longer than 4 here (compilation dominates)
+
+
 @pytest.fixture(scope="module")
 def sampled_runs():
     m = mdps.random_mdp(5, 6, 3, 3, 0.8)
-    stack = tb.stack([m] * 4)
-    theta0 = jnp.zeros((4, 6, 3))
-    keys = jax.random.split(jax.random.key(0), 4)
+    stack = tb.stack([m] * SEEDS)
+    theta0 = jnp.zeros((SEEDS, 6, 3))
+    keys = jax.random.split(jax.random.key(0), SEEDS)
     out = {}
     for algo, eta, alpha in [("reinforce", 3.0, 0.0), ("npg_reg", 0.3, 0.15), ("npg_ls", 0.1, 0.0)]:
         f = sa.sweep(algo, 40, num_traj=64, max_len=40, baseline="learned", alpha=alpha, m=20)
-        out[algo] = f(stack, theta0, keys, jnp.full(4, eta))
+        out[algo] = f(stack, theta0, keys, jnp.full(SEEDS, eta))
     return out
 
 
+# Measured here (AMD EPYC, 2 cores): the mean over the 16 seeds of (last gap / first gap) is 0.363 (REINFORCE),
+# 0.457 (NPG-regularised), 0.612 (NPG least squares); per seed 0.15–0.62, 0.27–0.68 and 0.50–0.96. The first 4
+# seeds alone gave 0.271, 0.405, 0.660. The per-seed standard deviation (0.11–0.16) puts the thresholds 1.8–3.5
+# standard errors of a 4-seed mean above the 16-seed means, 3.5–7 standard errors of a 16-seed mean.
 @pytest.mark.parametrize("algo, factor", [("reinforce", 0.5), ("npg_reg", 0.6), ("npg_ls", 0.8)])
 def test_sampled_algorithms_improve(sampled_runs, algo, factor):
-    """40 iterations of 64 trajectories from uniform π: the mean gap over 4 seeds (last 10 iterations)
+    """40 iterations of 64 trajectories from uniform π: the mean gap over 16 seeds (last 10 iterations)
     falls below ``factor`` × the initial gap."""
     res = sampled_runs[algo]
     first, last = np.asarray(res.trace.gap[:, 0]), np.asarray(res.trace.gap[:, -10:]).mean(1)
-    assert np.all(first > 0.5)
-    assert last.mean() < factor * first.mean(), (algo, first, last)
+    ratio = np.round(np.asarray(last / first, np.float64), 3)
+    report = (
+        f"{algo}: last/first gap, mean over seeds {last.mean() / first.mean():.3f}, per seed {ratio.tolist()}"
+    )
+    print(report)
+    assert np.all(first > 0.5), first
+    assert last.mean() < factor * first.mean(), report
 
 
 def test_sampled_bad_input():

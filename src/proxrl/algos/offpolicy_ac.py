@@ -188,7 +188,7 @@ def ac_update(
 
     Both steps are taken at (θ_k, φ_k): the critic toward the expected-SARSA target under π_θk and φ̄, the
     actor (:func:`ac_actor_step`) along g (+ entropy) under Q_φk; then φ̄ ← τφ_{k+1} + (1 − τ)φ̄. ``key`` is
-    unused (the update is deterministic given the batch). Metrics: ``critic_loss``, ``objective`` (Σ_a π Q,
+    unused (the update is deterministic given the batch). Metrics: ``critic_loss``, ``policy_loss`` (−Σ_a π Q,
     without the entropy term), ``entropy``, ``q_mean``, ``target_mean``, and the actor step's
     ``surrogate_gain``, ``step_norm``, ``grad_norm``.
     """

@@ -227,7 +227,7 @@ def qac_step(config: QACConfig, agent: Agent) -> ProxStep:
 def make_learner(config: QACConfig, observation_space: Space, action_space: Space) -> Learner:
     """Q actor-critic as a :class:`~proxrl.types.Learner`: ``learn`` is TD targets → :func:`qac_step` → critic fit.
 
-    Per-update metrics: the step's (``policy_loss`` or ``objective`` at θ_k, ``entropy`` at θ_k, ``kl`` the
+    Per-update metrics: the step's (``policy_loss`` at θ_k, ``entropy`` at θ_k, ``kl`` the
     exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain`` with Q_φk fixed, ``step_norm``, ``grad_norm`` before
     clipping), ``value_loss`` (the critic's TD loss, mean over its steps), ``explained_variance`` (Q_φk(s, a)
     against the targets y), ``q_mean`` (mean Q_φk(s, a)).

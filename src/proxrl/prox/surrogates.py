@@ -129,12 +129,12 @@ def all_actions(q_values: Callable[[Any], Array]) -> Term:
     """``L_k(θ) = (1/N) Σ_i Σ_a π_θ(a|s_i)·Q(s_i, a)`` with ``Q = q_values(batch)`` ``[N, A]`` held fixed and
     ``π_θ = softmax(logits)`` (the policy evaluation is the logits ``[N, A]``); its gradient is the lecture's
     all-actions ``g = (1/N) Σ_i Σ_a ∇π_θ(a|s_i) Q(s_i, a)``, which does not use the sampled actions.
-    Metric ``objective``."""
+    Metric ``policy_loss`` (−L)."""
 
     def term(theta: Params, logits: Array, theta_k: Params, batch: Any) -> tuple[Array, dict]:
         probs = jax.nn.softmax(logits, axis=-1)
         value = jnp.mean(jnp.sum(probs * jax.lax.stop_gradient(q_values(batch)), axis=-1))
-        return value, {"objective": value}
+        return value, {"policy_loss": -value}
 
     return term
 

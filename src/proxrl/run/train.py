@@ -177,10 +177,12 @@ def make_train(
     ``[num_updates]``, plus ``env_steps``; ``state.carry.learner`` is the algorithm's state.
     """
     config.validate()
-    registry.entry_for(config)
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
+    _learner(
+        config, name, env.observation_space, env.action_space
+    )  # a bad config or space fails here, not in a trace
 
     def train(key: PRNGKey, hyper: dict[str, Any] | None = None) -> tuple[loops.LoopState, Metrics]:
         cfg = config if not hyper else dataclasses.replace(config, **hyper)

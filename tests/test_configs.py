@@ -1,0 +1,151 @@
+"""Configuration checks the trainable algorithms share, run on every algorithm in the registry
+(``proxrl.algos.registry.TRAINERS``): each bad value is a one-line :class:`ConfigError` from ``validate()`` that
+names the field and the value, and building the learner refuses it too. The checks of an algorithm's own fields
+stay in its test file."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import pytest
+
+from proxrl.algos.registry import TRAINERS
+from proxrl.errors import ConfigError
+from proxrl.settings.jax_envs import make_jax_env
+
+nan, inf = math.nan, math.inf
+
+# (field, bad value, the message): every algorithm's config has these fields
+SHARED = [
+    ("total_timesteps", 0, "total_timesteps must be an integer >= 1, got 0"),
+    ("total_timesteps", -5, "total_timesteps must be an integer >= 1, got -5"),
+    ("total_timesteps", 1.5, "total_timesteps must be an integer >= 1, got 1.5"),
+    ("num_envs", 0, "num_envs must be an integer >= 1, got 0"),
+    ("num_envs", -1, "num_envs must be an integer >= 1, got -1"),
+    ("num_steps", 0, "num_steps must be an integer >= 1, got 0"),
+    ("hidden", (), "hidden must list at least one layer width, got ()"),
+    ("hidden", (64, 0), "hidden layer width must be an integer >= 1, got 0"),
+    ("activation", "gelu", "activation must be one of tanh, relu; got 'gelu'"),
+    ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
+    ("lr", -1e-3, "lr must be a finite number > 0, got -0.001"),
+    ("lr", nan, "lr must be a finite number > 0, got nan"),
+    ("lr", inf, "lr must be a finite number > 0, got inf"),
+    ("gamma", 1.5, "gamma must lie in [0, 1], got 1.5"),
+    ("gamma", -0.1, "gamma must lie in [0, 1], got -0.1"),
+    ("gamma", nan, "gamma must lie in [0, 1], got nan"),
+]
+# fields that several algorithms have: checked on every config that has the field
+FAMILY = [
+    ("max_grad_norm", 0.0, "max_grad_norm must be a finite number > 0, got 0.0"),
+    ("max_grad_norm", nan, "max_grad_norm must be a finite number > 0, got nan"),
+    ("ent_coef", -0.1, "ent_coef must lie in [0, inf), got -0.1"),
+    ("ent_coef", nan, "ent_coef must lie in [0, inf), got nan"),
+    ("gae_lambda", -0.1, "gae_lambda must lie in [0, 1], got -0.1"),
+    ("gae_lambda", 1.5, "gae_lambda must lie in [0, 1], got 1.5"),
+    ("q_lr", -1.0, "q_lr must be a finite number > 0, got -1.0"),
+    ("tau", 0.0, "tau must lie in (0, 1], got 0.0"),
+    ("tau", -0.1, "tau must lie in (0, 1], got -0.1"),
+    ("tau", 1.5, "tau must lie in (0, 1], got 1.5"),
+    ("tau", nan, "tau must lie in (0, 1], got nan"),
+    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+    ("batch_size", 1.5, "batch_size must be an integer >= 1, got 1.5"),
+    ("learning_starts", -1, "learning_starts must be an integer >= 0, got -1"),
+    ("gradient_steps", 0, "gradient_steps must be an integer >= 1, got 0"),
+    ("exploration_noise", -0.1, "exploration_noise must lie in [0, inf), got -0.1"),
+    ("exploration_noise", nan, "exploration_noise must lie in [0, inf), got nan"),
+]
+FAMILY_FIELDS = sorted({field for field, _, _ in FAMILY})
+
+
+def _fields(algo: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(TRAINERS[algo].config)}
+
+
+@functools.cache
+def _spaces(algo: str):
+    """The (observation, action) spaces of the first of CartPole-v1 (discrete actions) and Pendulum-v1
+    (continuous) on which the algorithm's default config builds."""
+    for env_id in ("CartPole-v1", "Pendulum-v1"):
+        env = make_jax_env(env_id)
+        try:
+            TRAINERS[algo].make_learner(TRAINERS[algo].config(), env.observation_space, env.action_space)
+        except ConfigError:
+            continue
+        return env.observation_space, env.action_space
+    raise AssertionError(f"{algo}'s default config builds on neither CartPole-v1 nor Pendulum-v1")
+
+
+def _assert_refused(algo: str, config, message: str) -> None:
+    """``validate()`` raises exactly ``message`` (one line), and building the learner raises it too."""
+    with pytest.raises(ConfigError) as err:
+        config.validate()
+    assert str(err.value) == message
+    assert "\n" not in message
+    with pytest.raises(ConfigError) as err:
+        TRAINERS[algo].make_learner(config, *_spaces(algo))
+    assert str(err.value) == message
+
+
+CASES = [
+    pytest.param(algo, field, value, message, id=f"{algo}-{field}={value!r}")
+    for algo in TRAINERS
+    for field, value, message in SHARED + FAMILY
+    if field in _fields(algo)
+]
+
+
+def test_every_algorithm_has_the_shared_fields_and_valid_defaults():
+    assert set(TRAINERS) >= {
+        "reinforce",
+        "npg",
+        "qac",
+        "a2c",
+        "ppo",
+        "dpg",
+        "ddpg",
+        "td3",
+        "sac",
+        "offpolicy_ac",
+    }
+    for algo, entry in TRAINERS.items():
+        assert {field for field, _, _ in SHARED} <= _fields(algo), algo
+        config = entry.config()
+        assert config.validate() is config, algo
+        _spaces(algo)  # builds on one of the two environments
+
+
+def test_family_fields_are_checked_somewhere():
+    """Every field in FAMILY belongs to at least two algorithms (else it belongs in that algorithm's tests)."""
+    for field in FAMILY_FIELDS:
+        owners = [algo for algo in TRAINERS if field in _fields(algo)]
+        assert len(owners) >= 2, (field, owners)
+
+
+@pytest.mark.parametrize(("algo", "field", "value", "message"), CASES)
+def test_bad_value_is_a_one_line_config_error(algo, field, value, message):
+    config = dataclasses.replace(TRAINERS[algo].config(), **{field: value})
+    _assert_refused(algo, config, message)
+
+
+@pytest.mark.parametrize("algo", list(TRAINERS))
+def test_budget_below_one_update(algo):
+    """total_timesteps below one update's num_envs·num_steps steps (4 envs × 1 step where one update is one step)."""
+    config = TRAINERS[algo].config()
+    if config.num_envs * config.num_steps == 1:
+        config = dataclasses.replace(config, num_envs=4)
+    per_update = config.num_envs * config.num_steps
+    config = dataclasses.replace(config, total_timesteps=per_update - 1)
+    message = (
+        f"total_timesteps must be >= num_envs·num_steps = {per_update} (one update), got {per_update - 1}"
+    )
+    _assert_refused(algo, config, message)
+
+
+@pytest.mark.parametrize("algo", [algo for algo in TRAINERS if "buffer_size" in _fields(algo)])
+def test_buffer_smaller_than_a_batch(algo):
+    config = TRAINERS[algo].config()
+    config = dataclasses.replace(config, buffer_size=config.batch_size - 1)
+    message = f"buffer_size must be >= batch_size = {config.batch_size}, got {config.batch_size - 1}"
+    _assert_refused(algo, config, message)
