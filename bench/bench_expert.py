@@ -15,8 +15,8 @@ import time
 import jax
 import numpy as np
 
-from proxrl.algos import expert
-from proxrl.settings.expert import bernoulli
+from proxrl.tabular import expert
+from proxrl.tabular.rewards import bernoulli
 
 
 def main() -> None:

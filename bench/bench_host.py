@@ -40,7 +40,7 @@ ENV_ID = "HalfCheetah-v5"
 def part_bare(steps: int) -> dict:
     import numpy as np
 
-    from proxrl.settings.gym_envs import make_gym_env
+    from proxrl.deep.gym_envs import make_gym_env
 
     env = make_gym_env(ENV_ID, num_envs=1)
     env.reset(seed=0)
@@ -57,11 +57,11 @@ def part_bare(steps: int) -> dict:
 def part_proxrl(steps: int, algo: str) -> dict:
     import jax
 
-    from proxrl.collect.loops import Normalization
+    from proxrl.deep.loops import Normalization
     from proxrl.run.host import HostRunner, gym_spaces
 
     if algo == "ppo":
-        from proxrl.algos.ppo import PPOConfig, make_learner
+        from proxrl.deep.on_policy.ppo import PPOConfig, make_learner
 
         config = PPOConfig(
             total_timesteps=1_000_000,
@@ -74,7 +74,7 @@ def part_proxrl(steps: int, algo: str) -> dict:
         )
         norm = Normalization(obs=True, reward=True)
     else:
-        from proxrl.algos import sac, td3
+        from proxrl.deep.off_policy import sac, td3
 
         module = {"sac": sac, "td3": td3}[algo]
         config_cls = {"sac": sac.SACConfig, "td3": td3.TD3Config}[algo]

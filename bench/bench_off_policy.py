@@ -23,8 +23,8 @@ import jax
 import numpy as np
 
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
-from proxrl.algos import ddpg, dpg, sac, td3
-from proxrl.collect.loops import SEED_AXIS
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.off_policy import ddpg, dpg, sac, td3
 from proxrl.run.train import make_evaluate, make_train
 
 ALGOS = {

@@ -90,7 +90,7 @@ def compile_and_run(train: Any, keys: Any, since: float) -> tuple[dict[str, Any]
     (the script's start time) to now, compile_s, run_s until the metrics are ready)."""
     import jax
 
-    from proxrl.collect.loops import SEED_AXIS
+    from proxrl.deep.loops import SEED_AXIS
 
     jitted = jax.jit(jax.vmap(train, axis_name=SEED_AXIS))
     startup_s = time.perf_counter() - since
@@ -108,7 +108,7 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
     import jax
     import numpy as np
 
-    from proxrl.algos.ppo import PPOConfig
+    from proxrl.deep.on_policy.ppo import PPOConfig
     from proxrl.run.train import make_train
 
     if cache:

@@ -42,7 +42,7 @@ def proxrl_worker(seeds: int, seed: int, total: int) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    from proxrl.algos.sac import SACConfig
+    from proxrl.deep.off_policy.sac import SACConfig
     from proxrl.run.train import make_train
 
     config = SACConfig(total_timesteps=total, hidden=(64, 64))

@@ -12,10 +12,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from proxrl.algos import tabular as exact_algos
-from proxrl.algos import tabular_sampled as sampled_algos
-from proxrl.settings import mdps
-from proxrl.settings import tabular as tb
+from proxrl.tabular import exact as exact_algos
+from proxrl.tabular import mdp as tb
+from proxrl.tabular import mdps
+from proxrl.tabular import sampled as sampled_algos
 
 
 def _timed(f, *args) -> tuple[float, object]:

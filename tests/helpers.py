@@ -103,8 +103,8 @@ class GymnaxLoop(NamedTuple):
 
 def gymnax_loop(config: Any, env_id: str, eval_episodes: int = 10) -> GymnaxLoop:
     """The :class:`GymnaxLoop` of ``config``'s algorithm on ``env_id`` (the driver's loop functions)."""
-    from proxrl.algos.registry import entry_for
-    from proxrl.collect import loops
+    from proxrl.deep import loops
+    from proxrl.deep.registry import entry_for
     from proxrl.run.train import make_evaluate
 
     env, norm = loops.env_for(env_id), loops.Normalization()

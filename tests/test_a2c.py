@@ -15,7 +15,7 @@ from helpers import (
     gymnax_loop,
     train_seeds,
 )
-from proxrl.algos.a2c import A2CConfig
+from proxrl.deep.on_policy.a2c import A2CConfig
 from proxrl.run.train import RunConfig, make_evaluate, make_runner, make_train
 
 # SB3 defaults (8 envs × 5 steps, RMSprop lr 7e-4), 200k steps, 7 seeds (two calls of 4 vmapped seeds,

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import bandit as B
-from proxrl.algos import softmax_table as st
 from proxrl.errors import ConfigError
 from proxrl.estimators.importance import ipw_rewards
-from proxrl.policies import softmax
-from proxrl.settings import expert as R
+from proxrl.tabular import bandit as B
+from proxrl.tabular import rewards as R
+from proxrl.tabular import softmax
+from proxrl.tabular import steps as st
 
 KEY = jax.random.key(0)
 

@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
-from proxrl.algos.registry import TRAINERS
 from proxrl.cli import LECTURES, main
+from proxrl.deep.registry import TRAINERS
 from proxrl.run.commands import EvaluateCommand
 from proxrl.run.train import RunConfig
 

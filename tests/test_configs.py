@@ -1,5 +1,5 @@
 """Configuration checks the trainable algorithms share, run on every algorithm in the registry
-(``proxrl.algos.registry.TRAINERS``): each bad value is a one-line :class:`ConfigError` from ``validate()`` that
+(``proxrl.deep.registry.TRAINERS``): each bad value is a one-line :class:`ConfigError` from ``validate()`` that
 names the field and the value, and building the learner refuses it too. The checks of an algorithm's own fields
 stay in its test file."""
 
@@ -11,9 +11,9 @@ import math
 
 import pytest
 
-from proxrl.algos.registry import TRAINERS
+from proxrl.deep.jax_envs import make_jax_env
+from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
-from proxrl.settings.jax_envs import make_jax_env
 
 nan, inf = math.nan, math.inf
 

@@ -1,6 +1,6 @@
 """The documentation cites code by symbol, and every cited symbol exists.
 
-README.md and docs/**/*.md name code as backticked dotted names (`proxrl.algos.ppo.make_learner`), never as
+README.md and docs/**/*.md name code as backticked dotted names (`proxrl.deep.on_policy.ppo.make_learner`), never as
 ``file.py:123`` line numbers, which go stale with every edit above them. These tests import each cited name,
 so a renamed or moved function fails here until the page that cites it is updated.
 """

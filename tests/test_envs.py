@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.errors import ConfigError
-from proxrl.settings.gym_envs import make_gym_env
-from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
-from proxrl.settings.normalize import (
+from proxrl.deep.gym_envs import make_gym_env
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
+from proxrl.deep.normalize import (
     normalize,
     reward_norm_init,
     reward_norm_update,
@@ -20,6 +19,7 @@ from proxrl.settings.normalize import (
     running_stats_update,
     scale_reward,
 )
+from proxrl.errors import ConfigError
 from proxrl.types import Transition
 
 T, B, MAX_STEPS = 24, 3, 5

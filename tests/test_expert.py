@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from proxrl.algos import expert
 from proxrl.errors import ConfigError
-from proxrl.settings import expert as R
+from proxrl.tabular import expert
+from proxrl.tabular import rewards as R
 
 KEYS = jax.random.split(jax.random.key(0), 200)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from helpers import assert_learns
-from proxrl.algos.ppo import PPOConfig
+from proxrl.deep.gym_envs import resolve_backend
+from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.host import HostRunner
 from proxrl.run.train import CHECKPOINT, JaxRunner, RunConfig, make_runner, train
-from proxrl.settings.gym_envs import resolve_backend
 
 CARTPOLE = PPOConfig(total_timesteps=153_600, num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
 

@@ -1,5 +1,6 @@
-"""Imports point one way: cli > lecture > run > algos > collect > prox > estimators > policies > settings
-> types (errors sits with types)."""
+"""Imports point one way: cli > lecture > run > {tabular, deep} > prox > estimators > types (errors sits with
+types); the two worlds, tabular/ (exact and sampled tables) and deep/ (networks, environments, rollouts),
+never import each other."""
 
 import ast
 from pathlib import Path
@@ -8,15 +9,12 @@ import proxrl
 
 RANK = {
     "types": 0, "errors": 0,
-    "settings": 1,
-    "policies": 2,
-    "estimators": 3,
-    "prox": 3.5,  # the proximal-step kit: surrogates, geometries, solvers, critics
-    "collect": 4,
-    "algos": 5,
-    "run": 6,
-    "lecture": 7,
-    "cli": 8, "__init__": 8,
+    "estimators": 1,
+    "prox": 2,  # the proximal-step kit: surrogates, geometries, solvers, critics (both worlds use it)
+    "tabular": 3, "deep": 3,  # the two worlds: each on the kernel, never one on the other
+    "run": 4,
+    "lecture": 5,
+    "cli": 6, "__init__": 6,
 }  # fmt: skip
 ROOT = Path(proxrl.__file__).parent
 

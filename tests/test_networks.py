@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.errors import ConfigError
-from proxrl.policies.distributions import (
+from proxrl.deep.distributions import (
     categorical,
     diag_gaussian,
     gaussian_entropy,
@@ -24,7 +23,7 @@ from proxrl.policies.distributions import (
     tanh_gaussian_sample,
     tanh_log_det_jacobian,
 )
-from proxrl.policies.networks import (
+from proxrl.deep.networks import (
     CategoricalPolicy,
     DeterministicPolicy,
     DiscreteQNetwork,
@@ -37,6 +36,7 @@ from proxrl.policies.networks import (
     orthogonal,
     orthonormal_columns,
 )
+from proxrl.errors import ConfigError
 
 OBS_DIM, ACT_DIM, NUM_ACTIONS = 4, 2, 3
 SMALL = (16, 16)
@@ -190,7 +190,7 @@ def test_orthogonal_rejects_vectors_and_wide_factorisations():
 
 DEADLOCK_SCRIPT = """
 import jax, proxrl
-from proxrl.policies.networks import orthogonal
+from proxrl.deep.networks import orthogonal
 init = orthogonal(1.0)
 g = jax.jit(jax.vmap(lambda k: [init(s, (64, 64)) for s in jax.random.split(k, 4)]))
 for i in range(300):

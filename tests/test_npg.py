@@ -19,9 +19,9 @@ from helpers import (
     rounded,
     train_seeds,
 )
-from proxrl.algos.npg import NPGConfig
-from proxrl.policies.distributions import categorical, diag_gaussian
-from proxrl.policies.networks import CategoricalPolicy, GaussianPolicy
+from proxrl.deep.distributions import categorical, diag_gaussian
+from proxrl.deep.networks import CategoricalPolicy, GaussianPolicy
+from proxrl.deep.on_policy.npg import NPGConfig
 from proxrl.prox.geometry import fisher_vector_product
 from proxrl.prox.solvers import conjugate_gradient, line_search
 from proxrl.run.train import make_evaluate, make_train

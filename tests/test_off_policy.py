@@ -10,8 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import ddpg, dpg, sac, td3
-from proxrl.algos.off_policy import (
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.networks import QNetwork
+from proxrl.deep.off_policy import ddpg, dpg, sac, td3
+from proxrl.deep.off_policy.common import (
     CriticBatch,
     ReplayState,
     deterministic_actor,
@@ -22,13 +25,10 @@ from proxrl.algos.off_policy import (
     to_unit,
     twin_q,
 )
-from proxrl.collect.loops import SEED_AXIS
 from proxrl.errors import ConfigError
-from proxrl.policies.networks import QNetwork
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import deterministic
 from proxrl.run.train import make_train
-from proxrl.settings.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
 from proxrl.types import Transition
 
 PENDULUM = make_jax_env("Pendulum-v1")

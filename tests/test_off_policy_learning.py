@@ -12,8 +12,8 @@ import jax
 import numpy as np
 
 from helpers import assert_learns, assert_seeds_differ_and_repeat, rounded, train_seeds
-from proxrl.algos import ddpg, td3
-from proxrl.collect.loops import SEED_AXIS
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.off_policy import ddpg, td3
 from proxrl.run.train import make_evaluate, make_train
 
 STEPS = 10_000

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from helpers import assert_learns, assert_seeds_differ_and_repeat, train_seeds
-from proxrl.algos import offpolicy_ac as ac
-from proxrl.algos.offpolicy_ac import OffPolicyACConfig
-from proxrl.collect.loops import SEED_AXIS
+from proxrl.deep.distributions import categorical
+from proxrl.deep.jax_envs import DiscreteSpace
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.networks import CategoricalPolicy
+from proxrl.deep.off_policy import offpolicy_ac as ac
+from proxrl.deep.off_policy.offpolicy_ac import OffPolicyACConfig
 from proxrl.errors import ConfigError
-from proxrl.policies.distributions import categorical
-from proxrl.policies.networks import CategoricalPolicy
 from proxrl.prox import Problem
 from proxrl.prox.surrogates import all_actions, entropy_bonus
 from proxrl.run.train import make_evaluate, make_train
-from proxrl.settings.jax_envs import DiscreteSpace
 from proxrl.types import Transition
 
 # ------------------------------------------------------------------------------------------- the pieces

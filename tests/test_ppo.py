@@ -17,10 +17,10 @@ from helpers import (
     rounded,
     train_seeds,
 )
-from proxrl.algos.ppo import PPOConfig
+from proxrl.deep.distributions import categorical
+from proxrl.deep.networks import CategoricalPolicy
+from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
-from proxrl.policies.distributions import categorical
-from proxrl.policies.networks import CategoricalPolicy
 from proxrl.prox import Problem
 from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import adapt_beta, head_kl, sampled_kl

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import tyro
 
-from proxrl.algos.registry import TRAINERS
 from proxrl.cli import main
+from proxrl.deep.registry import TRAINERS
 from proxrl.run.commands import make_train_command, preset_defaults
 from proxrl.run.presets import PRESETS
 from proxrl.run.train import RunConfig

@@ -14,13 +14,13 @@ import numpy as np
 import optax
 import pytest
 
-from proxrl.algos import softmax_table
-from proxrl.policies.distributions import categorical
-from proxrl.policies.networks import CategoricalPolicy
+from proxrl.deep.distributions import categorical
+from proxrl.deep.networks import CategoricalPolicy
 from proxrl.prox import Coefficient, Problem, prox_step
 from proxrl.prox.geometry import adapt_beta, euclidean, head_kl, sampled_kl
 from proxrl.prox.solvers import closed_form, fit, gradient_steps, linear_anneal, minibatch_epochs, optimiser
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, score_function
+from proxrl.tabular import steps as softmax_table
 from proxrl.types import TableBatch
 
 

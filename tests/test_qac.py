@@ -20,8 +20,9 @@ from helpers import (
     rounded,
     train_seeds,
 )
-from proxrl.algos.actor_critic import as_env, make_agent
-from proxrl.algos.qac import (
+from proxrl.deep.networks import CategoricalPolicy, DiscreteQNetwork
+from proxrl.deep.on_policy.common import as_env, make_agent
+from proxrl.deep.on_policy.qac import (
     QACConfig,
     make_critic,
     make_learner,
@@ -29,7 +30,6 @@ from proxrl.algos.qac import (
 )
 from proxrl.errors import ConfigError
 from proxrl.estimators import q_advantages
-from proxrl.policies.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.prox.surrogates import all_actions, score_function
 from proxrl.run.train import make_evaluate, make_train
 from proxrl.types import Transition

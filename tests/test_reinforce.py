@@ -18,9 +18,9 @@ from helpers import (
     rounded,
     train_seeds,
 )
-from proxrl.algos.actor_critic import as_env
-from proxrl.algos.reinforce import REINFORCEConfig, make_learner, returns_to_go
-from proxrl.policies.networks import CategoricalPolicy, ValueNetwork
+from proxrl.deep.networks import CategoricalPolicy, ValueNetwork
+from proxrl.deep.on_policy.common import as_env
+from proxrl.deep.on_policy.reinforce import REINFORCEConfig, make_learner, returns_to_go
 from proxrl.run.train import make_evaluate, make_train
 from proxrl.types import Transition
 

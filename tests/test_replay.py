@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.collect.replay import (
+from proxrl.deep.replay import (
     check_replay,
     flatten_rollout,
     replay_add,
@@ -191,9 +191,9 @@ def test_add_after_reads_writes_the_same_values():
 def test_learning_step_updates_the_buffer_in_place():
     """The compiled, donated, seed-vmapped TD3 learning step (one seed, HalfCheetah sizes, as on the host) holds no copy of the replay buffer (before the
     read-then-write ordering, XLA copied the buffer on every step: 4.8 → 31 ms at 10⁶ entries)."""
-    from proxrl.algos import td3
-    from proxrl.collect import loops
-    from proxrl.settings.jax_envs import BoxSpace
+    from proxrl.deep import loops
+    from proxrl.deep.jax_envs import BoxSpace
+    from proxrl.deep.off_policy import td3
 
     cap = 12_347  # a size no other array has
     cfg = td3.TD3Config(

@@ -18,14 +18,14 @@ from helpers import (
     rounded,
     train_seeds,
 )
-from proxrl.algos import sac
-from proxrl.algos.sac import SACConfig
-from proxrl.collect.loops import SEED_AXIS
+from proxrl.deep.distributions import diag_gaussian, scale_to_bounds, tanh_gaussian_log_prob
+from proxrl.deep.jax_envs import BoxSpace
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.off_policy import sac
+from proxrl.deep.off_policy.sac import SACConfig
 from proxrl.errors import ConfigError
-from proxrl.policies.distributions import diag_gaussian, scale_to_bounds, tanh_gaussian_log_prob
 from proxrl.prox.surrogates import soft
 from proxrl.run.train import make_evaluate, make_train
-from proxrl.settings.jax_envs import BoxSpace
 from proxrl.types import Transition
 
 PENDULUM_BOX = BoxSpace(np.array([-2.0], np.float32), np.array([2.0], np.float32), (1,))

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import softmax_table as st
-from proxrl.policies import softmax
 from proxrl.prox.solvers import conjugate_gradient, pinv_solve
+from proxrl.tabular import softmax
+from proxrl.tabular import steps as st
 from proxrl.types import TableBatch
 
 KEY = jax.random.key(0)

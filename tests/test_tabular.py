@@ -13,11 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import tabular as alg
 from proxrl.errors import ConfigError
-from proxrl.policies import softmax
-from proxrl.settings import mdps
-from proxrl.settings import tabular as tb
+from proxrl.tabular import exact as alg
+from proxrl.tabular import mdp as tb
+from proxrl.tabular import mdps, softmax
 
 
 def random_theta(seed: int, S: int, A: int, scale: float = 1.0) -> jax.Array:

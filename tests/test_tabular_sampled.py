@@ -12,17 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos import softmax_table
-from proxrl.algos import tabular as alg
-from proxrl.algos import tabular_sampled as sa
-from proxrl.collect.trajectories import collect
 from proxrl.errors import ConfigError
-from proxrl.policies import softmax
 from proxrl.prox import Problem
-from proxrl.prox.geometry import table_kl_term
-from proxrl.prox.surrogates import table as table_surrogate
-from proxrl.settings import mdps
-from proxrl.settings import tabular as tb
+from proxrl.tabular import exact as alg
+from proxrl.tabular import mdp as tb
+from proxrl.tabular import mdps, softmax
+from proxrl.tabular import sampled as sa
+from proxrl.tabular import steps as softmax_table
+from proxrl.tabular.steps import table_kl_term, table_surrogate
+from proxrl.tabular.trajectories import collect
 
 Z = 5.0  # a false alarm on one of ~15 coordinates has probability < 1e-5
 S, A, GAMMA, N, T = 5, 3, 0.8, 4000, 100  # γ^T ≈ 2e-10: the cap's bias is negligible

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from proxrl.algos.a2c import A2CConfig
-from proxrl.algos.ppo import PPOConfig
+from proxrl.deep.on_policy.a2c import A2CConfig
+from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import read_metadata
 from proxrl.run.runner import Runner

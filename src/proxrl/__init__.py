@@ -17,7 +17,7 @@ import os as _os
 #   never completed on this 2-core machine; their cause, found later with gdb, was jaxlib 0.10's LAPACK QR, which
 #   splits a batched factorisation across XLA's intra-op pool and blocks a pool thread on the pieces, so two QRs
 #   at once (flax's orthogonal initialiser under vmap over seeds) deadlock; proxrl's networks now use an
-#   orthogonal initialiser without LAPACK (proxrl.policies.networks.orthogonal). The flag stays because it is
+#   orthogonal initialiser without LAPACK (proxrl.deep.networks.orthogonal). The flag stays because it is
 #   also faster here: host-side SAC on HalfCheetah 169 vs 158 steps/s with the default (2 runs each); the expert
 #   benchmark 5-10% slower. Set PROXRL_XLA_MULTI_THREAD_EIGEN=1 to keep JAX's default.
 _flags = _os.environ.get("XLA_FLAGS", "")

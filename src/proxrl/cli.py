@@ -20,7 +20,7 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from proxrl.algos.registry import TRAINERS
+from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
 from proxrl.lecture import bandit, conditioning, expert, mdp
 from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train

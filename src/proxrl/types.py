@@ -60,7 +60,7 @@ class Learner(NamedTuple):
     """An algorithm as pure functions, independent of where its data comes from.
 
     The same learner trains on a JAX-native environment (the rollout is traced into the update,
-    :func:`proxrl.collect.loops.loop_update`) and on host-side Gymnasium environments (one jitted
+    :func:`proxrl.deep.loops.loop_update`) and on host-side Gymnasium environments (one jitted
     ``act`` per step, one jitted ``learn`` per rollout, :mod:`proxrl.run.host`):
 
     - ``init(key, obs) -> state``: ``obs`` are example observations ``[num_envs, ...]``;

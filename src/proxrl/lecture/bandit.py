@@ -16,12 +16,12 @@ import jax
 import numpy as np
 from rich.progress import Progress
 
-from proxrl.algos import bandit as B
 from proxrl.errors import check_int_at_least, check_positive
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import mean_ci
-from proxrl.settings import expert as rewards_lib
+from proxrl.tabular import bandit as B
+from proxrl.tabular import rewards as rewards_lib
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from proxrl.errors import ConfigError, check_int_at_least, check_positive, check_positive_all
-from proxrl.policies import softmax
 from proxrl.prox.solvers import pinv_solve
 from proxrl.run.plots import figure
 from proxrl.run.records import RunDir
+from proxrl.tabular import softmax
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ import jax
 import numpy as np
 from rich.progress import Progress
 
-from proxrl.algos import expert
 from proxrl.errors import ConfigError, check_int_at_least, check_policy, check_positive, check_positive_all
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import mean_ci
-from proxrl.settings import expert as rewards_lib
+from proxrl.tabular import expert
+from proxrl.tabular import rewards as rewards_lib
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Three settings, each with ``seeds`` runs vmapped in one compiled call per algori
 - ``frozenlake``: FrozenLake-v1 (slippery) from its exact transition table, random initial θ per seed.
 
 Exact algorithms (full information: ``Q^{π_k}``, ``d_ρ^{π_k}`` by linear solves): API, EW, PG, NPG
-(:mod:`proxrl.algos.tabular`). Sampled ones (bandit feedback, trajectories ending w.p. 1−γ per step):
-REINFORCE, NPG regularisation form, NPG by least squares (:mod:`proxrl.algos.tabular_sampled`).
+(:mod:`proxrl.tabular.exact`). Sampled ones (bandit feedback, trajectories ending w.p. 1−γ per step):
+REINFORCE, NPG regularisation form, NPG by least squares (:mod:`proxrl.tabular.sampled`).
 Every run records ``V*(ρ) − V^{π_k}(ρ)``; plots show the mean and a 95% band over seeds.
 """
 
@@ -22,15 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxrl.algos import tabular as exact_algos
-from proxrl.algos import tabular_sampled as sampled_algos
 from proxrl.errors import check_in_range, check_int_at_least, check_positive
-from proxrl.policies import softmax
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import mean_ci
-from proxrl.settings import mdps
-from proxrl.settings import tabular as tb
+from proxrl.tabular import exact as exact_algos
+from proxrl.tabular import mdp as tb
+from proxrl.tabular import mdps, softmax
+from proxrl.tabular import sampled as sampled_algos
 
 
 @dataclass(frozen=True)

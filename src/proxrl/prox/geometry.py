@@ -1,7 +1,7 @@
 """Geometries ``D(θ, θ_k)`` of the proximal step, as terms ``(θ, π_θ, θ_k, batch) -> (D, metrics)``.
 
 - Euclidean, ``D = ½‖θ − θ_k‖²`` (vanilla policy gradient): :func:`euclidean`;
-- KL on softmax tables, ``D = Σ_s d(s) KL(π_θ(·|s), π_θk(·|s))`` (EW, NPG-reg): :func:`table_kl_term`;
+- KL on softmax tables (EW, NPG-reg): :func:`proxrl.tabular.steps.table_kl`, with the tables;
 - KL between distribution heads over sampled states, ``D = (1/N) Σ_i KL(π_θ(·|s_i), π_θk(·|s_i))``
   (PPO-KL, NPG regularisation form): :func:`head_kl`; its sampled estimate from the stored actions
   (Schulman's k3): :func:`sampled_kl`;
@@ -19,7 +19,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from proxrl.policies import softmax
 from proxrl.prox.step import Coefficient, Term, global_norm
 from proxrl.types import Array, Metrics, Params
 
@@ -39,16 +38,6 @@ def step_norm(theta: Params, theta_k: Params) -> Array:
 def euclidean() -> Term:
     """``D(θ, θ_k) = ½‖θ − θ_k‖²``."""
     return lambda theta, pi, theta_k, batch: (sq_distance(theta, theta_k), {})
-
-
-def table_kl(theta: Array, theta_k: Array, d: Array | float = 1.0) -> Array:
-    """``Σ_s d(s) KL(π_θ(·|s), π_θk(·|s))`` on softmax tables (a scalar)."""
-    return jnp.sum(jnp.asarray(d) * softmax.kl(theta, theta_k))
-
-
-def table_kl_term() -> Term:
-    """:func:`table_kl` weighted by the batch's state weights ``batch.d`` (a :class:`~proxrl.types.TableBatch`)."""
-    return lambda theta, pi, theta_k, batch: (table_kl(theta, theta_k, batch.d), {})
 
 
 def head_kl(old: Callable[[Any], Any], dist: Callable[[Any], Any] | None = None) -> Term:

@@ -1,12 +1,12 @@
 """Surrogates ``L_k(θ; Â_k)`` of the proximal step, and the extra terms some methods add to it.
 
-Each constructor returns a term ``(θ, π_θ, θ_k, batch) -> (value, metrics)`` (:data:`proxrl.prox.step.Term`),
+The table surrogate of EW/PG/NPG lives with the tables (:func:`proxrl.tabular.steps.table_surrogate`). Each
+constructor here returns a term ``(θ, π_θ, θ_k, batch) -> (value, metrics)`` (:data:`proxrl.prox.step.Term`),
 an objective to *maximise*. At θ = θ_k every sampled surrogate has the policy gradient as its gradient
 (the lecture's "the ratio is 1 and ∇ratio = ∇log π_θ"), so they differ only in how far they trust it.
 
 | surrogate                  | L_k(θ)                                                   | used by                 |
 |----------------------------|----------------------------------------------------------|-------------------------|
-| :func:`table`              | Σ_s d(s) Σ_a (π_θ(a|s) − π_θk(a|s)) q̂(s,a)  (exact)      | EW, PG, NPG on tables   |
 | :func:`score_function`     | (1/N) Σ_i w_i log π_θ(a_i|s_i) Â_i  (Â fixed)            | REINFORCE, A2C          |
 | :func:`ratio`              | (1/N) Σ_i ratio_i Â_i,  ratio = π_θ(a|s)/π_θk(a|s)       | NPG/TRPO, PPO "none"/KL |
 | :func:`clipped_ratio`      | (1/N) Σ_i min(ratio_i Â_i, clip(ratio_i, 1±ε) Â_i)       | PPO-clip                |
@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.estimators import normalize_advantages
-from proxrl.policies import softmax
 from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import sampled_kl
 from proxrl.prox.step import Term
@@ -61,18 +60,6 @@ def _advantages(batch: Any, normalize: bool) -> Array:
 
 
 # ------------------------------------------------------------------------------------------ surrogates
-
-
-def table() -> Term:
-    """``L_k(θ) = Σ_s d(s) ⟨π_θ(·|s) − π_θk(·|s), q̂(s,·)⟩`` on a softmax table, exact (a
-    :class:`~proxrl.types.TableBatch` ``(q̂, d)``): the performance-difference approximation of
-    ``V^{π_θ}(ρ) − V^{π_θk}(ρ)``; with one state and ``d = 1``, ``⟨π_θ − π_θk, R̂⟩``."""
-
-    def term(theta: Array, pi: Any, theta_k: Array, batch: Any) -> tuple[Array, dict]:
-        diff = softmax.pi(theta) - softmax.pi(theta_k)
-        return jnp.sum(softmax.per_state(batch.d) * diff * batch.q), {}
-
-    return term
 
 
 def score_function(

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import tyro
 
-from proxrl.algos.registry import TRAINERS
+from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.presets import apply_preset, presets_help

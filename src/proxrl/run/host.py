@@ -2,13 +2,13 @@
 
 The learner is the same :class:`~proxrl.types.Learner` the gymnax back end traces; only the collect step
 differs. For ``N`` seeds of a learner with ``B`` environments, one synchronous Gymnasium vector
-environment holds ``N·B`` copies (SAME_STEP autoreset, :mod:`proxrl.settings.gym_envs`)::
+environment holds ``N·B`` copies (SAME_STEP autoreset, :mod:`proxrl.deep.gym_envs`)::
 
     per step:    a = act(carry_s, obs_s, key)  for every seed s   (one jitted, vmapped call)
                  obs, r, terminated, truncated, next_obs = env.step(a)          (host)
     per rollout: carry_s = absorb(carry_s, traj_s)                              (one jitted, vmapped call)
 
-``act`` and ``absorb`` are :func:`proxrl.collect.loops.act` and :func:`~proxrl.collect.loops.absorb`, the
+``act`` and ``absorb`` are :func:`proxrl.deep.loops.act` and :func:`~proxrl.deep.loops.absorb`, the
 functions the gymnax back end uses inside its scan, so normalisation, episode statistics and ``learn`` are
 the same code on both back ends. Copy ``s·B + b`` of the vector environment is seeded ``seed + s·B + b``.
 
@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxrl.collect import loops
-from proxrl.collect.loops import Carry, Normalization
+from proxrl.deep import loops
+from proxrl.deep.gym_envs import GymVecEnv, make_gym_env
+from proxrl.deep.loops import Carry, Normalization
 from proxrl.run.runner import Runner
-from proxrl.settings.gym_envs import GymVecEnv, make_gym_env
 from proxrl.types import Learner, Metrics, PRNGKey, Transition
 
 
@@ -151,7 +151,7 @@ class HostRunner(Runner):
 
 
 def gym_spaces(env_id: str) -> tuple[Any, Any]:
-    """``(observation_space, action_space)`` of a Gymnasium id, as :mod:`proxrl.settings` spaces."""
+    """``(observation_space, action_space)`` of a Gymnasium id, as :mod:`proxrl.deep.jax_envs` spaces."""
     env = make_gym_env(env_id, num_envs=1)
     try:
         return env.observation_space, env.action_space

@@ -33,9 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from proxrl.algos import registry
-from proxrl.collect import loops
-from proxrl.collect.loops import Normalization
+from proxrl.deep import loops, registry
+from proxrl.deep.gym_envs import resolve_backend
+from proxrl.deep.jax_envs import JaxEnv, Space
+from proxrl.deep.loops import Normalization
 from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.run.cache import enable_compilation_cache
 from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoint
@@ -44,8 +45,6 @@ from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir, to_jsonable
 from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
-from proxrl.settings.gym_envs import resolve_backend
-from proxrl.settings.jax_envs import JaxEnv, Space
 from proxrl.types import Learner, Metrics, PRNGKey
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -98,7 +97,7 @@ BACKENDS = ("auto", "gymnax", "gymnasium")
 
 class JaxRunner(Runner):
     """A learner on a gymnax environment: a chunk of K updates of all seeds is one jitted call
-    (:func:`proxrl.collect.loops.loop_update` scanned, vmapped over seeds)."""
+    (:func:`proxrl.deep.loops.loop_update` scanned, vmapped over seeds)."""
 
     def __init__(self, learner: Learner, env: JaxEnv, norm: Normalization, eval_episodes: int) -> None:
         check_int_at_least("eval_episodes", eval_episodes, 1)

@@ -1,1 +1,0 @@
-"""Algorithms: short compositions of an estimator, a surrogate, a geometry and a solver."""

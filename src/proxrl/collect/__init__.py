@@ -1,1 +1,0 @@
-"""Collectors: turn a policy into data (sampled trajectories in a finite MDP, environment rollouts)."""

@@ -1,0 +1,151 @@
+"""Host-side Gymnasium vector environments emitting the same ``Transition`` as the JAX back end.
+
+Gymnasium's default (NEXT_STEP) autoreset spends one step of every episode boundary on a dummy
+transition. We run a :class:`gymnasium.vector.SyncVectorEnv` in ``AutoresetMode.SAME_STEP`` instead:
+the step that ends an episode returns the *reset* observation, and the true final observation is in
+``info["final_obs"][i]`` (with the mask ``info["_final_obs"]``). We put the reset observation in
+``EnvStep.obs`` (the policy acts on it next) and the true final one in ``EnvStep.next_obs`` (the
+truncation bootstrap V(s_{t+1}) needs it), exactly like :mod:`proxrl.deep.jax_envs`.
+
+    env = make_gym_env("HalfCheetah-v5", num_envs=4)
+    obs = env.reset(seed=0)
+    traj, obs = env.rollout(key, obs, jitted_policy_fn, params, num_steps=128)   # numpy [T, B, ...]
+
+Arrays are numpy; observations and rewards are float32. The environment is stateful (it is a host
+simulator); everything the learner sees is a plain array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import jax
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, EnvStep, PolicyFn, Space, unknown_env_message
+from proxrl.errors import ConfigError, check_int_at_least
+from proxrl.types import Params, PRNGKey, Transition
+
+
+def convert_gym_space(space: gym.Space) -> Space:
+    """A Gymnasium ``Discrete`` or ``Box`` as our :data:`Space`."""
+    if isinstance(space, gym.spaces.Discrete):
+        if int(space.start) != 0:
+            raise ConfigError(f"Discrete spaces must start at 0, got start={int(space.start)}")
+        return DiscreteSpace(int(space.n))
+    if isinstance(space, gym.spaces.Box):
+        return BoxSpace(space.low.astype(np.float32), space.high.astype(np.float32), tuple(space.shape))
+    raise ConfigError(f"space must be a Discrete or Box space, got {type(space).__name__}")
+
+
+@dataclasses.dataclass(eq=False)
+class GymVecEnv:
+    """``num_envs`` copies of a Gymnasium environment, stepped together on the host."""
+
+    env_id: str
+    vec_env: gym.vector.VectorEnv
+    observation_space: Space
+    action_space: Space
+    num_envs: int
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every copy (copy i seeded with ``seed + i``); returns ``obs[B, ...]``."""
+        obs, _ = self.vec_env.reset(seed=seed)
+        return np.asarray(obs, dtype=np.float32)
+
+    def step(self, action: np.ndarray) -> EnvStep:
+        """One step of every copy, auto-resetting in the same step.
+
+        Box actions are clipped to the bounds before they reach the simulator (the policy's own
+        sample is what the caller stores, so its log-probability stays exact).
+        """
+        action = np.asarray(action)
+        if isinstance(self.action_space, BoxSpace):
+            action = np.clip(action, self.action_space.low, self.action_space.high)
+        obs, reward, terminated, truncated, info = self.vec_env.step(action)
+        obs = np.asarray(obs, dtype=np.float32)
+        return EnvStep(
+            obs=obs,
+            reward=np.asarray(reward, dtype=np.float32),
+            terminated=np.asarray(terminated, dtype=bool),
+            truncated=np.asarray(truncated, dtype=bool),
+            next_obs=true_next_obs(obs, info),
+        )
+
+    def rollout(
+        self, key: PRNGKey, obs: np.ndarray, policy_fn: PolicyFn, params: Params, num_steps: int
+    ) -> tuple[Transition, np.ndarray]:
+        """``num_steps`` steps under ``policy_fn(params, obs[B, ...], key) -> action[B, ...]``.
+
+        ``policy_fn`` should be jitted by the caller. Returns a time-major numpy
+        :class:`~proxrl.types.Transition` ``[T, B, ...]`` and the observation to continue from.
+        """
+        steps = []
+        for k in jax.random.split(key, num_steps):
+            action = np.asarray(policy_fn(params, obs, k))
+            out = self.step(action)
+            steps.append(Transition(obs, action, out.reward, out.terminated, out.truncated, out.next_obs))
+            obs = out.obs
+        traj = Transition(*(np.stack(field) for field in zip(*steps, strict=True)))
+        return traj, obs
+
+    def close(self) -> None:
+        self.vec_env.close()
+
+
+def true_next_obs(obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """``obs`` with the rows of ended episodes replaced by their final observation (SAME_STEP info)."""
+    if "final_obs" not in info:
+        return obs
+    next_obs = obs.copy()
+    for i in np.flatnonzero(info["_final_obs"]):
+        next_obs[i] = info["final_obs"][i]
+    return next_obs
+
+
+def make_gym_env(env_id: str, num_envs: int = 1, **env_kwargs: Any) -> GymVecEnv:
+    """A synchronous Gymnasium vector environment in SAME_STEP autoreset mode.
+
+    ``env_kwargs`` go to ``gymnasium.make`` for each copy (e.g. ``max_episode_steps=200``). An unknown
+    id raises :class:`~proxrl.errors.ConfigError` naming the closest registered ids.
+    """
+    num_envs = check_int_at_least("num_envs", num_envs, 1)
+    known = list(gym.registry)
+    if env_id not in known:
+        raise ConfigError(unknown_env_message(env_id, known, "Gymnasium"))
+    vec_env = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        **env_kwargs,
+    )
+    return GymVecEnv(
+        env_id=env_id,
+        vec_env=vec_env,
+        observation_space=convert_gym_space(vec_env.single_observation_space),
+        action_space=convert_gym_space(vec_env.single_action_space),
+        num_envs=num_envs,
+    )
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """``"gymnax"`` or ``"gymnasium"`` for ``env_id``: the one asked for, or with ``"auto"`` gymnax when it
+    registers the id (a whole run then compiles into one function) and Gymnasium otherwise. An id neither
+    registers raises :class:`~proxrl.errors.ConfigError` naming the closest ids of both."""
+    import gymnax
+
+    in_gymnax, in_gym = env_id in gymnax.registered_envs, env_id in gym.registry
+    if backend == "gymnax" or (backend == "auto" and in_gymnax):
+        if not in_gymnax:
+            raise ConfigError(unknown_env_message(env_id, list(gymnax.registered_envs), "gymnax"))
+        return "gymnax"
+    if backend in ("gymnasium", "auto") and in_gym:
+        return "gymnasium"
+    known = list(gym.registry) if backend == "gymnasium" else [*gymnax.registered_envs, *gym.registry]
+    raise ConfigError(
+        unknown_env_message(env_id, known, "Gymnasium" if backend == "gymnasium" else "gymnax or Gymnasium")
+    )

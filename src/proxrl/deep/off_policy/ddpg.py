@@ -1,0 +1,128 @@
+"""Deep Deterministic Policy Gradient (DDPG; Lillicrap et al., 2016): DPG with a replay buffer and target networks.
+
+The lecture's DDPG, per gradient step on a minibatch {(s_i, a_i, r_i, s'_i, terminated_i)} from the buffer::
+
+    y_i   = r_i + γ(1 − terminated_i)·Q_φtar(s'_i, μ_θtar(s'_i))
+    φ     ← φ − λ∇_φ (1/n) Σ_i (Q_φ(s_i, a_i) − y_i)²
+    θ     ← θ + η·(1/n) Σ_i ∇_θ Q_φ(s_i, μ_θ(s_i))          (with the updated φ)
+    θ_tar ← τθ + (1 − τ)θ_tar,   φ_tar ← τφ + (1 − τ)φ_tar
+
+Behaviour policy: a = clip(μ_θ(s) + σ·h·ε, low, high), ε ∼ N(0, I), h the action half range (Gaussian
+noise as SB3 and CleanRL use, instead of the paper's Ornstein-Uhlenbeck process); uniform random actions
+for the first ``learning_starts`` steps. The buffer and schedule are
+:func:`proxrl.deep.off_policy.common.replay_learner`'s; this module is the update above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.networks import QNetwork
+from proxrl.deep.off_policy.common import (
+    CriticBatch,
+    TargetReplayConfig,
+    actor_step,
+    critic_step,
+    deterministic_actor,
+    gaussian_explore,
+    replay_learner,
+    require_box,
+)
+from proxrl.deep.on_policy.common import ACTIVATIONS
+from proxrl.errors import check_in_range
+from proxrl.prox import StepState
+from proxrl.prox.critic import polyak, td_target
+from proxrl.prox.surrogates import deterministic
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig(TargetReplayConfig):
+    """DDPG hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig;
+    CleanRL's ddpg_continuous_action.py defaults: lr, batch, τ, γ, σ, 256×256 ReLU) with the actor updated
+    every step as in the paper and SB3, and learning_starts 1000 for Pendulum-scale budgets (CleanRL: 25k
+    on MuJoCo)."""
+
+    exploration_noise: float = 0.1
+    """σ of the Gaussian behaviour noise, in units of the action half range."""
+
+    def validate(self) -> DDPGConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        super().validate()
+        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
+        return self
+
+
+class DDPGState(NamedTuple):
+    """``params``/``target`` = ``{"actor": θ, "critic": φ}``, the actor step's state and the critic's Adam state."""
+
+    params: Params
+    target: Params
+    actor_step: StepState
+    critic_opt: optax.OptState
+
+
+def make_learner(config: DDPGConfig, observation_space: Space, action_space: Space) -> Learner:
+    """DDPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner`).
+
+    The actor step is :func:`~proxrl.deep.off_policy.common.actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.deterministic` under the updated critic. Metrics (averaged over a learn
+    call's gradient steps; NaN before ``learning_starts``): ``critic_loss``, ``q`` (mean Q_φ(s_i, a_i)),
+    ``target_q`` (mean y), ``actor_loss`` (−(1/n) Σ Q_φ(s_i, μ_θ(s_i))), and the actor step's
+    ``surrogate_gain``, ``step_norm``, ``grad_norm``.
+    """
+    config.validate()
+    space = require_box(action_space, "DDPG")
+    actor = deterministic_actor(space, config.hidden, config.activation)
+    critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
+    critic_tx = optax.adam(config.lr)
+    step = actor_step(
+        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        config.lr,
+    )
+
+    def init(key: PRNGKey, obs: Array) -> DDPGState:
+        k_actor, k_critic = jax.random.split(key)
+        theta = actor.init(k_actor, obs)
+        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
+        params = {"actor": theta, "critic": phi}
+        return DDPGState(params, params, step.init(theta), critic_tx.init(phi))
+
+    def act(state: DDPGState, obs: Array, key: PRNGKey) -> Array:
+        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+
+    def mode(state: DDPGState, obs: Array) -> Array:
+        return actor.apply(state.params["actor"], obs)
+
+    def update(state: DDPGState, batch: Transition, key: PRNGKey) -> tuple[DDPGState, Metrics]:
+        del key  # deterministic given the batch
+        # y = r + γ(1 − terminated)·Q_φtar(s', μ_θtar(s'))
+        q_next = critic.apply(
+            state.target["critic"], batch.next_obs, actor.apply(state.target["actor"], batch.next_obs)
+        )
+        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+
+        def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+            q = critic.apply(phi, b.obs, b.action)
+            return jnp.mean((q - y) ** 2), {"q": jnp.mean(q)}
+
+        phi, critic_opt, metrics = critic_step(
+            critic_loss, critic_tx, state.params["critic"], state.critic_opt, batch
+        )
+        # θ ← θ + η·∇_θ (1/n) Σ Q_φ(s_i, μ_θ(s_i))
+        theta, actor_state, actor_metrics = step.update(
+            state.params["actor"], state.actor_step, CriticBatch(batch.obs, phi), None
+        )
+        params = {"actor": theta, "critic": phi}
+        state = DDPGState(params, polyak(state.target, params, config.tau), actor_state, critic_opt)
+        metrics.update(actor_metrics, target_q=jnp.mean(y))
+        return state, metrics
+
+    return replay_learner("ddpg", init, act, mode, update, config, observation_space, action_space)

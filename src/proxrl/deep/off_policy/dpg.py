@@ -1,0 +1,124 @@
+"""Deterministic Policy Gradient (DPG; Silver et al., 2014) with a replay buffer and no target networks.
+
+The deterministic policy gradient theorem: for a deterministic policy μ_θ,
+
+    ∇_θ V^{μ_θ}(ρ) = Σ_s d_ρ^{μ_θ}(s) · ∇_θ μ_θ(s) · ∇_a Q^{μ_θ}(s, a)|_{a = μ_θ(s)}
+
+(unnormalised discounted state weights d_ρ, as in the lecture). The lecture's DPG algorithm replaces Q^{μ_θ}
+by a critic Q_φk and the state distribution by samples; per gradient step on a minibatch
+{(s_i, a_i, r_i, s'_i, terminated_i)} drawn from the buffer::
+
+    g     = (1/n) Σ_i ∇_θ Q_φk(s_i, μ_θ(s_i))|_{θ=θk} = (1/n) Σ_i ∇_θ μ_θk(s_i)·∇_a Q_φk(s_i, a)|_{a=μ_θk(s_i)}
+    θk+1  = θk + η·g                                                   (Adam with step size η)
+    φk+1  = φk − λ∇_φ (1/n) Σ_i (Q_φ(s_i, a_i) − r_i − γ(1 − terminated_i)·Q_φk(s'_i, μ_θk(s'_i)))²|_{φ=φk}
+
+Both steps use (θk, φk): the TD target bootstraps from the *current* critic and actor (held fixed,
+no target networks — that is what DDPG adds). Behaviour policy: a = clip(μ_θ(s) + σ·h·ε, low, high),
+ε ∼ N(0, I) (h the action half range): DPG is off-policy, so exploration noise does not bias g.
+The buffer, warm-up and schedule are :func:`proxrl.deep.off_policy.common.replay_learner`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.networks import QNetwork
+from proxrl.deep.off_policy.common import (
+    CriticBatch,
+    ReplayConfig,
+    actor_step,
+    critic_step,
+    deterministic_actor,
+    gaussian_explore,
+    replay_learner,
+    require_box,
+)
+from proxrl.deep.on_policy.common import ACTIVATIONS
+from proxrl.errors import check_in_range
+from proxrl.prox import StepState
+from proxrl.prox.critic import td_target
+from proxrl.prox.surrogates import deterministic
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class DPGConfig(ReplayConfig):
+    """DPG hyperparameters: the shared replay fields (off_policy.ReplayConfig, DDPG's
+    CleanRL defaults) without target networks, and the behaviour noise."""
+
+    exploration_noise: float = 0.1
+    """σ of the Gaussian behaviour noise, in units of the action half range."""
+
+    def validate(self) -> DPGConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        super().validate()
+        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
+        return self
+
+
+class DPGState(NamedTuple):
+    """``params = {"actor": θ, "critic": φ}``, the actor step's state and the critic's Adam state."""
+
+    params: Params
+    actor_step: StepState
+    critic_opt: optax.OptState
+
+
+def make_learner(config: DPGConfig, observation_space: Space, action_space: Space) -> Learner:
+    """DPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner`).
+
+    The actor step is :func:`~proxrl.deep.off_policy.common.actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.deterministic` under Q_φk. Metrics (averaged over a learn call's gradient
+    steps; NaN before ``learning_starts``): ``critic_loss``, ``q`` (mean Q_φk(s_i, a_i)), ``target_q`` (mean TD
+    target), ``actor_loss`` (−(1/n) Σ Q_φk(s_i, μ_θk(s_i))), and the actor step's ``surrogate_gain``,
+    ``step_norm``, ``grad_norm``.
+    """
+    config.validate()
+    space = require_box(action_space, "DPG")
+    actor = deterministic_actor(space, config.hidden, config.activation)
+    critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
+    critic_tx = optax.adam(config.lr)
+    step = actor_step(
+        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        config.lr,
+    )
+
+    def init(key: PRNGKey, obs: Array) -> DPGState:
+        k_actor, k_critic = jax.random.split(key)
+        theta = actor.init(k_actor, obs)
+        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
+        return DPGState({"actor": theta, "critic": phi}, step.init(theta), critic_tx.init(phi))
+
+    def act(state: DPGState, obs: Array, key: PRNGKey) -> Array:
+        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+
+    def mode(state: DPGState, obs: Array) -> Array:
+        return actor.apply(state.params["actor"], obs)
+
+    def update(state: DPGState, batch: Transition, key: PRNGKey) -> tuple[DPGState, Metrics]:
+        del key
+        theta_k, phi_k = state.params["actor"], state.params["critic"]
+        # TD target from the current (θk, φk), held fixed
+        q_next = critic.apply(phi_k, batch.next_obs, actor.apply(theta_k, batch.next_obs))
+        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+
+        def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
+            q = critic.apply(phi, b.obs, b.action)
+            return jnp.mean((q - y) ** 2), {"q": jnp.mean(q)}
+
+        # φk+1: one Adam step on the TD loss; θk+1 = θk + η·g with g = ∇_θ (1/n) Σ Q_φk(s_i, μ_θ(s_i)) at θk
+        phi, critic_opt, metrics = critic_step(critic_loss, critic_tx, phi_k, state.critic_opt, batch)
+        theta, actor_state, actor_metrics = step.update(
+            theta_k, state.actor_step, CriticBatch(batch.obs, phi_k), None
+        )
+        metrics.update(actor_metrics, target_q=jnp.mean(y))
+        return DPGState({"actor": theta, "critic": phi}, actor_state, critic_opt), metrics
+
+    return replay_learner("dpg", init, act, mode, update, config, observation_space, action_space)

@@ -1,0 +1,154 @@
+"""Synchronous Advantage Actor-Critic (A2C = PG + V_φ) on JAX-native (gymnax) environments.
+
+The lecture's A2C: use π_θk to collect data from n parallel environments, form the policy gradient
+with an advantage estimate, and take ONE gradient step::
+
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h^{(i)} | s_h^{(i)}) |_{θ=θ_k} · Â_h^{(i)}  +  c·∇_θ H(π_θ)
+    θ_{k+1} = θ_k + η·g
+    φ_{k+1} = φ_k − η·vf_coef·∇_φ (1/N) Σ_{i,h} ½·(V_φ(s_h^{(i)}) − R̂_h^{(i)})²
+
+with N = T·B transitions (num_steps T × num_envs B). θ_{k+1} = θ_k + η·g is the *Euclidean*
+proximal step of the lecture's loop,
+
+    θ_{k+1} = argmax_θ  ⟨g, θ − θ_k⟩ − (1/(2η))·‖θ − θ_k‖²₂,
+
+the linearised surrogate L_k(θ) ≈ L_k(θ_k) + ⟨∇L_k(θ_k), θ − θ_k⟩ (at θ_k the ratio π_θ/π_θk is 1 and
+its gradient is ∇log π_θ) with the squared Euclidean distance as D; PPO/NPG replace D by a KL. In
+practice the plain step η·g is preconditioned (RMSprop, as in SB3/CleanRL A2C, or Adam) and the global
+gradient norm is clipped, so each update is one optax step on the combined loss.
+
+Â: GAE(λ) under V_φk (:func:`proxrl.estimators.gae`, vmapped over environments). The default λ = 1
+gives A2C's n-step return ``R̂_t = r_t + γr_{t+1} + … + γ^{T−t}V_φk(s_T)`` bootstrapped at the end of
+the rollout, minus V_φk(s_t) (the same as :func:`proxrl.estimators.n_step_returns` within an episode);
+λ = 0 gives the lecture's TD error. A termination never bootstraps; a truncation bootstraps from V at
+the true next observation. Everything else (agent, episode statistics, explained variance, deterministic
+evaluation, batch construction) is shared with PPO (:mod:`proxrl.deep.on_policy.common`)::
+
+    from proxrl.run.train import make_train
+
+    config = A2CConfig(total_timesteps=500_000)
+    train = make_train(config, "CartPole-v1")
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.on_policy.common import (
+    Agent,
+    RolloutConfig,
+    check_actor_critic_coefficients,
+    explained_variance,
+    make_agent,
+    make_batch,
+)
+from proxrl.errors import check_choice, check_in_range
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, linear_anneal, optimiser
+from proxrl.prox.surrogates import entropy_bonus, score_function, value_regression
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class A2CConfig(RolloutConfig):
+    """A2C hyperparameters (the on-policy fields of actor_critic.RolloutConfig and A2C's own); defaults
+    follow SB3/CleanRL A2C for classic control."""
+
+    num_steps: int = 5
+    """Steps T per environment per rollout; one update (one gradient step) consumes T·B transitions."""
+    lr: float = 7e-4
+    optimiser: str = "rmsprop"
+    """Preconditioner of the step: "rmsprop" (PyTorch-style, decay rms_decay, ε = 1e-5 outside the square root, as SB3) or "adam" (ε = 1e-5)."""
+    rms_decay: float = 0.99
+    """RMSprop's decay α of the squared-gradient average (PyTorch's alpha)."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly from lr to 0 over the updates."""
+    norm_adv: bool = False
+    """Standardise the advantages over each batch."""
+    gae_lambda: float = 1.0
+    """GAE λ ∈ [0, 1]: 1 gives the n-step return (classic A2C), 0 the one-step TD error."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c (SB3: 0.0; CleanRL-style runs often use 0.01)."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+
+    def validate(self) -> A2CConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        super().validate()
+        check_actor_critic_coefficients(self)
+        check_choice("optimiser", self.optimiser, PRECONDITIONERS)
+        check_in_range("rms_decay", self.rms_decay, 0.0, 1.0, high_open=True)
+        return self
+
+
+class A2CState(NamedTuple):
+    """What A2C carries from one update to the next; ``params = {"actor": θ, "critic": φ}``; ``step``: the
+    proximal step's state (the optimiser's moments and step count)."""
+
+    params: Params
+    step: StepState
+    update: Array
+    """Updates done so far."""
+
+
+def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
+    """A2C's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
+
+        θ_{k+1} = θ_k + η·∇_θ W_k,    W_k(θ, φ) = (1/N) Σ_i log π_θ(a_i|s_i)·Â_i + c·H(π_θ) − c_v·ℓ_V(φ)
+
+    surrogate :func:`~proxrl.prox.surrogates.score_function` (+ the entropy bonus and the critic's
+    regression), geometry Euclidean, solver :func:`~proxrl.prox.solvers.gradient_steps` with one step of the
+    clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
+    """
+    lr = linear_anneal(config.lr, config.num_updates) if config.anneal_lr else config.lr
+    tx = optimiser(lr, config.max_grad_norm, config.optimiser, eps=1e-5, rms_decay=config.rms_decay)
+    extras = (entropy_bonus(config.ent_coef), value_regression(agent.value, config.vf_coef))
+    problem = Problem(score_function(config.norm_adv), extras=extras, policy=agent.policy_on)
+    return prox_step(
+        problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
+    )
+
+
+def make_learner(config: A2CConfig, observation_space: Space, action_space: Space) -> Learner:
+    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`a2c_step`.
+
+    Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step), ``kl``
+    (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved), ``surrogate_gain``,
+    ``step_norm`` (‖θ_{k+1} − θ_k‖₂, actor only), ``grad_norm`` (before clipping), ``explained_variance`` and
+    ``learning_rate``; the collection loop adds ``episodic_return`` and ``episodes``.
+    """
+    config.validate()
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
+    step = a2c_step(config, agent)
+
+    def init(key: PRNGKey, obs: Array) -> A2CState:
+        k_actor, k_critic = jax.random.split(key)
+        params = agent.init(k_actor, k_critic, obs)
+        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32))
+
+    def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
+        # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
+        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
+        params, step_state, metrics = step.update(state.params, state.step, batch, None)
+        lr_now = (
+            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
+            if config.anneal_lr
+            else config.lr
+        )
+        metrics.update(
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+            learning_rate=jnp.asarray(lr_now, jnp.float32),
+        )
+        return A2CState(params, step_state, state.update + 1), metrics
+
+    return agent.learner("a2c", init, learn, config)

@@ -1,0 +1,216 @@
+"""Natural policy gradient for neural policies (NPG), and TRPO as NPG + a backtracking line search.
+
+The lecture's NPG (gradient form) with an advantage critic::
+
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h|s_h)|_{θ=θ_k} · Â_h          Â: GAE(λ) under V_φk
+    F_θk    = (1/N) Σ_{i,h} E_{a∼π_θk(·|s_h)}[∇log π_θk(a|s_h) ∇log π_θk(a|s_h)ᵀ]
+    θ_{k+1} = θ_k + η·F_θk⁻¹ g
+            = argmax_θ (θ − θ_k)ᵀ g − (1/2η)·(θ − θ_k)ᵀ F_θk (θ − θ_k)
+
+F is never formed. It is the Hessian at θ = θ_k of the mean KL over the batch's states,
+``KL̄(θ) = (1/N) Σ_h KL(π_θk(·|s_h) ‖ π_θ(·|s_h))`` (the lecture's KL ≈ ½ΔθᵀFΔθ), so a Fisher-vector
+product is one forward-over-reverse derivative, ``F v = ∂/∂ε ∇KL̄(θ_k + εv)`` (:func:`proxrl.prox.geometry.fisher_vector_product`,
+``jax.jvp`` of ``jax.grad``), plus damping λ·v. Conjugate gradient (:func:`proxrl.prox.solvers.conjugate_gradient`)
+solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step``:
+
+- ``"fixed"``: ``θ_{k+1} = θ_k + η·w`` with η = ``step_size`` (the lecture's update);
+- ``"trust_region"``: η = √(2δ / wᵀFw), the largest step whose quadratic KL model ½ηwᵀFηw equals δ = ``max_kl``
+  (TRPO's scaling; the update's size no longer depends on the scale of Â).
+
+``line_search=True`` adds TRPO's backtracking: try θ_k + βʲ·Δθ for j = 0, 1, …, ``max_backtracks`` − 1
+(β = ``backtrack_ratio``) and accept the first with exact mean KL(π_θ, π_θk) ≤ δ and surrogate improvement
+``L(θ) − L(θ_k)`` ≥ ``accept_ratio`` · (the linear prediction gᵀβʲΔθ) > 0, where
+``L(θ) = (1/N) Σ ratio·Â`` and ratio = π_θ(a|s)/π_θk(a|s); if none passes, θ stays θ_k (:func:`proxrl.prox.solvers.line_search`).
+With ``step="trust_region"`` and ``line_search=True`` this is TRPO.
+
+The critic V_φ is fitted after the policy step by ``vf_epochs`` × ``vf_minibatches`` Adam steps on
+½(V_φ(s) − R̂)² toward the GAE λ-returns R̂ computed under V_φk. Truncation bootstraps from V at the true
+next observation and termination never does (the shared :func:`proxrl.deep.on_policy.common.make_batch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.on_policy.common import (
+    Agent,
+    Batch,
+    RolloutConfig,
+    explained_variance,
+    make_agent,
+    make_batch,
+)
+from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.critic import value_loss
+from proxrl.prox.geometry import head_kl
+from proxrl.prox.solvers import TrustRegion, fit, natural_gradient, optimiser
+from proxrl.prox.surrogates import ratio
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
+
+STEPS = ("fixed", "trust_region")
+"""How the natural direction w = F⁻¹g is scaled: a fixed η, or η = √(2δ / wᵀFw)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NPGConfig(RolloutConfig):
+    """NPG / TRPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and NPG's own);
+    defaults are TRPO's (δ = 0.01, 10 CG iterations, damping 0.1, backtracking ×0.8 up to 10 times) with a
+    GAE critic."""
+
+    num_steps: int = 256
+    """Steps T per environment per rollout; one natural step per T·B transitions."""
+    lr: float = 1e-3
+    """Adam learning rate of the critic V_φ (the policy's step is the natural one below)."""
+    max_grad_norm: float = 0.5
+    """Clip the critic's global gradient norm to this value."""
+    step: str = "trust_region"
+    """Step length: "fixed" (θ_k + η·F⁻¹g, η = step_size) or "trust_region" (η = √(2δ / wᵀFw))."""
+    line_search: bool = True
+    """Backtrack until KL ≤ δ and the surrogate improves (TRPO); False takes the step as computed."""
+    step_size: float = 0.05
+    """η of the "fixed" step."""
+    max_kl: float = 0.01
+    """Trust-region radius δ on the mean KL(π_θ, π_θk) (trust-region scaling and line-search constraint)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations (Fisher-vector products) per solve."""
+    cg_damping: float = 0.1
+    """Damping λ: CG solves (F + λI) w = g."""
+    backtrack_ratio: float = 0.8
+    """Shrink factor β ∈ (0, 1) of the line search."""
+    max_backtracks: int = 10
+    """Step lengths tried by the line search: β⁰, β¹, …, β^(max_backtracks − 1)."""
+    accept_ratio: float = 0.1
+    """Accept a step when the surrogate improves by ≥ this fraction of the linear prediction gᵀΔθ."""
+    norm_adv: bool = True
+    """Standardise the advantages over each batch (makes a fixed η comparable across tasks)."""
+    vf_epochs: int = 5
+    """Passes over each batch fitting V_φ."""
+    vf_minibatches: int = 4
+    """Minibatches per critic pass; must divide num_envs·num_steps."""
+    gae_lambda: float = 0.95
+    """GAE λ ∈ [0, 1]."""
+
+    def validate(self) -> NPGConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        super().validate()
+        check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_choice("step", self.step, STEPS)
+        check_positive("step_size", self.step_size)
+        check_positive("max_kl", self.max_kl)
+        check_int_at_least("cg_iters", self.cg_iters, 1)
+        check_in_range("cg_damping", self.cg_damping, 0.0, float("inf"), high_open=True)
+        check_in_range("backtrack_ratio", self.backtrack_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_int_at_least("max_backtracks", self.max_backtracks, 1)
+        check_in_range("accept_ratio", self.accept_ratio, 0.0, 1.0)
+        check_int_at_least("vf_epochs", self.vf_epochs, 0)
+        check_int_at_least("vf_minibatches", self.vf_minibatches, 1)
+        if self.batch_size % self.vf_minibatches:
+            raise ConfigError(
+                f"vf_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.vf_minibatches}"
+            )
+        return self
+
+
+class NPGState(NamedTuple):
+    """What NPG carries between updates: ``params = {"actor": θ, "critic": φ}``, the policy step's state, the
+    critic's Adam state and a key (for the critic's minibatches)."""
+
+    params: Params
+    step: StepState
+    opt_state: optax.OptState
+    key: PRNGKey
+
+
+def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
+    """NPG's proximal step on θ and a flat :class:`Batch`::
+
+        θ_{k+1} = argmax_θ (θ − θ_k)ᵀg − (1/2η)(θ − θ_k)ᵀF(θ − θ_k) = θ_k + η·(F + λI)⁻¹g
+
+    surrogate :func:`~proxrl.prox.surrogates.ratio` (``L(θ) = (1/N) Σ ratio·Â``, whose gradient at θ_k is g),
+    geometry the head KL (its Hessian at θ_k is F; the exact KL bounds TRPO's line search), solver
+    :func:`~proxrl.prox.solvers.natural_gradient` (CG on Fisher-vector products, fixed or trust-region η,
+    optional backtracking).
+    """
+    old = lambda batch: agent.distribution(batch.dist_old)
+    region = TrustRegion(
+        config.step,
+        config.step_size,
+        config.max_kl,
+        config.line_search,
+        config.backtrack_ratio,
+        config.max_backtracks,
+        config.accept_ratio,
+    )
+
+    def fisher_kl(theta: Params, batch: Batch) -> Array:  # mean KL(π_θk ‖ π_θ): its Hessian at θ_k is F
+        return jnp.mean(old(batch).kl_divergence(agent.head(theta, batch)))
+
+    solver = natural_gradient(fisher_kl, region, config.cg_iters, config.cg_damping)
+    problem = Problem(ratio(config.norm_adv), head_kl(old), policy=agent.head)
+    return prox_step(problem, solver, moved=head_kl(old))
+
+
+def make_learner(config: NPGConfig, observation_space: Space, action_space: Space) -> Learner:
+    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → :func:`npg_step` → critic fit.
+
+    Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``
+    L(θ_{k+1}) − L(θ_k), ``step_norm``, ``expected_gain`` gᵀΔθ, ``grad_norm`` ‖g‖, ``cg_residual``, ``quad_kl``
+    ½ΔθᵀFΔθ of the full step, ``line_search_steps``, ``accepted``), ``value_loss`` (mean over the critic's
+    steps), ``entropy`` (at θ_k) and ``explained_variance``.
+    """
+    config.validate()
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
+    step = npg_step(config, agent)
+    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+
+    def init(key: PRNGKey, obs: Array) -> NPGState:
+        key, k_actor, k_critic = jax.random.split(key, 3)
+        params = agent.init(k_actor, k_critic, obs)
+        return NPGState(params, step.init(params["actor"]), tx.init(params["critic"]), key)
+
+    def critic_loss(phi: Params, batch: Batch) -> tuple[Array, Metrics]:
+        return value_loss(agent.value(phi, batch.obs), batch.value_old, batch.returns), {}
+
+    def learn(state: NPGState, traj: Transition) -> tuple[NPGState, Metrics]:
+        key, k_fit = jax.random.split(state.key)
+        # Â_k = GAE(λ) under V_φk
+        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        # θ_{k+1} = θ_k + η·(F + λI)⁻¹ g  (CG; trust-region η; optional backtracking)
+        theta, step_state, metrics = step.update(state.params["actor"], state.step, batch, None)
+        # φ_{k+1}: regression of V_φ on the λ-returns
+        if config.vf_epochs == 0:
+            phi, opt_state, v_loss = (
+                state.params["critic"],
+                state.opt_state,
+                critic_loss(state.params["critic"], batch)[0],
+            )
+        else:
+            phi, opt_state, fitted = fit(
+                critic_loss,
+                tx,
+                state.params["critic"],
+                state.opt_state,
+                batch,
+                k_fit,
+                config.vf_epochs,
+                config.vf_minibatches,
+            )
+            v_loss = jnp.mean(fitted["loss"])
+        metrics.update(
+            value_loss=v_loss,
+            entropy=jnp.mean(agent.distribution(batch.dist_old).entropy()),
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+        )
+        return NPGState({"actor": theta, "critic": phi}, step_state, opt_state, key), metrics
+
+    # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
+    return agent.learner("npg", init, learn, config)

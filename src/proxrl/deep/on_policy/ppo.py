@@ -1,0 +1,204 @@
+"""Proximal Policy Optimization (PPO = NPG + V_φ) on JAX-native (gymnax) environments.
+
+Each update k is the lecture's loop::
+
+    data_k  = collect(π_θk)                   # num_envs × num_steps steps, JaxEnv.rollout (lax.scan)
+    Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments
+    θ_{k+1} ≈ argmax_θ  L_k(θ; Â_k) + c·H     # update_epochs × num_minibatches Adam steps on
+                                              # ppo_step: clip / ratio / KL, fixed or adaptive β
+    φ_{k+1} ≈ argmin_φ ½·(V_φ(s) − R̂)²        # in the same steps, weighted by vf_coef
+
+and the whole run — every update — is one function ``train(key)`` (a ``lax.scan`` over updates),
+so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled call::
+
+    from proxrl.run.train import make_train
+
+    config = PPOConfig(total_timesteps=100_000)
+    train = make_train(config, "CartPole-v1")
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
+    params = state.carry.learner.params                                     # θ and φ of each seed
+
+``make_learner`` gives the same algorithm as a :class:`~proxrl.types.Learner`, which the training
+driver runs on gymnax environments (traced rollouts) or on host-side Gymnasium environments.
+
+Numeric config fields may be traced: ``train(key, hyper)`` (:func:`proxrl.run.train.make_train`) receives
+them as arrays, so hyperparameters can be vmapped like seeds; fields that fix shapes and code paths (budgets,
+network sizes, surrogate kind, on/off details) are static.
+
+The usual implementation details (CleanRL's list) are options with their usual defaults:
+orthogonal initialisation (in the networks), separate actor and critic MLPs, Adam with ε = 1e-5,
+linear learning-rate annealing, GAE with truncation bootstrapped from V(true next obs),
+per-minibatch advantage normalisation, clipped value loss, global gradient-norm clipping, entropy
+bonus, approx_kl and clip_frac diagnostics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.on_policy.common import (
+    Agent,
+    RolloutConfig,
+    check_actor_critic_coefficients,
+    explained_variance,
+    make_agent,
+    make_batch,
+)
+from proxrl.errors import (
+    ConfigError,
+    check_choice,
+    check_in_range,
+    check_int_at_least,
+    check_positive,
+)
+from proxrl.prox import Problem, ProxStep, StepState, prox_step
+from proxrl.prox.geometry import adaptive_beta, head_kl
+from proxrl.prox.solvers import linear_anneal, minibatch_epochs, optimiser
+from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
+
+SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
+"""PPO's surrogates, the rows of the PPO paper's comparison: ratio·A alone, clipped, or with a KL penalty
+(β fixed or adapted toward a target KL)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(RolloutConfig):
+    """PPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and PPO's own); defaults
+    follow CleanRL's ppo.py (Atari/classic-control settings)."""
+
+    num_envs: int = 4
+    lr: float = 2.5e-4
+    update_epochs: int = 4
+    """Passes (epochs) over each batch: the m inner steps of the proximal update."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; the batch T·B must be divisible by it."""
+    surrogate: str = "clip"
+    """Policy objective: "none" (ratio·A), "clip" (min(ratio·A, clip(ratio)·A)), "kl_fixed" or "kl_adaptive"."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly from lr to 0 over the updates."""
+    norm_adv: bool = True
+    """Standardise the advantages within each minibatch."""
+    clip_vloss: bool = True
+    """Clip the value prediction to within clip_eps of the old one in the value loss."""
+    gae_lambda: float = 0.95
+    """GAE λ ∈ [0, 1]: 0 gives the TD error, 1 the Monte Carlo return minus V."""
+    clip_eps: float = 0.2
+    """Clip range ε > 0 of the ratio (and of the value prediction with clip_vloss)."""
+    beta: float = 1.0
+    """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
+    kl_target: float = 0.01
+    """Target KL d_targ of the adaptive rule (β halves below d_targ/1.5, doubles above 1.5·d_targ)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient c."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per Adam step."""
+        return self.batch_size // self.num_minibatches
+
+    def validate(self) -> PPOConfig:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+        super().validate()
+        check_actor_critic_coefficients(self)
+        for name in ("update_epochs", "num_minibatches"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_choice("surrogate", self.surrogate, SURROGATES)
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.num_minibatches}"
+            )
+        check_positive("clip_eps", self.clip_eps)
+        check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
+        check_positive("kl_target", self.kl_target)
+        return self
+
+
+class PPOState(NamedTuple):
+    """What PPO carries from one update to the next (the environment side lives in the loop's carry).
+
+    ``params = {"actor": θ, "critic": φ}``; ``step``: the proximal step's state (Adam's moments and step
+    count, the KL coefficient β in force).
+    """
+
+    params: Params
+    step: StepState
+    key: PRNGKey
+    update: Array
+    """Updates done so far."""
+
+
+def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
+    """PPO's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
+
+        W_k(θ, φ) = L_k(θ) − β·(1/N) Σ_i KL(π_θ(·|s_i), π_θk(·|s_i)) + c·H(π_θ) − c_v·ℓ_V(φ)
+
+    surrogate :func:`~proxrl.prox.surrogates.clipped_ratio` ("clip") or :func:`~proxrl.prox.surrogates.ratio`
+    ("none", "kl_fixed", "kl_adaptive"); geometry :func:`~proxrl.prox.geometry.head_kl` with β fixed or
+    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only; the clip is the other kinds' implicit
+    geometry); solver :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches``
+    steps of clipped Adam, the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
+    regression joins the same steps (the PPO paper's combined objective L − c_v·L^VF + c·S).
+    """
+    kind = config.surrogate
+    old = lambda batch: agent.distribution(batch.dist_old)
+    surrogate = clipped_ratio(config.clip_eps, config.norm_adv) if kind == "clip" else ratio(config.norm_adv)
+    extras = (
+        entropy_bonus(config.ent_coef),
+        value_regression(agent.value, config.vf_coef, config.clip_eps if config.clip_vloss else None),
+    )
+    geometry = head_kl(old) if kind.startswith("kl") else None
+    beta = {"kl_fixed": config.beta, "kl_adaptive": adaptive_beta(config.beta, config.kl_target)}.get(kind)
+    steps = config.update_epochs * config.num_minibatches
+    lr = linear_anneal(config.lr, config.num_updates, steps) if config.anneal_lr else config.lr
+    tx = optimiser(lr, config.max_grad_norm, eps=1e-5)
+    problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
+    return prox_step(
+        problem, minibatch_epochs(tx, config.update_epochs, config.num_minibatches), beta, moved=head_kl(old)
+    )
+
+
+def make_learner(config: PPOConfig, observation_space: Space, action_space: Space) -> Learner:
+    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
+
+    Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
+    batch, ``step_norm``; ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` averaged
+    over the inner steps; ``beta`` for the KL kinds), ``explained_variance`` and ``learning_rate``; the
+    collection loop adds ``episodic_return`` and ``episodes``.
+    """
+    config.validate()
+    agent = make_agent(
+        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    )
+    step = ppo_step(config, agent)
+
+    def init(key: PRNGKey, obs: Array) -> PPOState:
+        key, k_actor, k_critic = jax.random.split(key, 3)
+        params = agent.init(k_actor, k_critic, obs)
+        return PPOState(params, step.init(params), key, jnp.zeros((), jnp.int32))
+
+    def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
+        key, k_step = jax.random.split(state.key)
+        # Â_k = GAE(λ) under V_φk
+        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        # θ_{k+1}, φ_{k+1}: the proximal step
+        params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
+        lr_now = (
+            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
+            if config.anneal_lr
+            else config.lr
+        )
+        metrics.update(
+            explained_variance=explained_variance(batch.value_old, batch.returns),
+            learning_rate=jnp.asarray(lr_now, jnp.float32),
+        )
+        return PPOState(params, step_state, key, state.update + 1), metrics
+
+    return agent.learner("ppo", init, learn, config)

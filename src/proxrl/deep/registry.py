@@ -1,0 +1,86 @@
+"""Trainable algorithms by name: a config dataclass and ``make_learner(config, observation_space, action_space)``.
+
+The driver (:mod:`proxrl.run.train`) runs any of them on gymnax (traced) or Gymnasium (host) environments;
+:func:`entry_for` finds an algorithm from its config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from proxrl.deep.jax_envs import Space
+from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
+from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
+from proxrl.errors import ConfigError
+from proxrl.types import Learner
+
+
+class Entry(NamedTuple):
+    config: type
+    make_learner: Callable[[Any, Space, Space], Learner]
+    description: str
+
+
+TRAINERS: dict[str, Entry] = {
+    "reinforce": Entry(
+        reinforce.REINFORCEConfig,
+        reinforce.make_learner,
+        "REINFORCE: Monte Carlo policy gradient; baseline none (unfinished episodes masked) or learned V.",
+    ),
+    "npg": Entry(
+        npg.NPGConfig,
+        npg.make_learner,
+        "NPG / TRPO: Fisher-vector products + conjugate gradient, trust-region step, optional line search.",
+    ),
+    "qac": Entry(
+        qac.QACConfig,
+        qac.make_learner,
+        "Q actor-critic: TD-trained Q critic, sampled-action or all-actions policy gradient.",
+    ),
+    "a2c": Entry(
+        a2c.A2CConfig,
+        a2c.make_learner,
+        "A2C: synchronous advantage actor-critic, one gradient step per rollout.",
+    ),
+    "ppo": Entry(
+        ppo.PPOConfig,
+        ppo.make_learner,
+        "PPO (clip, KL fixed/adaptive, or none) with GAE.",
+    ),
+    "dpg": Entry(
+        dpg.DPGConfig,
+        dpg.make_learner,
+        "DPG: deterministic policy gradient with a replay buffer, no target networks (continuous actions).",
+    ),
+    "ddpg": Entry(
+        ddpg.DDPGConfig,
+        ddpg.make_learner,
+        "DDPG: DPG with replay, Polyak target networks and Gaussian exploration (continuous actions).",
+    ),
+    "td3": Entry(
+        td3.TD3Config,
+        td3.make_learner,
+        "TD3: twin critics (clipped double Q), target policy smoothing, delayed actor updates (continuous actions).",
+    ),
+    "sac": Entry(
+        sac.SACConfig,
+        sac.make_learner,
+        "SAC: tanh-Gaussian actor, twin critics with Polyak targets, learned temperature (continuous actions).",
+    ),
+    "offpolicy_ac": Entry(
+        offpolicy_ac.OffPolicyACConfig,
+        offpolicy_ac.make_learner,
+        "Off-policy actor-critic with replay: Σ_a ∇π·Q actor, expected-SARSA critic (discrete actions).",
+    ),
+}
+
+
+def entry_for(config: Any) -> tuple[str, Entry]:
+    """``(name, entry)`` of the algorithm whose config type ``config`` is (a :class:`ConfigError` otherwise)."""
+    for name, entry in TRAINERS.items():
+        if type(config) is entry.config:
+            return name, entry
+    raise ConfigError(
+        f"{type(config).__name__} is not the config of a registered algorithm ({', '.join(TRAINERS)})"
+    )

@@ -1,1 +1,0 @@
-"""Policies: the softmax table (π, ∇log π, Fisher blocks) and neural policy heads."""

@@ -1,1 +1,0 @@
-"""Settings: where the data comes from — reward models, finite MDPs, environments."""
