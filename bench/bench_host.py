@@ -78,7 +78,9 @@ def part_proxrl(steps: int, algo: str) -> dict:
 
         module = {"sac": sac, "td3": td3}[algo]
         config_cls = {"sac": sac.SACConfig, "td3": td3.TD3Config}[algo]
-        config = config_cls(total_timesteps=1_000_000, learning_starts=100, lr=3e-4, buffer_size=1_000_000)
+        config = config_cls(
+            total_timesteps=1_000_000, learning_starts=100, lr=3e-4, q_lr=3e-4, buffer_size=1_000_000
+        )
         make_learner = module.make_learner
         norm = Normalization()
         if algo == "sac":

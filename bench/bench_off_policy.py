@@ -60,7 +60,7 @@ def main() -> None:
         learning_starts=args.learning_starts,
     )
     if args.lr is not None:
-        fields["lr"] = args.lr
+        fields["lr"] = fields["q_lr"] = args.lr  # actor and critics
     if args.exploration_noise is not None:
         fields["exploration_noise"] = args.exploration_noise
     config = config_cls(**fields)

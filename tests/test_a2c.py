@@ -37,13 +37,13 @@ def test_learns_cartpole():
     kl = metrics["kl"]
     assert np.all(kl >= -1e-6) and np.all(np.isfinite(kl))
     assert kl.shape == (4, CARTPOLE.num_updates)
-    assert float(metrics["env_steps"][0, -1]) == CARTPOLE.num_updates * CARTPOLE.batch_size
+    assert float(metrics["env_steps"][0, -1]) == CARTPOLE.num_updates * CARTPOLE.rollout_size
 
 
 def test_same_seed_same_metrics_and_trainer_contract():
     trainer = gymnax_loop(SMALL, "CartPole-v1", 2)
     runner = make_runner(SMALL, "CartPole-v1", RunConfig(eval_episodes=2))
-    assert runner.name == "a2c" and runner.steps_per_update == SMALL.batch_size == 20
+    assert runner.name == "a2c" and runner.steps_per_update == SMALL.rollout_size == 20
     train = jax.jit(make_train(SMALL, "CartPole-v1"))
     (s1, m1), (s2, m2) = train(jax.random.key(3)), train(jax.random.key(3))
     expected = {"episodic_return", "explained_variance", "entropy", "value_loss", "policy_loss"}

@@ -159,7 +159,7 @@ def three_steps():
     configs = {
         "trpo": dataclasses.replace(SMALL, max_kl=delta),
         "plain": dataclasses.replace(SMALL, max_kl=delta, line_search=False),
-        "fixed": dataclasses.replace(SMALL, step="fixed", line_search=False, step_size=0.01),
+        "fixed": dataclasses.replace(SMALL, step="fixed", line_search=False, lr=0.01),
     }
     out = {}
     for name, config in configs.items():
@@ -248,7 +248,7 @@ def test_continuous_actions_step():
     "change",
     [
         {"step": "adaptive"},
-        {"step_size": 0.0},
+        {"vf_lr": 0.0},
         {"max_kl": -0.01},
         {"cg_iters": 0},
         {"cg_damping": -1.0},

@@ -156,7 +156,7 @@ def test_ppo_learns_cartpole(cartpole_runs):
     late = np.nanmean(metrics["episodic_return"][:, -10:], axis=1)  # the last 10 updates' episodes
     print("PPO CartPole-v1, last 10 updates' episodes per seed:", rounded(late))
     assert np.median(late) > 250.0, late  # measured 500, 464.1, 500, 500
-    np.testing.assert_array_equal(metrics["env_steps"][0, -1], CARTPOLE.num_updates * CARTPOLE.batch_size)
+    np.testing.assert_array_equal(metrics["env_steps"][0, -1], CARTPOLE.num_updates * CARTPOLE.rollout_size)
     for name in (
         "approx_kl",
         "clip_frac",

@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
         "mujoco": Preset(
             "the SAC / CleanRL MuJoCo setting: 10^6-transition buffer, 10k random steps, Adam 3e-4 for the networks "
             "and the temperature",
-            {"buffer_size": 1_000_000, "learning_starts": 10_000, "lr": 3e-4, "alpha_lr": 3e-4},
+            {"buffer_size": 1_000_000, "learning_starts": 10_000, "lr": 3e-4, "q_lr": 3e-4, "alpha_lr": 3e-4},
             _MUJOCO_OFF_POLICY_RUN,
         ),
     },

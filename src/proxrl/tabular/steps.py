@@ -143,4 +143,6 @@ def npg_regularised(eta: Array | float, alpha: Array | float, m: int) -> ProxSte
     Extra metric ``inner_grad_norm``: ``‖∇W‖`` at the last inner step (0 at the exact maximiser).
     """
     solver = gradient_steps(optax.sgd(alpha), m)
-    return prox_step(Problem(table_surrogate(), table_kl_term()), solver, beta=1.0 / eta, moved=table_kl_term())
+    return prox_step(
+        Problem(table_surrogate(), table_kl_term()), solver, beta=1.0 / eta, moved=table_kl_term()
+    )

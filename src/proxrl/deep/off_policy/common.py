@@ -85,7 +85,9 @@ class ReplayConfig:
     activation: str = "relu"
     """Hidden activation: "relu" or "tanh"."""
     lr: float = 3e-4
-    """Adam learning rate of the actor (η) and the critic(s) (λ)."""
+    """Adam learning rate η of the actor (the policy step)."""
+    q_lr: float = 3e-4
+    """Adam learning rate λ of the critic(s)."""
     gamma: float = 0.99
     """Discount γ ∈ [0, 1]."""
 
@@ -103,7 +105,7 @@ class ReplayConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``.
 
         Checks: ``total_timesteps``, ``num_envs``, ``num_steps``, ``gradient_steps`` integers ≥ 1;
-        ``learning_starts`` ≥ 0; ``buffer_size ≥ batch_size ≥ 1``; ``gamma ∈ [0, 1]``; ``lr > 0``;
+        ``learning_starts`` ≥ 0; ``buffer_size ≥ batch_size ≥ 1``; ``gamma ∈ [0, 1]``; ``lr > 0``, ``q_lr > 0``;
         ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``; ``total_timesteps ≥ T·B`` (one rollout).
         A subclass checks its own fields after ``super().validate()``.
         """
@@ -113,6 +115,7 @@ class ReplayConfig:
         check_replay(self.buffer_size, self.batch_size)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_positive("lr", self.lr)
+        check_positive("q_lr", self.q_lr)
         return self
 
 

@@ -83,7 +83,7 @@ def make_learner(config: DPGConfig, observation_space: Space, action_space: Spac
     space = require_box(action_space, "DPG")
     actor = deterministic_actor(space, config.hidden, config.activation)
     critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    critic_tx = optax.adam(config.lr)
+    critic_tx = optax.adam(config.q_lr)
     step = actor_step(
         deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
         lambda theta, b, key: actor.apply(theta, b.obs),

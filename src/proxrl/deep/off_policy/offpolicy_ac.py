@@ -50,7 +50,7 @@ from proxrl.deep.jax_envs import Space
 from proxrl.deep.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.deep.off_policy import common as off_policy
 from proxrl.deep.on_policy.common import ACTIVATIONS
-from proxrl.errors import check_in_range, check_positive
+from proxrl.errors import check_in_range
 from proxrl.prox import ProxStep, StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import all_actions, entropy_bonus
@@ -94,16 +94,13 @@ class OffPolicyACConfig(off_policy.TargetReplayConfig):
     batch_size: int = 128
     hidden: tuple[int, ...] = (64, 64)
     lr: float = 1e-3
-    """Adam learning rate η of the actor."""
     q_lr: float = 1e-3
-    """Adam learning rate λ of the critic."""
     ent_coef: float = 0.03
     """Entropy bonus coefficient c ≥ 0 (0: the lecture's bare update)."""
 
     def validate(self) -> OffPolicyACConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
         super().validate()
-        check_positive("q_lr", self.q_lr)
         check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
         return self
 

@@ -70,6 +70,7 @@ class SACConfig(off_policy.TargetReplayConfig):
     total_timesteps: Annotated[int, tyro.conf.Suppress] = 20_000
     buffer_size: int = 100_000
     lr: float = 1e-3
+    q_lr: float = 1e-3
     autotune: bool = True
     """Learn α toward the target entropy; False keeps α = alpha fixed."""
     alpha_lr: float = 1e-3
@@ -210,7 +211,7 @@ def sac_init(config: SACConfig, nets: SACNets, key: PRNGKey, obs: Array) -> SACS
     return SACState(
         params,
         sac_actor_step(config, nets).init(theta),
-        optax.adam(config.lr).init(phi),
+        optax.adam(config.q_lr).init(phi),
         optax.adam(config.alpha_lr).init(log_alpha),
     )
 
@@ -247,7 +248,7 @@ def sac_update(
         return critic_loss(q, y), {"q_mean": jnp.mean(q)}
 
     phi, critic_opt, metrics = off_policy.critic_step(
-        critic_objective, optax.adam(config.lr), p.critic, state.critic_opt, batch
+        critic_objective, optax.adam(config.q_lr), p.critic, state.critic_opt, batch
     )
 
     # θ: descend (1/n) Σ_i α log π_θ(ã_i|s_i) − min_j Q_φj(s_i, ã_i), ã_i reparameterised

@@ -112,7 +112,7 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
     space = require_box(action_space, "TD3")
     actor = deterministic_actor(space, config.hidden, config.activation)
     critic = twin_q(QNetwork, 2, hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    critic_tx = optax.adam(config.lr)
+    critic_tx = optax.adam(config.q_lr)
     step = actor_step(  # J(θ) on the first critic
         deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)[0]),
         lambda theta, b, key: actor.apply(theta, b.obs),

@@ -76,14 +76,14 @@ class RolloutConfig:
     """Clip the global gradient norm to this value."""
 
     @property
-    def batch_size(self) -> int:
+    def rollout_size(self) -> int:
         """Transitions per update, N = T·B."""
         return self.num_envs * self.num_steps
 
     @property
     def num_updates(self) -> int:
         """Updates (rollout + the algorithm's step) in the run."""
-        return self.total_timesteps // self.batch_size
+        return self.total_timesteps // self.rollout_size
 
     def validate(self) -> Self:
         """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the budget and counts

@@ -13,7 +13,7 @@ product is one forward-over-reverse derivative, ``F v = ∂/∂ε ∇KL̄(θ_k +
 ``jax.jvp`` of ``jax.grad``), plus damping λ·v. Conjugate gradient (:func:`proxrl.prox.solvers.conjugate_gradient`)
 solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step``:
 
-- ``"fixed"``: ``θ_{k+1} = θ_k + η·w`` with η = ``step_size`` (the lecture's update);
+- ``"fixed"``: ``θ_{k+1} = θ_k + η·w`` with η = ``lr`` (the lecture's update);
 - ``"trust_region"``: η = √(2δ / wᵀFw), the largest step whose quadratic KL model ½ηwᵀFηw equals δ = ``max_kl``
   (TRPO's scaling; the update's size no longer depends on the scale of Â).
 
@@ -66,16 +66,16 @@ class NPGConfig(RolloutConfig):
 
     num_steps: int = 256
     """Steps T per environment per rollout; one natural step per T·B transitions."""
-    lr: float = 1e-3
-    """Adam learning rate of the critic V_φ (the policy's step is the natural one below)."""
+    lr: float = 0.05
+    """Step size η of the policy's "fixed" natural step θ_k + η·F⁻¹g (the trust-region step sets η from max_kl instead)."""
+    vf_lr: float = 1e-3
+    """Adam learning rate of the critic V_φ."""
     max_grad_norm: float = 0.5
     """Clip the critic's global gradient norm to this value."""
     step: str = "trust_region"
-    """Step length: "fixed" (θ_k + η·F⁻¹g, η = step_size) or "trust_region" (η = √(2δ / wᵀFw))."""
+    """Step length: "fixed" (θ_k + η·F⁻¹g, η = lr) or "trust_region" (η = √(2δ / wᵀFw))."""
     line_search: bool = True
     """Backtrack until KL ≤ δ and the surrogate improves (TRPO); False takes the step as computed."""
-    step_size: float = 0.05
-    """η of the "fixed" step."""
     max_kl: float = 0.01
     """Trust-region radius δ on the mean KL(π_θ, π_θk) (trust-region scaling and line-search constraint)."""
     cg_iters: int = 10
@@ -102,7 +102,7 @@ class NPGConfig(RolloutConfig):
         super().validate()
         check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         check_choice("step", self.step, STEPS)
-        check_positive("step_size", self.step_size)
+        check_positive("vf_lr", self.vf_lr)
         check_positive("max_kl", self.max_kl)
         check_int_at_least("cg_iters", self.cg_iters, 1)
         check_in_range("cg_damping", self.cg_damping, 0.0, float("inf"), high_open=True)
@@ -111,9 +111,9 @@ class NPGConfig(RolloutConfig):
         check_in_range("accept_ratio", self.accept_ratio, 0.0, 1.0)
         check_int_at_least("vf_epochs", self.vf_epochs, 0)
         check_int_at_least("vf_minibatches", self.vf_minibatches, 1)
-        if self.batch_size % self.vf_minibatches:
+        if self.rollout_size % self.vf_minibatches:
             raise ConfigError(
-                f"vf_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.vf_minibatches}"
+                f"vf_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.vf_minibatches}"
             )
         return self
 
@@ -141,7 +141,7 @@ def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
     old = lambda batch: agent.distribution(batch.dist_old)
     region = TrustRegion(
         config.step,
-        config.step_size,
+        config.lr,
         config.max_kl,
         config.line_search,
         config.backtrack_ratio,
@@ -170,7 +170,7 @@ def make_learner(config: NPGConfig, observation_space: Space, action_space: Spac
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
     step = npg_step(config, agent)
-    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+    tx = optimiser(config.vf_lr, config.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> NPGState:
         key, k_actor, k_critic = jax.random.split(key, 3)

@@ -102,7 +102,7 @@ class PPOConfig(RolloutConfig):
     @property
     def minibatch_size(self) -> int:
         """Transitions per Adam step."""
-        return self.batch_size // self.num_minibatches
+        return self.rollout_size // self.num_minibatches
 
     def validate(self) -> PPOConfig:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
@@ -111,9 +111,9 @@ class PPOConfig(RolloutConfig):
         for name in ("update_epochs", "num_minibatches"):
             check_int_at_least(name, getattr(self, name), 1)
         check_choice("surrogate", self.surrogate, SURROGATES)
-        if self.batch_size % self.num_minibatches:
+        if self.rollout_size % self.num_minibatches:
             raise ConfigError(
-                f"num_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.num_minibatches}"
+                f"num_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.num_minibatches}"
             )
         check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)

@@ -102,9 +102,9 @@ class QACConfig(RolloutConfig):
         check_int_at_least("num_action_samples", self.num_action_samples, 1)
         check_int_at_least("q_epochs", self.q_epochs, 1)
         check_int_at_least("q_minibatches", self.q_minibatches, 1)
-        if self.batch_size % self.q_minibatches:
+        if self.rollout_size % self.q_minibatches:
             raise ConfigError(
-                f"q_minibatches must divide num_envs·num_steps = {self.batch_size}, got {self.q_minibatches}"
+                f"q_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.q_minibatches}"
             )
         check_positive("q_lr", self.q_lr)
         check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
@@ -262,7 +262,7 @@ def make_learner(config: QACConfig, observation_space: Space, action_space: Spac
         theta_k, phi_k = state.params["actor"], state.params["critic"]
         # targets y = r + γ(1 − terminated)·Q_φk(s', a'), fixed at φ_k
         y = td_targets(critic, agent, theta_k, phi_k, traj, config.gamma, config.td_target, k_target)
-        n = config.batch_size
+        n = config.rollout_size
         obs = features(agent, traj.obs).reshape(n, -1)
         action = traj.action.reshape(n, *traj.action.shape[2:])
         y = y.reshape(n)
