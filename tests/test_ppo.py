@@ -164,7 +164,9 @@ def test_ppo_learns_cartpole(cartpole_runs):
         "entropy",
         "value_loss",
         "policy_loss",
-        "beta",
+        "surrogate_gain",
+        "step_norm",
+        "kl",
     ):
         assert np.all(np.isfinite(metrics[name])), name
 
