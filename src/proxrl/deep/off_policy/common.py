@@ -54,6 +54,7 @@ from proxrl.deep.replay import (
 from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_positive
 from proxrl.prox import Problem, ProxStep, Term, prox_step
 from proxrl.prox.solvers import fit, gradient_steps, optimiser
+from proxrl.prox.surrogates import deterministic
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, State, Transition
 
 # ------------------------------------------------------------------------------------------------ config
@@ -278,6 +279,55 @@ def actor_step(
     ``policy(θ, batch, key)`` evaluates the actor on ``batch.obs``."""
     problem = Problem(surrogate, extras=extras, policy=policy)
     return prox_step(problem, gradient_steps(optimiser(lr)))
+
+
+class DeterministicAgent(NamedTuple):
+    """The networks and steps DPG, DDPG and TD3 share: μ_θ(s) ∈ [low, high], the critic(s) Q_φ (one, or a twin
+    ensemble ``[2, n]``), the actor's proximal step (:func:`actor_step` with the surrogate
+    :func:`~proxrl.prox.surrogates.deterministic` on the first critic) and the critics' optimiser."""
+
+    space: BoxSpace
+    actor: nn.Module
+    critic: nn.Module
+    step: ProxStep
+    critic_tx: optax.GradientTransformation
+
+    def init(self, key: PRNGKey, obs: Array) -> tuple[Params, State, optax.OptState]:
+        """``({"actor": θ, "critic": φ}, the actor step's state, the critic's optimiser state)`` on features ``obs``."""
+        k_actor, k_critic = jax.random.split(key)
+        theta = self.actor.init(k_actor, obs)
+        phi = self.critic.init(k_critic, obs, self.actor.apply(theta, obs))
+        return {"actor": theta, "critic": phi}, self.step.init(theta), self.critic_tx.init(phi)
+
+    def explore(self, params: Params, obs: Array, key: PRNGKey, sigma: Array | float) -> Array:
+        """The behaviour policy ``clip(μ_θ(s) + σ·half_range·ε, low, high)``."""
+        return gaussian_explore(key, self.actor.apply(params["actor"], obs), sigma, self.space)
+
+    def mode(self, params: Params, obs: Array) -> Array:
+        """The deterministic policy μ_θ(s)."""
+        return self.actor.apply(params["actor"], obs)
+
+
+def deterministic_agent(
+    cfg: ReplayConfig, action_space: Space, algo: str, num_critics: int = 1
+) -> DeterministicAgent:
+    """:class:`DeterministicAgent` for a flat bounded box (a one-line ConfigError naming ``algo`` otherwise);
+    ``num_critics = 2`` gives TD3's twin critics (the actor ascends the first)."""
+    space = require_box(action_space, algo)
+    actor = deterministic_actor(space, cfg.hidden, cfg.activation)
+    act = ACTIVATIONS[cfg.activation]
+    if num_critics == 1:
+        critic = QNetwork(hidden=tuple(cfg.hidden), activation=act)
+        first = lambda q: q
+    else:
+        critic = twin_q(QNetwork, num_critics, hidden=tuple(cfg.hidden), activation=act)
+        first = lambda q: q[0]
+    step = actor_step(
+        deterministic(lambda b, a: first(critic.apply(b.critic, b.obs, a))),
+        lambda theta, b, key: actor.apply(theta, b.obs),
+        cfg.lr,
+    )
+    return DeterministicAgent(space, actor, critic, step, optax.adam(cfg.q_lr))
 
 
 def critic_step(

@@ -18,27 +18,20 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 
 from proxrl.deep.jax_envs import Space
-from proxrl.deep.networks import QNetwork
 from proxrl.deep.off_policy.common import (
     CriticBatch,
     TargetReplayConfig,
-    actor_step,
     critic_step,
-    deterministic_actor,
-    gaussian_explore,
+    deterministic_agent,
     replay_learner,
-    require_box,
 )
-from proxrl.deep.on_policy.common import ACTIVATIONS
 from proxrl.errors import check_in_range
 from proxrl.prox import StepState
 from proxrl.prox.critic import polyak, td_target
-from proxrl.prox.surrogates import deterministic
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
@@ -78,28 +71,18 @@ def make_learner(config: DDPGConfig, observation_space: Space, action_space: Spa
     ``surrogate_gain``, ``step_norm``, ``grad_norm``.
     """
     config.validate()
-    space = require_box(action_space, "DDPG")
-    actor = deterministic_actor(space, config.hidden, config.activation)
-    critic = QNetwork(hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    critic_tx = optax.adam(config.q_lr)
-    step = actor_step(
-        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
-        lambda theta, b, key: actor.apply(theta, b.obs),
-        config.lr,
-    )
+    agent = deterministic_agent(config, action_space, "DDPG")
+    actor, critic, step, critic_tx = agent.actor, agent.critic, agent.step, agent.critic_tx
 
     def init(key: PRNGKey, obs: Array) -> DDPGState:
-        k_actor, k_critic = jax.random.split(key)
-        theta = actor.init(k_actor, obs)
-        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
-        params = {"actor": theta, "critic": phi}
-        return DDPGState(params, params, step.init(theta), critic_tx.init(phi))
+        params, actor_state, critic_opt = agent.init(key, obs)
+        return DDPGState(params, params, actor_state, critic_opt)
 
     def act(state: DDPGState, obs: Array, key: PRNGKey) -> Array:
-        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+        return agent.explore(state.params, obs, key, config.exploration_noise)
 
     def mode(state: DDPGState, obs: Array) -> Array:
-        return actor.apply(state.params["actor"], obs)
+        return agent.mode(state.params, obs)
 
     def update(state: DDPGState, batch: Transition, key: PRNGKey) -> tuple[DDPGState, Metrics]:
         del key  # deterministic given the batch

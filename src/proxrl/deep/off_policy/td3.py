@@ -33,24 +33,17 @@ import optax
 
 from proxrl.deep import loops
 from proxrl.deep.jax_envs import BoxSpace, Space
-from proxrl.deep.networks import QNetwork
 from proxrl.deep.off_policy.common import (
     CriticBatch,
     TargetReplayConfig,
     action_scale,
-    actor_step,
     critic_step,
-    deterministic_actor,
-    gaussian_explore,
+    deterministic_agent,
     replay_learner,
-    require_box,
-    twin_q,
 )
-from proxrl.deep.on_policy.common import ACTIVATIONS
 from proxrl.errors import check_in_range, check_int_at_least
 from proxrl.prox import StepState
 from proxrl.prox.critic import polyak, td_target
-from proxrl.prox.surrogates import deterministic
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
@@ -109,29 +102,26 @@ def make_learner(config: TD3Config, observation_space: Space, action_space: Spac
     ``surrogate_gain``, ``step_norm``, ``grad_norm`` (over the steps that moved it).
     """
     config.validate()
-    space = require_box(action_space, "TD3")
-    actor = deterministic_actor(space, config.hidden, config.activation)
-    critic = twin_q(QNetwork, 2, hidden=tuple(config.hidden), activation=ACTIVATIONS[config.activation])
-    critic_tx = optax.adam(config.q_lr)
-    step = actor_step(  # J(θ) on the first critic
-        deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)[0]),
-        lambda theta, b, key: actor.apply(theta, b.obs),
-        config.lr,
+    agent = deterministic_agent(
+        config, action_space, "TD3", num_critics=2
+    )  # the actor ascends the first critic
+    actor, critic, step, critic_tx, space = (
+        agent.actor,
+        agent.critic,
+        agent.step,
+        agent.critic_tx,
+        agent.space,
     )
 
     def init(key: PRNGKey, obs: Array) -> TD3State:
-        k_actor, k_critic = jax.random.split(key)
-        theta = actor.init(k_actor, obs)
-        phi = critic.init(k_critic, obs, actor.apply(theta, obs))
-        params = {"actor": theta, "critic": phi}
-        zero = jnp.zeros((), jnp.int32)
-        return TD3State(params, params, step.init(theta), critic_tx.init(phi), zero)
+        params, actor_state, critic_opt = agent.init(key, obs)
+        return TD3State(params, params, actor_state, critic_opt, jnp.zeros((), jnp.int32))
 
     def act(state: TD3State, obs: Array, key: PRNGKey) -> Array:
-        return gaussian_explore(key, actor.apply(state.params["actor"], obs), config.exploration_noise, space)
+        return agent.explore(state.params, obs, key, config.exploration_noise)
 
     def mode(state: TD3State, obs: Array) -> Array:
-        return actor.apply(state.params["actor"], obs)
+        return agent.mode(state.params, obs)
 
     def actor_update(state: TD3State, obs: Array) -> tuple[TD3State, Metrics]:
         phi = state.params["critic"]

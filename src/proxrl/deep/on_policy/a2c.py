@@ -44,14 +44,15 @@ from proxrl.deep.on_policy.common import (
     Agent,
     RolloutConfig,
     check_actor_critic_coefficients,
-    explained_variance,
     make_agent,
     make_batch,
+    policy_lr,
+    step_diagnostics,
 )
 from proxrl.errors import check_choice, check_in_range
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import head_kl
-from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, linear_anneal, optimiser
+from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, optimiser
 from proxrl.prox.surrogates import entropy_bonus, score_function, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
@@ -107,8 +108,9 @@ def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
     regression), geometry Euclidean, solver :func:`~proxrl.prox.solvers.gradient_steps` with one step of the
     clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
     """
-    lr = linear_anneal(config.lr, config.num_updates) if config.anneal_lr else config.lr
-    tx = optimiser(lr, config.max_grad_norm, config.optimiser, eps=1e-5, rms_decay=config.rms_decay)
+    tx = optimiser(
+        policy_lr(config), config.max_grad_norm, config.optimiser, eps=1e-5, rms_decay=config.rms_decay
+    )
     extras = (entropy_bonus(config.ent_coef), value_regression(agent.value, config.vf_coef))
     problem = Problem(score_function(config.norm_adv), extras=extras, policy=agent.policy_on)
     return prox_step(
@@ -140,15 +142,7 @@ def make_learner(config: A2CConfig, observation_space: Space, action_space: Spac
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
         params, step_state, metrics = step.update(state.params, state.step, batch, None)
-        lr_now = (
-            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
-            if config.anneal_lr
-            else config.lr
-        )
-        metrics.update(
-            explained_variance=explained_variance(batch.value_old, batch.returns),
-            learning_rate=jnp.asarray(lr_now, jnp.float32),
-        )
+        metrics.update(step_diagnostics(config, batch, state.update))
         return A2CState(params, step_state, state.update + 1), metrics
 
     return agent.learner("a2c", init, learn, config)

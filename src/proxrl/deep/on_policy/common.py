@@ -19,6 +19,7 @@ from typing import Annotated, Any, NamedTuple, Self
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 import tyro
 
 from proxrl.deep.distributions import categorical, diag_gaussian
@@ -27,7 +28,8 @@ from proxrl.deep.loops import env_for as as_env  # noqa: F401  (re-exported: the
 from proxrl.deep.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
 from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.estimators import gae
-from proxrl.types import Array, Learner, Params, PRNGKey, Transition
+from proxrl.prox.solvers import linear_anneal
+from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
@@ -94,6 +96,25 @@ class RolloutConfig:
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_positive("max_grad_norm", self.max_grad_norm)
         return self
+
+
+def policy_lr(config: Any, steps_per_update: int = 1) -> Array | float | optax.Schedule:
+    """The policy optimiser's step size: ``config.lr``, or with ``config.anneal_lr`` the schedule
+    ``lr·(1 − k/K)`` during update k of K (``steps_per_update`` optimiser steps per update)."""
+    if not config.anneal_lr:
+        return config.lr
+    return linear_anneal(config.lr, config.num_updates, steps_per_update)
+
+
+def step_diagnostics(config: Any, batch: Batch, update: Array) -> Metrics:
+    """What an actor-critic reports besides its step: ``explained_variance`` of V_φk on the λ-returns and the
+    ``learning_rate`` in force during update ``update``."""
+    lr = policy_lr(config)
+    lr_now = lr(update) if callable(lr) else lr
+    return {
+        "explained_variance": explained_variance(batch.value_old, batch.returns),
+        "learning_rate": jnp.asarray(lr_now, jnp.float32),
+    }
 
 
 def check_actor_critic_coefficients(cfg: Any) -> None:

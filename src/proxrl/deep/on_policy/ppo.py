@@ -45,9 +45,10 @@ from proxrl.deep.on_policy.common import (
     Agent,
     RolloutConfig,
     check_actor_critic_coefficients,
-    explained_variance,
     make_agent,
     make_batch,
+    policy_lr,
+    step_diagnostics,
 )
 from proxrl.errors import (
     ConfigError,
@@ -58,7 +59,7 @@ from proxrl.errors import (
 )
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import adaptive_beta, head_kl
-from proxrl.prox.solvers import linear_anneal, minibatch_epochs, optimiser
+from proxrl.prox.solvers import minibatch_epochs, optimiser
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
@@ -157,7 +158,7 @@ def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
     geometry = head_kl(old) if kind.startswith("kl") else None
     beta = {"kl_fixed": config.beta, "kl_adaptive": adaptive_beta(config.beta, config.kl_target)}.get(kind)
     steps = config.update_epochs * config.num_minibatches
-    lr = linear_anneal(config.lr, config.num_updates, steps) if config.anneal_lr else config.lr
+    lr = policy_lr(config, steps)
     tx = optimiser(lr, config.max_grad_norm, eps=1e-5)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
@@ -190,15 +191,7 @@ def make_learner(config: PPOConfig, observation_space: Space, action_space: Spac
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
-        lr_now = (
-            config.lr * jnp.maximum(1.0 - state.update / config.num_updates, 0.0)
-            if config.anneal_lr
-            else config.lr
-        )
-        metrics.update(
-            explained_variance=explained_variance(batch.value_old, batch.returns),
-            learning_rate=jnp.asarray(lr_now, jnp.float32),
-        )
+        metrics.update(step_diagnostics(config, batch, state.update))
         return PPOState(params, step_state, key, state.update + 1), metrics
 
     return agent.learner("ppo", init, learn, config)
