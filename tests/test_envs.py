@@ -141,7 +141,7 @@ def test_jax_continuous_actions_are_clipped_but_recorded_raw():
 def gym_traj():
     env = make_gym_env("CartPole-v1", num_envs=2, max_episode_steps=MAX_STEPS)
     obs = env.reset(seed=0)
-    traj, last = env.rollout(jax.random.key(0), obs, lambda p, o, k: np.zeros(2, np.int64), None, 7)
+    traj, last = env.rollout(obs, lambda o, t: np.zeros(2, np.int64), 7)
     env.close()
     return traj, last
 
@@ -164,7 +164,7 @@ def test_gym_same_step_truncation_keeps_true_final_obs(gym_traj):
 
 def test_gym_termination_and_parity_with_jax_backend(cartpole):
     env = make_gym_env("CartPole-v1", num_envs=B, max_episode_steps=LIMIT)
-    traj, _ = env.rollout(jax.random.key(1), env.reset(seed=1), push_right_np, None, T)
+    traj, _ = env.rollout(env.reset(seed=1), lambda o, t: push_right_np(None, o, None), T)
     env.close()
     assert traj.terminated.any()
     assert np.all(cartpole_failed(traj.next_obs[traj.terminated]))
@@ -228,3 +228,17 @@ def test_reward_normalisation_matches_numpy_loop():
     np.testing.assert_allclose(
         scale_reward(state, rewards[0], clip=None), rewards[0] / np.sqrt(seen.var()), rtol=1e-4
     )
+
+
+def test_gym_episodes_count_each_copy_to_its_first_end():
+    """The host evaluation loop: always pushing right ends CartPole within a few dozen steps; a copy's return is
+    its episode length (reward 1 per step), counted to its first end only, and the same seed repeats it."""
+    env = make_gym_env("CartPole-v1", num_envs=3)
+    right = lambda obs: np.ones(obs.shape[0], np.int64)
+    frames = []
+    returns = env.episodes(right, seed=5, max_steps=500, on_step=lambda: frames.append(1))
+    again = env.episodes(right, seed=5, max_steps=500)
+    env.close()
+    assert returns.shape == (3,) and np.all((returns >= 8) & (returns < 60)), returns
+    np.testing.assert_array_equal(returns, again)
+    assert len(frames) == int(returns.max()) - 1  # called after every step but the one that ends the last copy

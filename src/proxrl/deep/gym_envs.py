@@ -9,7 +9,8 @@ truncation bootstrap V(s_{t+1}) needs it), exactly like :mod:`proxrl.deep.jax_en
 
     env = make_gym_env("HalfCheetah-v5", num_envs=4)
     obs = env.reset(seed=0)
-    traj, obs = env.rollout(key, obs, jitted_policy_fn, params, num_steps=128)   # numpy [T, B, ...]
+    traj, obs = env.rollout(obs, jitted_policy, num_steps=128)   # numpy [T, B, ...]; policy(obs, t)
+    returns = env.episodes(jitted_mode, seed=1, max_steps=1000)   # one episode per copy
 
 Arrays are numpy; observations and rewards are float32. The environment is stateful (it is a host
 simulator); everything the learner sees is a plain array.
@@ -18,16 +19,16 @@ simulator); everything the learner sees is a plain array.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import jax
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, EnvStep, PolicyFn, Space, unknown_env_message
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, EnvStep, Space, unknown_env_message
 from proxrl.errors import ConfigError, check_int_at_least
-from proxrl.types import Params, PRNGKey, Transition
+from proxrl.types import Transition
 
 
 def convert_gym_space(space: gym.Space) -> Space:
@@ -76,21 +77,48 @@ class GymVecEnv:
         )
 
     def rollout(
-        self, key: PRNGKey, obs: np.ndarray, policy_fn: PolicyFn, params: Params, num_steps: int
+        self, obs: np.ndarray, policy: Callable[[np.ndarray, int], np.ndarray], num_steps: int
     ) -> tuple[Transition, np.ndarray]:
-        """``num_steps`` steps under ``policy_fn(params, obs[B, ...], key) -> action[B, ...]``.
+        """``num_steps`` steps from ``obs[B, ...]`` under ``policy(obs, t) -> action[B, ...]`` (jit it).
 
-        ``policy_fn`` should be jitted by the caller. Returns a time-major numpy
-        :class:`~proxrl.types.Transition` ``[T, B, ...]`` and the observation to continue from.
+        The host side of every Gymnasium run: training rollouts (:class:`~proxrl.run.host.HostRunner`) and
+        evaluation (:meth:`episodes`). Returns a time-major numpy :class:`~proxrl.types.Transition`
+        ``[T, B, ...]`` (actions as the policy gave them, before clipping to the bounds) and the observation
+        to continue from.
         """
         steps = []
-        for k in jax.random.split(key, num_steps):
-            action = np.asarray(policy_fn(params, obs, k))
+        for t in range(num_steps):
+            action = np.asarray(policy(obs, t))
             out = self.step(action)
             steps.append(Transition(obs, action, out.reward, out.terminated, out.truncated, out.next_obs))
             obs = out.obs
         traj = Transition(*(np.stack(field) for field in zip(*steps, strict=True)))
         return traj, obs
+
+    def episodes(
+        self,
+        policy: Callable[[np.ndarray], np.ndarray],
+        seed: int,
+        max_steps: int,
+        on_step: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """Undiscounted return of one episode per copy ``[B]``: every copy reset (copy i seeded ``seed + i``) and
+        stepped under ``policy(obs[B, ...]) -> action[B, ...]`` until each has ended once (rewards after a copy's
+        first end are not counted) or ``max_steps``. ``on_step()`` runs after each step while an episode goes on
+        (recording frames)."""
+        obs = self.reset(seed=seed)
+        total = np.zeros(self.num_envs)
+        alive = np.ones(self.num_envs, bool)
+        for _ in range(max_steps):
+            out = self.step(np.asarray(policy(obs)))
+            total += np.where(alive, out.reward, 0.0)
+            alive &= ~(out.terminated | out.truncated)
+            obs = out.obs
+            if not alive.any():
+                break
+            if on_step is not None:
+                on_step()
+        return total
 
     def close(self) -> None:
         self.vec_env.close()

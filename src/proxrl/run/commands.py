@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import tyro
 
+from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.run.checkpoints import load_checkpoint
@@ -145,8 +146,9 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
 
 
 def record_episode(runner: Runner, env_id: str, state: Any, max_steps: int, seed: int) -> list[np.ndarray]:
-    """Roll the deterministic policy of one seed (``state`` with a seed axis of 1) in Gymnasium's
-    ``env_id`` (``render_mode="rgb_array"``); observations are normalised as in training."""
+    """Frames of one episode of the deterministic policy of one seed (``state`` with a seed axis of 1) in
+    Gymnasium's ``env_id`` (``render_mode="rgb_array"``), run by the evaluation loop
+    (:meth:`~proxrl.deep.gym_envs.GymVecEnv.episodes`); observations are normalised as in training."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders off-screen; no sound device
     import gymnasium as gym
 
@@ -154,18 +156,17 @@ def record_episode(runner: Runner, env_id: str, state: Any, max_steps: int, seed
         raise ConfigError(
             f"--gif needs a Gymnasium environment with rgb_array rendering; {env_id!r} is not registered there"
         )
-    env = gym.make(env_id, render_mode="rgb_array")
-    obs, _ = env.reset(seed=seed)
+    env = make_gym_env(env_id, num_envs=1, render_mode="rgb_array")
+    env.reset(seed=seed)
     try:
-        frames = [env.render()]
+        frames = [env.vec_env.render()[0]]
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"--gif cannot render {env_id}: {str(e).splitlines()[0]}") from None
-    for _ in range(max_steps):
-        action = np.asarray(runner.mode(state, np.asarray(obs, np.float32)[None, None]))[0, 0]
-        obs, _, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
-        frames.append(env.render())
-        if terminated or truncated:
-            break
+
+    def policy(obs: np.ndarray) -> np.ndarray:  # [1, ...] -> [1, ...]
+        return np.asarray(runner.mode(state, obs[None]))[0]
+
+    env.episodes(policy, seed, max_steps, on_step=lambda: frames.append(env.vec_env.render()[0]))
     env.close()
     return frames
 

@@ -94,25 +94,16 @@ class HostRunner(Runner):
 
     def update(self, carry: Carry) -> tuple[Carry, Metrics]:
         """One rollout of ``num_steps`` steps per environment, then ``absorb`` (learn) for every seed."""
-        learner, n = self.learner, self.num_seeds
-        steps = []
-        obs = self._obs
-        for t in range(learner.num_steps):
-            action = np.asarray(self._act(carry, obs, t))
-            action = action.reshape(n * learner.num_envs, *action.shape[2:])  # [N, B, ...] -> [N·B, ...]
-            out = self.env.step(action)
-            fields = (
-                action,
-                out.reward,
-                out.terminated,
-                out.truncated,
-                out.next_obs,
-            )
-            steps.append((obs.reshape(n * learner.num_envs, *obs.shape[2:]), *fields))
-            obs = self._split(out.obs, learner.num_envs)
-        self._obs = obs
-        stacked = [np.stack(f) for f in zip(*steps, strict=True)]  # [T, N·B, ...]
-        traj = Transition(*(np.swapaxes(f.reshape(f.shape[0], n, -1, *f.shape[2:]), 0, 1) for f in stacked))
+        n, b = self.num_seeds, self.learner.num_envs
+
+        def policy(obs: np.ndarray, t: int) -> np.ndarray:  # [N·B, ...] -> [N·B, ...]
+            action = np.asarray(self._act(carry, self._split(obs, b), t))
+            return action.reshape(n * b, *action.shape[2:])
+
+        flat_obs = self._obs.reshape(n * b, *self._obs.shape[2:])
+        traj, obs = self.env.rollout(flat_obs, policy, self.learner.num_steps)  # [T, N·B, ...]
+        self._obs = self._split(obs, b)
+        traj = Transition(*(np.swapaxes(f.reshape(f.shape[0], n, -1, *f.shape[2:]), 0, 1) for f in traj))
         return self._absorb(carry, traj)
 
     def chunk(self, carry: Carry, updates: int) -> tuple[Carry, dict[str, np.ndarray]]:
@@ -127,22 +118,18 @@ class HostRunner(Runner):
     def evaluate(self, carry: Carry, keys: PRNGKey, round_index: int) -> np.ndarray:
         """Mean undiscounted return of ``eval_episodes`` deterministic episodes per seed ``[N]``, on a
         separate vector environment (seeded by the evaluation round; ``keys`` unused), each episode to its
-        first end."""
+        first end (:meth:`~proxrl.deep.gym_envs.GymVecEnv.episodes`)."""
         if self._eval_env is None:
             self._eval_env = make_gym_env(self.env_id, num_envs=self.num_seeds * self.eval_episodes)
-        env, e = self._eval_env, self.eval_episodes
-        obs = self._split(env.reset(seed=self.seed + 10_000_000 + 1000 * round_index), e)
-        total = np.zeros(self.num_seeds * e)
-        alive = np.ones(self.num_seeds * e, bool)
-        for _ in range(_max_episode_steps(self.env_id)):
-            action = np.asarray(self.mode(carry, obs))
-            out = env.step(action.reshape(self.num_seeds * e, *action.shape[2:]))
-            total += np.where(alive, out.reward, 0.0)
-            alive &= ~(out.terminated | out.truncated)
-            obs = self._split(out.obs, e)
-            if not alive.any():
-                break
-        return total.reshape(self.num_seeds, e).mean(axis=1)
+        n, e = self.num_seeds, self.eval_episodes
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            action = self.mode(carry, self._split(obs, e))
+            return action.reshape(n * e, *action.shape[2:])
+
+        seed = self.seed + 10_000_000 + 1000 * round_index
+        returns = self._eval_env.episodes(policy, seed, _max_episode_steps(self.env_id))
+        return returns.reshape(n, e).mean(axis=1)
 
     def close(self) -> None:
         self.env.close()
