@@ -54,7 +54,6 @@ def main() -> None:
 
     config_cls = ALGOS[args.algo]
     fields = dict(
-        total_timesteps=args.steps,
         buffer_size=args.steps,
         hidden=tuple(int(h) for h in args.hidden.split(",")),
         learning_starts=args.learning_starts,
@@ -65,7 +64,7 @@ def main() -> None:
         fields["exploration_noise"] = args.exploration_noise
     config = config_cls(**fields)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
-    train = jax.jit(jax.vmap(make_train(config, args.env), axis_name=SEED_AXIS))
+    train = jax.jit(jax.vmap(make_train(config, args.env, args.steps), axis_name=SEED_AXIS))
     t0 = time.time()
     compiled = train.lower(keys).compile()
     t1 = time.time()

@@ -115,14 +115,16 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
         from proxrl.run.cache import enable_compilation_cache
 
         enable_compilation_cache(cache)
-    config = PPOConfig(total_timesteps=total, **PPO_CARTPOLE)
+    config = PPOConfig(**PPO_CARTPOLE)
     keys = jax.random.split(jax.random.key(seed), seeds)
-    metrics, startup_s, compile_s, run_s = compile_and_run(make_train(config, "CartPole-v1"), keys, _T_START)
+    metrics, startup_s, compile_s, run_s = compile_and_run(
+        make_train(config, "CartPole-v1", total), keys, _T_START
+    )
 
     returns = np.asarray(metrics["episodic_return"])
     episodes = np.asarray(metrics["episodes"])
     env_steps = np.asarray(metrics["env_steps"])
-    updates = config.num_updates
+    updates = total // config.rollout_size
     hits = [first_hit(returns[i], episodes[i], THRESHOLD, WINDOW) for i in range(seeds)]
     reached = [h for h in hits if h is not None]
     last = max(reached) if len(reached) == seeds else None

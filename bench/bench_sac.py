@@ -45,9 +45,11 @@ def proxrl_worker(seeds: int, seed: int, total: int) -> dict[str, Any]:
     from proxrl.deep.off_policy.sac import SACConfig
     from proxrl.run.train import make_train
 
-    config = SACConfig(total_timesteps=total, hidden=(64, 64))
+    config = SACConfig(hidden=(64, 64))
     keys = jax.random.split(jax.random.key(seed), seeds)
-    metrics, startup_s, compile_s, run_s = compile_and_run(make_train(config, "Pendulum-v1"), keys, _T_START)
+    metrics, startup_s, compile_s, run_s = compile_and_run(
+        make_train(config, "Pendulum-v1", total), keys, _T_START
+    )
 
     returns = np.asarray(metrics["episodic_return"])
     episodes = np.asarray(metrics["episodes"])

@@ -80,7 +80,8 @@ def assert_one_line_config_error(
     config: Any, make: Callable[[Any, str], Any], env_id: str, fragment: str | None = None
 ) -> str:
     """``config.validate()`` raises a one-line :class:`ConfigError` (containing ``fragment`` if given), and so
-    does building the algorithm with ``make(config, env_id)``; returns the message."""
+    does building the algorithm with ``make(config, env_id, 100_000)`` (``make_train`` with a step budget);
+    returns the message."""
     with pytest.raises(ConfigError) as err:
         config.validate()
     message = str(err.value)
@@ -88,7 +89,7 @@ def assert_one_line_config_error(
     if fragment is not None:
         assert fragment in message, message
     with pytest.raises(ConfigError):
-        make(config, env_id)
+        make(config, env_id, 100_000)
     return message
 
 
@@ -101,14 +102,15 @@ class GymnaxLoop(NamedTuple):
     evaluate: Callable
 
 
-def gymnax_loop(config: Any, env_id: str, eval_episodes: int = 10) -> GymnaxLoop:
-    """The :class:`GymnaxLoop` of ``config``'s algorithm on ``env_id`` (the driver's loop functions)."""
+def gymnax_loop(config: Any, env_id: str, eval_episodes: int = 10, total_steps: int = 100_000) -> GymnaxLoop:
+    """The :class:`GymnaxLoop` of ``config``'s algorithm on ``env_id`` (the driver's loop functions), with schedules
+    planned for a run of ``total_steps``."""
     from proxrl.deep import loops
     from proxrl.deep.registry import entry_for
     from proxrl.run.train import make_evaluate
 
     env, norm = loops.env_for(env_id), loops.Normalization()
-    learner = entry_for(config)[1].make_learner(config, env.observation_space, env.action_space)
+    learner = entry_for(config)[1].make_learner(config, env.observation_space, env.action_space, total_steps)
     return GymnaxLoop(
         lambda key: loops.loop_init(learner, env, norm, key),
         lambda state: loops.loop_update(learner, env, norm, state),

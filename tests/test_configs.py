@@ -14,14 +14,12 @@ import pytest
 from proxrl.deep.jax_envs import make_jax_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
+from proxrl.run.train import make_train
 
 nan, inf = math.nan, math.inf
 
 # (field, bad value, the message): every algorithm's config has these fields
 SHARED = [
-    ("total_timesteps", 0, "total_timesteps must be an integer >= 1, got 0"),
-    ("total_timesteps", -5, "total_timesteps must be an integer >= 1, got -5"),
-    ("total_timesteps", 1.5, "total_timesteps must be an integer >= 1, got 1.5"),
     ("num_envs", 0, "num_envs must be an integer >= 1, got 0"),
     ("num_envs", -1, "num_envs must be an integer >= 1, got -1"),
     ("num_steps", 0, "num_steps must be an integer >= 1, got 0"),
@@ -70,7 +68,9 @@ def _spaces(algo: str):
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         env = make_jax_env(env_id)
         try:
-            TRAINERS[algo].make_learner(TRAINERS[algo].config(), env.observation_space, env.action_space)
+            TRAINERS[algo].make_learner(
+                TRAINERS[algo].config(), env.observation_space, env.action_space, 10**5
+            )
         except ConfigError:
             continue
         return env.observation_space, env.action_space
@@ -84,7 +84,7 @@ def _assert_refused(algo: str, config, message: str) -> None:
     assert str(err.value) == message
     assert "\n" not in message
     with pytest.raises(ConfigError) as err:
-        TRAINERS[algo].make_learner(config, *_spaces(algo))
+        TRAINERS[algo].make_learner(config, *_spaces(algo), 10**5)
     assert str(err.value) == message
 
 
@@ -130,17 +130,25 @@ def test_bad_value_is_a_one_line_config_error(algo, field, value, message):
 
 
 @pytest.mark.parametrize("algo", list(TRAINERS))
-def test_budget_below_one_update(algo):
-    """total_timesteps below one update's num_envs·num_steps steps (4 envs × 1 step where one update is one step)."""
+@pytest.mark.parametrize("budget", [-5, 0, 1.5, "below"])
+def test_budget_below_one_update(algo, budget):
+    """The run's step budget (never an algorithm's) must hold one update of num_envs·num_steps steps (4 envs ×
+    1 step where one update is one step): make_train refuses anything less in one line."""
     config = TRAINERS[algo].config()
     if config.num_envs * config.num_steps == 1:
         config = dataclasses.replace(config, num_envs=4)
     per_update = config.num_envs * config.num_steps
-    config = dataclasses.replace(config, total_timesteps=per_update - 1)
-    message = (
-        f"total_timesteps must be >= num_envs·num_steps = {per_update} (one update), got {per_update - 1}"
-    )
-    _assert_refused(algo, config, message)
+    env_id = "CartPole-v1" if _spaces(algo)[0].shape == (4,) else "Pendulum-v1"
+    if budget == "below":
+        budget, message = (
+            per_update - 1,
+            f"total_steps must be >= num_envs·num_steps = {per_update} (one update), got {per_update - 1}",
+        )
+    else:
+        message = f"total_steps must be an integer >= 1, got {budget!r}"
+    with pytest.raises(ConfigError) as err:
+        make_train(config, env_id, budget)
+    assert str(err.value) == message
 
 
 @pytest.mark.parametrize("algo", [algo for algo in TRAINERS if "buffer_size" in _fields(algo)])

@@ -241,4 +241,6 @@ def test_gym_episodes_count_each_copy_to_its_first_end():
     env.close()
     assert returns.shape == (3,) and np.all((returns >= 8) & (returns < 60)), returns
     np.testing.assert_array_equal(returns, again)
-    assert len(frames) == int(returns.max()) - 1  # called after every step but the one that ends the last copy
+    assert (
+        len(frames) == int(returns.max()) - 1
+    )  # called after every step but the one that ends the last copy

@@ -14,7 +14,8 @@ from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.host import HostRunner
 from proxrl.run.train import CHECKPOINT, JaxRunner, RunConfig, make_runner, train
 
-CARTPOLE = PPOConfig(total_timesteps=153_600, num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE = PPOConfig(num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE_STEPS = 153_600
 
 
 def _evals(rd):
@@ -45,7 +46,7 @@ def test_ppo_learns_gymnasium_cartpole(tmp_path):
 
 
 def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path):
-    config = PPOConfig(total_timesteps=1024, num_envs=2, num_steps=64, hidden=(16,))
+    config = PPOConfig(num_envs=2, num_steps=64, hidden=(16,))
 
     def run(name):
         cfg = RunConfig(
@@ -80,7 +81,7 @@ def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path)
 
 
 def test_gymnax_normalisation_statistics_count_every_observation():
-    config = PPOConfig(total_timesteps=512, num_envs=2, num_steps=64, hidden=(16,))
+    config = PPOConfig(num_envs=2, num_steps=64, hidden=(16,))
     cfg = RunConfig(num_seeds=1, normalize_obs=True, normalize_reward=True, progress=False)
     runner = make_runner(config, "Pendulum-v1", cfg)
     assert isinstance(runner, JaxRunner)

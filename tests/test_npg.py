@@ -28,8 +28,10 @@ from proxrl.run.train import make_evaluate, make_train
 
 # TRPO (trust region δ = 0.01 + line search), 8 envs × 128 steps, 60k steps, 7 seeds (two calls of 4 vmapped
 # seeds, helpers.train_seeds), deterministic evaluation over 10 episodes; see docs/methods/npg-trpo.md.
-CARTPOLE = NPGConfig(total_timesteps=60_000, num_envs=8, num_steps=128)
-SMALL = NPGConfig(total_timesteps=2 * 64, num_envs=4, num_steps=16, hidden=(16,), vf_minibatches=2)
+CARTPOLE = NPGConfig(num_envs=8, num_steps=128)
+CARTPOLE_STEPS = 60_000
+SMALL = NPGConfig(num_envs=4, num_steps=16, hidden=(16,), vf_minibatches=2)
+SMALL_STEPS = 2 * 64
 
 
 # ------------------------------------------------------------------------------------- Fisher-vector products
@@ -202,7 +204,7 @@ def test_fixed_step_is_eta_times_the_natural_direction(three_steps):
 
 @pytest.fixture(scope="module")
 def cartpole_runs():
-    train = jax.jit(jax.vmap(make_train(CARTPOLE, "CartPole-v1")))
+    train = jax.jit(jax.vmap(make_train(CARTPOLE, "CartPole-v1", CARTPOLE_STEPS)))
     evaluate = jax.jit(jax.vmap(make_evaluate(CARTPOLE, "CartPole-v1", episodes=10)))
     return train_seeds(train, evaluate, lanes=4)
 
@@ -227,7 +229,7 @@ def test_trpo_learns_cartpole(cartpole_runs):
         "entropy",
         "explained_variance",
     ):
-        assert metrics[name].shape == (4, CARTPOLE.num_updates), name
+        assert metrics[name].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size)), name
         assert np.all(np.isfinite(metrics[name])), name
 
 

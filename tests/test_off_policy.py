@@ -33,7 +33,7 @@ from proxrl.types import Transition
 
 PENDULUM = make_jax_env("Pendulum-v1")
 OBS_SPACE, ACT_SPACE = PENDULUM.observation_space, PENDULUM.action_space  # Box(3), Box(-2, 2, (1,))
-TINY = dict(hidden=(16, 16), batch_size=8, buffer_size=64, total_timesteps=64)
+TINY = dict(hidden=(16, 16), batch_size=8, buffer_size=64)
 
 
 def hand_batch(key, n=6, terminated=None, truncated=None) -> Transition:
@@ -192,7 +192,7 @@ def td3_target_by_hand(config, agent, batch, key):
 
 # one TD3 learner (one compile) for the target and delay tests; σ̃ large so the clip at ±c binds
 TD3_SMALL = td3.TD3Config(
-    hidden=(16, 16), batch_size=6, buffer_size=6, total_timesteps=6, learning_starts=0,
+    hidden=(16, 16), batch_size=6, buffer_size=6, learning_starts=0,
     policy_noise=0.6, noise_clip=0.5, policy_delay=3,
 )  # fmt: skip
 TD3_LEARNER = td3.make_learner(TD3_SMALL, OBS_SPACE, ACT_SPACE)
@@ -291,7 +291,7 @@ def test_discrete_env_is_rejected(module, name):
         ConfigError,
         match=rf"^{name} needs a continuous \(Box\) action space, got Discrete\(2\)",
     ):
-        make_train(config_cls(), "CartPole-v1")
+        make_train(config_cls(), "CartPole-v1", 1000)
 
 
 def test_unbounded_or_discrete_spaces():
@@ -326,13 +326,11 @@ def test_state_is_a_replay_state():
 def test_mountain_car_continuous_trains_with_vmapped_seeds(module, config_cls):
     """gymnax MountainCarContinuous-v0 (Box(−1, 1, (1,)), 999-step episodes), three seeds in one compiled call:
     actions stay in the bounds, every seed learns (finite losses after warm-up) and the seeds differ."""
-    config = config_cls(
-        hidden=(16, 16), batch_size=32, buffer_size=1000, total_timesteps=1200, learning_starts=200
-    )
+    config = config_cls(hidden=(16, 16), batch_size=32, buffer_size=1000, learning_starts=200)
     env = make_jax_env("MountainCarContinuous-v0")
     assert (env.action_space.low.tolist(), env.action_space.high.tolist()) == ([-1.0], [1.0])
     learner = module.make_learner(config, env.observation_space, env.action_space)
-    train = jax.jit(jax.vmap(make_train(config, env)))
+    train = jax.jit(jax.vmap(make_train(config, env, 1200)))
     state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), 3)))
     actions = np.asarray(state.carry.learner.buffer.data.action)  # [3, 1000, 1]: every stored action
     assert actions.min() >= -1.0 and actions.max() <= 1.0 and actions.std() > 0.1

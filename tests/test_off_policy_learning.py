@@ -17,13 +17,13 @@ from proxrl.deep.off_policy import ddpg, td3
 from proxrl.run.train import make_evaluate, make_train
 
 STEPS = 10_000
-SMALL = dict(total_timesteps=STEPS, buffer_size=STEPS, hidden=(64, 64), learning_starts=1_000)
+SMALL = dict(buffer_size=STEPS, hidden=(64, 64), learning_starts=1_000)
 
 
 def train_and_evaluate(config, lanes):
     """``2·lanes − 1`` seeds in two calls of ``lanes`` vmapped seeds (helpers.train_seeds); deterministic
     evaluation over 10 episodes."""
-    train = jax.jit(jax.vmap(make_train(config, "Pendulum-v1"), axis_name=SEED_AXIS))
+    train = jax.jit(jax.vmap(make_train(config, "Pendulum-v1", STEPS), axis_name=SEED_AXIS))
     evaluate = jax.jit(jax.vmap(make_evaluate(config, "Pendulum-v1", episodes=10)))
     runs = train_seeds(train, evaluate, lanes)
     warm_up = np.nanmean(runs.metrics[0]["episodic_return"][:, :1_000], axis=1)  # random warm-up actions

@@ -29,12 +29,13 @@ from proxrl.run.train import make_evaluate, make_train
 
 # Learning checks: 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation
 # over 10 episodes; the measured per-seed returns are beside each threshold.
-CARTPOLE = PPOConfig(total_timesteps=200_000, num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE = PPOConfig(num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE_STEPS = 200_000
 # Pendulum with a Gaussian policy (learned state-independent log σ), RL-Zoo-like shapes without gSDE; value
 # clipping off: with raw Pendulum returns (≈ −100 per state at γ = 0.9) a value step clipped to ±ε stalls the
 # critic (with clipping on, 4 seeds stayed at −1000 to −1200 after 100k steps; off: −104 to −294).
+PENDULUM_STEPS = 100_352
 PENDULUM = PPOConfig(
-    total_timesteps=100_352,
     num_envs=4,
     num_steps=1024,
     update_epochs=10,
@@ -137,26 +138,28 @@ def test_adaptive_beta_halves_and_doubles(kl, expected):
 # ---------------------------------------------------------------------------------------------- learning
 
 
-def _runs(config, env_id):
-    train = jax.jit(jax.vmap(make_train(config, env_id)))
+def _runs(config, env_id, total_steps):
+    train = jax.jit(jax.vmap(make_train(config, env_id, total_steps)))
     evaluate = jax.jit(jax.vmap(make_evaluate(config, env_id, episodes=10)))
     return train_seeds(train, evaluate, lanes=4)
 
 
 @pytest.fixture(scope="module")
 def cartpole_runs():
-    return _runs(CARTPOLE, "CartPole-v1")
+    return _runs(CARTPOLE, "CartPole-v1", CARTPOLE_STEPS)
 
 
 def test_ppo_learns_cartpole(cartpole_runs):
     metrics = cartpole_runs.metrics[0]
     # measured here (AMD EPYC, 2 cores), per seed: 500, 426.9, 500, 500, 500, 500, 500 (median 500)
     assert_learns(cartpole_runs.returns, 300.0, "PPO CartPole-v1, 200k steps")
-    assert metrics["episodic_return"].shape == (4, CARTPOLE.num_updates)
+    assert metrics["episodic_return"].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size))
     late = np.nanmean(metrics["episodic_return"][:, -10:], axis=1)  # the last 10 updates' episodes
     print("PPO CartPole-v1, last 10 updates' episodes per seed:", rounded(late))
     assert np.median(late) > 250.0, late  # measured 500, 464.1, 500, 500
-    np.testing.assert_array_equal(metrics["env_steps"][0, -1], CARTPOLE.num_updates * CARTPOLE.rollout_size)
+    np.testing.assert_array_equal(
+        metrics["env_steps"][0, -1], (CARTPOLE_STEPS // CARTPOLE.rollout_size) * CARTPOLE.rollout_size
+    )
     for name in (
         "approx_kl",
         "clip_frac",
@@ -176,7 +179,7 @@ def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
 
 
 def test_gaussian_ppo_learns_pendulum():
-    runs = _runs(PENDULUM, "Pendulum-v1")
+    runs = _runs(PENDULUM, "Pendulum-v1", PENDULUM_STEPS)
     first = np.nanmean(runs.metrics[0]["episodic_return"][:, :3], axis=1)
     print("PPO Pendulum-v1, first 3 updates per seed:", rounded(first))
     # a random Gaussian policy scores about −1200; measured −1296.5, −1268.5, −1271.8, −1302.2
@@ -190,7 +193,6 @@ def test_gaussian_ppo_learns_pendulum():
 def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
     """Continuous actions (learned log σ) with the adaptive-KL surrogate: compiles, vmaps, β moves by ×2."""
     config = PPOConfig(
-        total_timesteps=3 * 256,
         num_envs=2,
         num_steps=128,
         update_epochs=2,
@@ -199,7 +201,7 @@ def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
         surrogate="kl_adaptive",
         kl_target=1e-9,
     )
-    state, metrics = jax.jit(jax.vmap(make_train(config, "Pendulum-v1")))(
+    state, metrics = jax.jit(jax.vmap(make_train(config, "Pendulum-v1", 3 * 256)))(
         jax.random.split(jax.random.key(0), 2)
     )
     beta = np.asarray(metrics["beta"])
@@ -232,4 +234,4 @@ def test_bad_config_is_a_one_line_config_error(field, value, fragment):
 
 def test_unknown_env_is_a_config_error():
     with pytest.raises(ConfigError, match="CartPole-v1"):
-        make_train(PPOConfig(), "CartPol-v1")
+        make_train(PPOConfig(), "CartPol-v1", 10_000)

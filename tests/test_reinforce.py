@@ -27,10 +27,9 @@ from proxrl.types import Transition
 # 100k steps, 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation over
 # 10 episodes: value baseline 8 × 128, lr 1e-3, standardised advantages, 10 critic steps; no baseline 4 × 500,
 # lr 3e-3, standardised returns. See docs/methods/reinforce.md.
-CARTPOLE_VALUE = REINFORCEConfig(total_timesteps=100_000, num_envs=8, num_steps=128, lr=1e-3, norm_adv=True)
-CARTPOLE_NONE = REINFORCEConfig(
-    total_timesteps=100_000, num_envs=4, num_steps=500, lr=3e-3, baseline="none", norm_adv=True
-)
+CARTPOLE_VALUE = REINFORCEConfig(num_envs=8, num_steps=128, lr=1e-3, norm_adv=True)
+CARTPOLE_VALUE_STEPS = 100_000
+CARTPOLE_NONE = REINFORCEConfig(num_envs=4, num_steps=500, lr=3e-3, baseline="none", norm_adv=True)
 GAMMA = 0.5
 
 
@@ -97,7 +96,6 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
     first Adam step from it is exactly θ₁ − θ₀ = lr·g/(|g| + ε) elementwise (m̂ = g, v̂ = g²)."""
     env = as_env("CartPole-v1")
     config = REINFORCEConfig(
-        total_timesteps=10,
         num_envs=2,
         num_steps=5,
         hidden=(8,),
@@ -143,7 +141,7 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
 
 
 def _runs(config):
-    train = jax.jit(jax.vmap(make_train(config, "CartPole-v1")))
+    train = jax.jit(jax.vmap(make_train(config, "CartPole-v1", 100_000)))
     evaluate = jax.jit(jax.vmap(make_evaluate(config, "CartPole-v1", episodes=10)))
     return train_seeds(train, evaluate, lanes=4)
 
@@ -163,7 +161,7 @@ def test_value_baseline_learns_cartpole(value_runs):
     assert_learns(value_runs.returns, 250.0, "REINFORCE value baseline CartPole-v1, 100k steps")
     assert np.median(ev) > 0.1, ev  # the baseline fits the returns; measured 0.40, 0.39, 0.12, 0.30
     for name in ("policy_loss", "value_loss", "entropy", "kl", "surrogate_gain", "step_norm", "grad_norm"):
-        assert metrics[name].shape == (4, CARTPOLE_VALUE.num_updates), name
+        assert metrics[name].shape == (4, (CARTPOLE_VALUE_STEPS // CARTPOLE_VALUE.rollout_size)), name
         assert np.all(np.isfinite(metrics[name])), name
     np.testing.assert_array_equal(metrics["kept_frac"], 1.0)
 
@@ -190,7 +188,7 @@ def test_no_baseline_learns_cartpole():
 
 
 def test_continuous_actions_step():
-    config = REINFORCEConfig(total_timesteps=64, num_envs=2, num_steps=32, hidden=(16,))
+    config = REINFORCEConfig(num_envs=2, num_steps=32, hidden=(16,))
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
     for name in ("kl", "policy_loss", "value_loss", "entropy", "step_norm"):

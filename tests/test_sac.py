@@ -156,12 +156,13 @@ def test_sac_critic_target_matches_hand_computation(one_step):
 # Small networks and 6k steps keep the suite fast on CPU; 5 seeds (two calls of 3 vmapped seeds,
 # helpers.train_seeds), deterministic evaluation over 10 episodes. The 5-seed, 20k-step checks are in
 # docs/methods/sac.md. A random policy scores about −1200 on Pendulum-v1.
-PENDULUM = SACConfig(total_timesteps=6_000, hidden=(64, 64))
+PENDULUM = SACConfig(hidden=(64, 64))
+PENDULUM_STEPS = 6_000
 
 
 @pytest.fixture(scope="module")
 def pendulum_runs():
-    train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1"), axis_name=SEED_AXIS))
+    train = jax.jit(jax.vmap(make_train(PENDULUM, "Pendulum-v1", PENDULUM_STEPS), axis_name=SEED_AXIS))
     evaluate = jax.jit(jax.vmap(make_evaluate(PENDULUM, "Pendulum-v1", episodes=10)))
     return train_seeds(train, evaluate, lanes=3)
 
@@ -170,7 +171,7 @@ def test_sac_learns_pendulum(pendulum_runs):
     metrics = pendulum_runs.metrics[0]
     # measured here (AMD EPYC, 2 cores), per seed: −135.2, −98.3, −210.1, −100.3, −206.6 (median −135.2)
     assert_learns(pendulum_runs.returns, -400.0, "SAC Pendulum-v1, 6k steps")
-    n = PENDULUM.num_updates
+    n = PENDULUM_STEPS // PENDULUM.rollout_size
     assert metrics["episodic_return"].shape == (3, n)
     starts = PENDULUM.learning_starts
     assert np.all(np.isnan(metrics["critic_loss"][:, : starts - 1]))  # no update before learning_starts
@@ -207,5 +208,5 @@ def test_bad_config_is_a_one_line_config_error(field, value, fragment):
 
 def test_discrete_action_space_is_rejected():
     with pytest.raises(ConfigError, match="Box") as err:
-        make_train(SACConfig(), "CartPole-v1")
+        make_train(SACConfig(), "CartPole-v1", 1000)
     assert "\n" not in str(err.value)

@@ -84,7 +84,11 @@ def test_train_writes_records(run_dir):
     assert len(rows) == 8 and rows[-1]["step"] == "1024"
     assert {"episodic_return", "approx_kl", "clip_frac", "explained_variance"} <= set(rows[0])
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["algo"] == "ppo" and cfg["algo_config"]["total_timesteps"] == 1024
+    assert (
+        cfg["algo"] == "ppo"
+        and cfg["run"]["total_steps"] == 1024
+        and "total_timesteps" not in cfg["algo_config"]
+    )
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
 
 

@@ -142,20 +142,20 @@ def test_resume_errors(tmp_path):
 @pytest.mark.parametrize(
     ("config", "field", "values"),
     [
-        (PPOConfig(total_timesteps=1024, num_envs=2, num_steps=32, hidden=(16,)), "lr", (1e-3, 3e-3)),
-        (A2CConfig(total_timesteps=640, num_envs=2, num_steps=16, hidden=(16,)), "ent_coef", (0.0, 0.05)),
+        (PPOConfig(num_envs=2, num_steps=32, hidden=(16,)), "lr", (1e-3, 3e-3)),
+        (A2CConfig(num_envs=2, num_steps=16, hidden=(16,)), "ent_coef", (0.0, 0.05)),
     ],
     ids=["ppo-lr", "a2c-ent_coef"],
 )
 def test_train_vmaps_traced_hyperparameters_and_each_lane_equals_its_own_run(config, field, values):
     """train(key, hyper) of any algorithm: one compiled call vmapped over two values of a hyperparameter gives, in
     each lane, the run of the config with that value (compiled on its own), and the lanes differ."""
-    train = make_train(config, "CartPole-v1")
+    train = make_train(config, "CartPole-v1", 640)
     key = jax.random.key(0)
     both, metrics = jax.jit(jax.vmap(lambda v: train(key, {field: v})))(jnp.asarray(values, jnp.float32))
     assert metrics["env_steps"].shape[0] == 2
     for lane, value in enumerate(values):
-        alone, _ = jax.jit(make_train(dataclasses.replace(config, **{field: value}), "CartPole-v1"))(key)
+        alone, _ = jax.jit(make_train(dataclasses.replace(config, **{field: value}), "CartPole-v1", 640))(key)
         for a, b in zip(
             jax.tree.leaves(alone.carry.learner.params),
             jax.tree.leaves(jax.tree.map(lambda x, i=lane: x[i], both.carry.learner.params)),

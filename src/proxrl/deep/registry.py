@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proxrl.deep.jax_envs import Space
 from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
 from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
 from proxrl.errors import ConfigError
@@ -18,7 +17,8 @@ from proxrl.types import Learner
 
 class Entry(NamedTuple):
     config: type
-    make_learner: Callable[[Any, Space, Space], Learner]
+    make_learner: Callable[..., Learner]
+    """``make_learner(config, observation_space, action_space, total_steps=None)``."""
     description: str
 
 

@@ -19,7 +19,7 @@ from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
-from proxrl.run.train import CHECKPOINT, RunConfig, make_runner, planned_steps, train
+from proxrl.run.train import CHECKPOINT, RunConfig, make_runner, train
 
 ENV_HELP = (
     "Environment id: a gymnax id (CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …) "
@@ -62,18 +62,9 @@ def preset_defaults(command: type, argv: list[str]) -> Any | None:
     return dataclasses.replace(base, preset=name, algo=algo_config, run=run_config)
 
 
-def _algo_config(config: Any, total_steps: int) -> Any:
-    """The algorithm's configuration with its step budget taken from ``--total-steps``."""
-    names = {f.name for f in dataclasses.fields(config)}
-    return dataclasses.replace(config, total_timesteps=total_steps) if "total_timesteps" in names else config
-
-
 def run_train(cmd: Any) -> RunDir:
-    cmd.run.validate()
-    steps_per_update = cmd.algo.num_envs * cmd.algo.num_steps
-    config = _algo_config(cmd.algo, planned_steps(cmd.run, steps_per_update))  # schedules see the real budget
-    runner = make_runner(config, cmd.env, cmd.run)
-    return train(runner, cmd.run, config, cmd.env)
+    runner = make_runner(cmd.algo, cmd.env, cmd.run)
+    return train(runner, cmd.run, cmd.algo, cmd.env)
 
 
 @dataclass(frozen=True)

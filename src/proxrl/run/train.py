@@ -37,6 +37,7 @@ from proxrl.deep import loops, registry
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import JaxEnv, Space
 from proxrl.deep.loops import Normalization
+from proxrl.deep.on_policy.common import num_updates
 from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.run.cache import enable_compilation_cache
 from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoint
@@ -137,11 +138,14 @@ class JaxRunner(Runner):
         return np.asarray(self._mode(state, obs))
 
 
-def _learner(config: Any, env_id: str, observation_space: Space, action_space: Space) -> Learner:
-    """The registered algorithm of ``config`` for an environment's spaces; its ConfigErrors name the environment."""
+def _learner(
+    config: Any, env_id: str, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
+    """The registered algorithm of ``config`` for an environment's spaces and the run's step budget (for
+    schedules); its ConfigErrors name the environment."""
     _, entry = registry.entry_for(config)
     try:
-        return entry.make_learner(config, observation_space, action_space)
+        return entry.make_learner(config, observation_space, action_space, total_steps)
     except ConfigError as e:  # the learner sees only spaces: name the environment in its message
         if env_id in str(e):
             raise
@@ -152,23 +156,25 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
     resolves to (see :class:`RunConfig`); the reward normaliser discounts with ``config.gamma``."""
     run_cfg.validate()
+    config.validate()
     gamma = float(getattr(config, "gamma", 0.99))
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
+    budget = planned_steps(run_cfg, config.num_envs * config.num_steps)  # schedules see the real budget
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
         env = loops.env_for(env_id)
-        learner = _learner(config, env_id, env.observation_space, env.action_space)
+        learner = _learner(config, env_id, env.observation_space, env.action_space, budget)
         return JaxRunner(learner, env, norm, run_cfg.eval_episodes)
-    learner = _learner(config, env_id, *gym_spaces(env_id))
+    learner = _learner(config, env_id, *gym_spaces(env_id), budget)
     return HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
 
 
 def make_train(
-    config: Any, env_id: str | JaxEnv, norm: Normalization | None = None
+    config: Any, env_id: str | JaxEnv, total_steps: int, norm: Normalization | None = None
 ) -> Callable[..., tuple[loops.LoopState, Metrics]]:
     """``train(key, hyper=None) -> (final_state, metrics)``: the whole run of any registered algorithm on a
     gymnax environment as one pure function.
 
-    ``config.total_timesteps`` environment steps (whole updates of ``num_envs × num_steps``) as one ``lax.scan``,
+    ``total_steps`` environment steps per seed (whole updates of ``num_envs × num_steps``) as one ``lax.scan``,
     so it jits once; ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call.
     ``hyper``: a dict of numeric config fields (e.g. ``{"lr": …, "ent_coef": …}``) given as arrays, replacing
     the config's values inside the trace, so a vmap over hyperparameters works like one over seeds (the config
@@ -179,15 +185,14 @@ def make_train(
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
-    _learner(
-        config, name, env.observation_space, env.action_space
-    )  # a bad config or space fails here, not in a trace
+    updates = num_updates(total_steps, config.num_envs * config.num_steps)
+    # a bad config, budget or space fails here, not inside a trace
+    _learner(config, name, env.observation_space, env.action_space, total_steps)
 
     def train(key: PRNGKey, hyper: dict[str, Any] | None = None) -> tuple[loops.LoopState, Metrics]:
         cfg = config if not hyper else dataclasses.replace(config, **hyper)
-        learner = _learner(cfg, name, env.observation_space, env.action_space)
-        num_updates = config.total_timesteps // (learner.num_envs * learner.num_steps)
-        return loops.run_updates(learner, env, norm, key, num_updates)
+        learner = _learner(cfg, name, env.observation_space, env.action_space, total_steps)
+        return loops.run_updates(learner, env, norm, key, updates)
 
     return train
 
@@ -200,7 +205,10 @@ def make_evaluate(
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
-    runner = JaxRunner(_learner(config, name, env.observation_space, env.action_space), env, norm, episodes)
+    budget = config.num_envs * config.num_steps  # one update: evaluation runs no schedule
+    runner = JaxRunner(
+        _learner(config, name, env.observation_space, env.action_space, budget), env, norm, episodes
+    )
     return runner.evaluate_one
 
 
@@ -316,11 +324,11 @@ def _resume(path: Path, algo: str, config_record: dict, template: Any) -> tuple[
 
 
 def _comparable(record: dict) -> dict:
-    """A run's configuration less what a resume may change: the step budget (``total_steps``, and the
-    algorithm's ``total_timesteps`` that follows it) and the cache location. Resuming with the same
+    """A run's configuration less what a resume may change: the step budget (``total_steps``) and the cache
+    location. Resuming with the same
     budget reproduces the uninterrupted run exactly; a larger budget re-plans budget-based schedules
     (e.g. learning-rate annealing) from the current update on."""
-    free = ("total_steps", "total_timesteps", "compile_cache", "compile_cache_dir")
+    free = ("total_steps", "compile_cache", "compile_cache_dir")
     run = {k: v for k, v in record.get("run", {}).items() if k not in free}
     algo = {k: v for k, v in record.get("algo_config", {}).items() if k not in free}
     return {**record, "run": run, "algo_config": algo}

@@ -29,20 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 
 from proxrl.deep.distributions import scale_to_bounds
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.deep.loops import lockstep
 from proxrl.deep.networks import DeterministicPolicy, QNetwork, flatten_obs
-from proxrl.deep.on_policy.common import ACTIVATIONS, check_budget_and_network
+from proxrl.deep.on_policy.common import ACTIVATIONS, check_rollout_and_network
 from proxrl.deep.replay import (
     Replay,
     check_replay,
@@ -67,8 +66,6 @@ class ReplayConfig:
     (256×256 ReLU, Adam 3e-4, batch 256, one gradient step per environment step) except learning_starts
     (1000, for Pendulum-scale budgets; CleanRL uses 25k on MuJoCo)."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 1_000_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates. The CLI sets it from --total-steps."""
     num_envs: int = 1
     """Parallel environments B stepped in lockstep."""
     num_steps: int = 1
@@ -97,20 +94,15 @@ class ReplayConfig:
         """Transitions collected per update, T·B."""
         return self.num_envs * self.num_steps
 
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + ``gradient_steps`` gradient steps) in the run."""
-        return self.total_timesteps // self.rollout_size
-
     def validate(self) -> Self:
         """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``.
 
-        Checks: ``total_timesteps``, ``num_envs``, ``num_steps``, ``gradient_steps`` integers ≥ 1;
+        Checks: ``num_envs``, ``num_steps``, ``gradient_steps`` integers ≥ 1;
         ``learning_starts`` ≥ 0; ``buffer_size ≥ batch_size ≥ 1``; ``gamma ∈ [0, 1]``; ``lr > 0``, ``q_lr > 0``;
-        ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``; ``total_timesteps ≥ T·B`` (one rollout).
+        ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``.
         A subclass checks its own fields after ``super().validate()``.
         """
-        check_budget_and_network(self)
+        check_rollout_and_network(self)
         check_int_at_least("gradient_steps", self.gradient_steps, 1)
         check_int_at_least("learning_starts", self.learning_starts, 0)
         check_replay(self.buffer_size, self.batch_size)

@@ -61,7 +61,9 @@ class DDPGState(NamedTuple):
     critic_opt: optax.OptState
 
 
-def make_learner(config: DDPGConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: DDPGConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """DDPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner`).
 
     The actor step is :func:`~proxrl.deep.off_policy.common.actor_step` with the surrogate

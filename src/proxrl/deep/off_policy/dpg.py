@@ -63,7 +63,9 @@ class DPGState(NamedTuple):
     critic_opt: optax.OptState
 
 
-def make_learner(config: DPGConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: DPGConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """DPG as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner`).
 
     The actor step is :func:`~proxrl.deep.off_policy.common.actor_step` with the surrogate

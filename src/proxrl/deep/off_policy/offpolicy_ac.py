@@ -30,20 +30,19 @@ equations; the buffer and the collect → add → gradient-steps loop are the sh
 
     from proxrl.run.train import make_train
 
-    config = OffPolicyACConfig(total_timesteps=100_000)
-    train = make_train(config, "CartPole-v1")
+    config = OffPolicyACConfig()
+    train = make_train(config, "CartPole-v1", total_steps=100_000)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 5))
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.deep.distributions import categorical
 from proxrl.deep.jax_envs import Space
@@ -87,7 +86,6 @@ class OffPolicyACConfig(off_policy.TargetReplayConfig):
     batch 128, τ = 0.005, entropy bonus 0.03, 64×64 ReLU) are tuned for CartPole-v1 at 100k steps
     (docs/methods/off-policy-ac.md)."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 100_000
     num_envs: int = 4
     gradient_steps: int = 4
     buffer_size: int = 100_000
@@ -217,7 +215,9 @@ def ac_update(
 # --------------------------------------------------------------------------------------- the learner
 
 
-def make_learner(config: OffPolicyACConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: OffPolicyACConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """The discrete off-policy actor-critic as a :class:`~proxrl.types.Learner`
     (:func:`~proxrl.deep.off_policy.common.replay_learner` around :func:`ac_init`, sampling from π_θ, the argmax
     policy and :func:`ac_update`).

@@ -29,8 +29,8 @@ uniform random actions and the collect → add → gradient-steps loop are the s
 
     from proxrl.run.train import make_train
 
-    config = SACConfig(total_timesteps=20_000)
-    train = make_train(config, "Pendulum-v1")
+    config = SACConfig()
+    train = make_train(config, "Pendulum-v1", total_steps=20_000)
     vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # the axis name keeps the warm-up a branch
     state, metrics = jax.jit(vmapped)(jax.random.split(jax.random.key(0), 5))
 """
@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.deep.distributions import scale_to_bounds, tanh_gaussian_sample
 from proxrl.deep.jax_envs import Space
@@ -67,7 +66,6 @@ class SACConfig(off_policy.TargetReplayConfig):
     step) except the learning rate: 1e-3 (SB3 zoo / Rejax for Pendulum) instead of 3e-4, for Pendulum-v1's
     20k-step budget (docs/methods/sac.md), and a 100k buffer; --preset mujoco gives the MuJoCo setting."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 20_000
     buffer_size: int = 100_000
     lr: float = 1e-3
     q_lr: float = 1e-3
@@ -276,7 +274,9 @@ def sac_update(
 # --------------------------------------------------------------------------------------- the learner
 
 
-def make_learner(config: SACConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: SACConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """SAC as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner` around
     :func:`sac_init`, the sampling / tanh-mean policies and :func:`sac_update`).
 

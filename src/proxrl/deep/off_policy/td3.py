@@ -16,8 +16,8 @@ this module is the update above.
 
     from proxrl.run.train import make_train
 
-    config = TD3Config(total_timesteps=20_000)
-    train = make_train(config, "Pendulum-v1")
+    config = TD3Config()
+    train = make_train(config, "Pendulum-v1", total_steps=20_000)
     vmapped = jax.vmap(train, axis_name=loops.SEED_AXIS)  # keeps the warm-up and the delay branches
     state, metrics = jax.jit(vmapped)(jax.random.split(jax.random.key(0), 5))
 """
@@ -92,7 +92,9 @@ def target_action(
     return jnp.clip(mu_next + eps * half, jnp.asarray(space.low), jnp.asarray(space.high))
 
 
-def make_learner(config: TD3Config, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: TD3Config, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """TD3 as a :class:`~proxrl.types.Learner` (:func:`~proxrl.deep.off_policy.common.replay_learner`).
 
     Metrics per learn call (averaged over its gradient steps; NaN before ``learning_starts``):

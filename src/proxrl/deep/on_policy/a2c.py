@@ -26,8 +26,8 @@ evaluation, batch construction) is shared with PPO (:mod:`proxrl.deep.on_policy.
 
     from proxrl.run.train import make_train
 
-    config = A2CConfig(total_timesteps=500_000)
-    train = make_train(config, "CartPole-v1")
+    config = A2CConfig()
+    train = make_train(config, "CartPole-v1", total_steps=500_000)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
 """
 
@@ -46,6 +46,7 @@ from proxrl.deep.on_policy.common import (
     check_actor_critic_coefficients,
     make_agent,
     make_batch,
+    num_updates,
     policy_lr,
     step_diagnostics,
 )
@@ -70,7 +71,7 @@ class A2CConfig(RolloutConfig):
     rms_decay: float = 0.99
     """RMSprop's decay α of the squared-gradient average (PyTorch's alpha)."""
     anneal_lr: bool = False
-    """Decay the learning rate linearly from lr to 0 over the updates."""
+    """Decay the learning rate linearly from lr to 0 over the run's updates."""
     norm_adv: bool = False
     """Standardise the advantages over each batch."""
     gae_lambda: float = 1.0
@@ -99,7 +100,7 @@ class A2CState(NamedTuple):
     """Updates done so far."""
 
 
-def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
+def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> ProxStep:
     """A2C's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
 
         θ_{k+1} = θ_k + η·∇_θ W_k,    W_k(θ, φ) = (1/N) Σ_i log π_θ(a_i|s_i)·Â_i + c·H(π_θ) − c_v·ℓ_V(φ)
@@ -109,7 +110,11 @@ def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
     clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
     """
     tx = optimiser(
-        policy_lr(config), config.max_grad_norm, config.optimiser, eps=1e-5, rms_decay=config.rms_decay
+        policy_lr(config, updates),
+        config.max_grad_norm,
+        config.optimiser,
+        eps=1e-5,
+        rms_decay=config.rms_decay,
     )
     extras = (entropy_bonus(config.ent_coef), value_regression(agent.value, config.vf_coef))
     problem = Problem(score_function(config.norm_adv), extras=extras, policy=agent.policy_on)
@@ -118,7 +123,9 @@ def a2c_step(config: A2CConfig, agent: Agent) -> ProxStep:
     )
 
 
-def make_learner(config: A2CConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: A2CConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`a2c_step`.
 
     Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step), ``kl``
@@ -130,7 +137,8 @@ def make_learner(config: A2CConfig, observation_space: Space, action_space: Spac
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-    step = a2c_step(config, agent)
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout_size)
+    step = a2c_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> A2CState:
         k_actor, k_critic = jax.random.split(key)
@@ -142,7 +150,7 @@ def make_learner(config: A2CConfig, observation_space: Space, action_space: Spac
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
         params, step_state, metrics = step.update(state.params, state.step, batch, None)
-        metrics.update(step_diagnostics(config, batch, state.update))
+        metrics.update(step_diagnostics(config, updates, batch, state.update))
         return A2CState(params, step_state, state.update + 1), metrics
 
     return agent.learner("a2c", init, learn, config)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-import tyro
 
 from proxrl.deep.distributions import categorical, diag_gaussian
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, Space
@@ -34,32 +33,36 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
 
 
-def check_budget_and_network(cfg: Any) -> None:
-    """Checks every learner config shares (one-line :class:`ConfigError`): ``total_timesteps``, ``num_envs``
-    and ``num_steps`` integers ≥ 1 with ``total_timesteps ≥ num_envs·num_steps`` (one update), ``hidden``
-    at least one layer of width ≥ 1, ``activation`` one of :data:`ACTIVATIONS`."""
-    for name in ("total_timesteps", "num_envs", "num_steps"):
+def check_rollout_and_network(cfg: Any) -> None:
+    """Checks every learner config shares (one-line :class:`ConfigError`): ``num_envs`` and ``num_steps``
+    integers ≥ 1, ``hidden`` at least one layer of width ≥ 1, ``activation`` one of :data:`ACTIVATIONS`."""
+    for name in ("num_envs", "num_steps"):
         check_int_at_least(name, getattr(cfg, name), 1)
     check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
     if len(cfg.hidden) == 0:
         raise ConfigError("hidden must list at least one layer width, got ()")
     for width in cfg.hidden:
         check_int_at_least("hidden layer width", width, 1)
-    rollout = cfg.num_envs * cfg.num_steps
-    if cfg.total_timesteps < rollout:
+
+
+def num_updates(total_steps: int, rollout_size: int) -> int:
+    """Updates of ``rollout_size`` environment steps in a budget of ``total_steps`` (whole updates, at least one:
+    a one-line ConfigError otherwise). The budget is the run's (``--total-steps``), never an algorithm's."""
+    total_steps = check_int_at_least("total_steps", total_steps, 1)
+    if total_steps < rollout_size:
         raise ConfigError(
-            f"total_timesteps must be >= num_envs·num_steps = {rollout} (one update), got {cfg.total_timesteps}"
+            f"total_steps must be >= num_envs·num_steps = {rollout_size} (one update), got {total_steps}"
         )
+    return total_steps // rollout_size
 
 
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     """The hyperparameters every on-policy method has (REINFORCE, NPG, Q actor-critic, A2C, PPO), declared
-    once: the budget, the rollout shape T×B, the networks and the policy step's learning rate, discount and
-    gradient clip. An algorithm's config extends it and may restate a field to change its default."""
+    once: the rollout shape T×B, the networks and the policy step's learning rate, discount and gradient clip
+    (the step budget is the run's). An algorithm's config extends it and may restate a field to change its
+    default."""
 
-    total_timesteps: Annotated[int, tyro.conf.Suppress] = 500_000
-    """Environment steps in the whole run (over all parallel environments); rounded down to whole updates. The CLI sets it from --total-steps."""
     num_envs: int = 8
     """Parallel environments B stepped in lockstep (vmapped)."""
     num_steps: int = 128
@@ -82,34 +85,32 @@ class RolloutConfig:
         """Transitions per update, N = T·B."""
         return self.num_envs * self.num_steps
 
-    @property
-    def num_updates(self) -> int:
-        """Updates (rollout + the algorithm's step) in the run."""
-        return self.total_timesteps // self.rollout_size
-
     def validate(self) -> Self:
-        """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the budget and counts
-        (integers ≥ 1, at least one update of T·B steps), the network shape, lr > 0, γ ∈ [0, 1] and a
-        positive gradient-norm clip; a subclass checks its own fields after ``super().validate()``."""
-        check_budget_and_network(self)
+        """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the rollout shape
+        (integers ≥ 1), the network shape, lr > 0, γ ∈ [0, 1] and a positive gradient-norm clip; a subclass
+        checks its own fields after ``super().validate()``."""
+        check_rollout_and_network(self)
         check_positive("lr", self.lr)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_positive("max_grad_norm", self.max_grad_norm)
         return self
 
 
-def policy_lr(config: Any, steps_per_update: int = 1) -> Array | float | optax.Schedule:
+def policy_lr(config: Any, updates: int | None, steps_per_update: int = 1) -> Array | float | optax.Schedule:
     """The policy optimiser's step size: ``config.lr``, or with ``config.anneal_lr`` the schedule
-    ``lr·(1 − k/K)`` during update k of K (``steps_per_update`` optimiser steps per update)."""
+    ``lr·(1 − k/K)`` during update k of K = ``updates`` (``steps_per_update`` optimiser steps per update);
+    annealing needs the run's budget (a one-line ConfigError without it)."""
     if not config.anneal_lr:
         return config.lr
-    return linear_anneal(config.lr, config.num_updates, steps_per_update)
+    if updates is None:
+        raise ConfigError("anneal_lr needs the run's step budget: build the learner with total_steps")
+    return linear_anneal(config.lr, updates, steps_per_update)
 
 
-def step_diagnostics(config: Any, batch: Batch, update: Array) -> Metrics:
+def step_diagnostics(config: Any, updates: int | None, batch: Batch, update: Array) -> Metrics:
     """What an actor-critic reports besides its step: ``explained_variance`` of V_φk on the λ-returns and the
-    ``learning_rate`` in force during update ``update``."""
-    lr = policy_lr(config)
+    ``learning_rate`` in force during update ``update`` of ``updates``."""
+    lr = policy_lr(config, updates)
     lr_now = lr(update) if callable(lr) else lr
     return {
         "explained_variance": explained_variance(batch.value_old, batch.returns),

@@ -157,7 +157,9 @@ def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
     return prox_step(problem, solver, moved=head_kl(old))
 
 
-def make_learner(config: NPGConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: NPGConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → :func:`npg_step` → critic fit.
 
     Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``

@@ -13,8 +13,8 @@ so it jits once and ``jax.vmap(train)(keys)`` trains many seeds in one compiled 
 
     from proxrl.run.train import make_train
 
-    config = PPOConfig(total_timesteps=100_000)
-    train = make_train(config, "CartPole-v1")
+    config = PPOConfig()
+    train = make_train(config, "CartPole-v1", total_steps=100_000)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
     params = state.carry.learner.params                                     # θ and φ of each seed
 
@@ -47,6 +47,7 @@ from proxrl.deep.on_policy.common import (
     check_actor_critic_coefficients,
     make_agent,
     make_batch,
+    num_updates,
     policy_lr,
     step_diagnostics,
 )
@@ -82,7 +83,7 @@ class PPOConfig(RolloutConfig):
     surrogate: str = "clip"
     """Policy objective: "none" (ratio·A), "clip" (min(ratio·A, clip(ratio)·A)), "kl_fixed" or "kl_adaptive"."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly from lr to 0 over the updates."""
+    """Decay the learning rate linearly from lr to 0 over the run's updates."""
     norm_adv: bool = True
     """Standardise the advantages within each minibatch."""
     clip_vloss: bool = True
@@ -136,7 +137,7 @@ class PPOState(NamedTuple):
     """Updates done so far."""
 
 
-def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
+def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> ProxStep:
     """PPO's proximal step on ``params = {"actor": θ, "critic": φ}`` and a flat :class:`Batch`::
 
         W_k(θ, φ) = L_k(θ) − β·(1/N) Σ_i KL(π_θ(·|s_i), π_θk(·|s_i)) + c·H(π_θ) − c_v·ℓ_V(φ)
@@ -158,7 +159,7 @@ def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
     geometry = head_kl(old) if kind.startswith("kl") else None
     beta = {"kl_fixed": config.beta, "kl_adaptive": adaptive_beta(config.beta, config.kl_target)}.get(kind)
     steps = config.update_epochs * config.num_minibatches
-    lr = policy_lr(config, steps)
+    lr = policy_lr(config, updates, steps)
     tx = optimiser(lr, config.max_grad_norm, eps=1e-5)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
@@ -166,7 +167,9 @@ def ppo_step(config: PPOConfig, agent: Agent) -> ProxStep:
     )
 
 
-def make_learner(config: PPOConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: PPOConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
 
     Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
@@ -178,7 +181,8 @@ def make_learner(config: PPOConfig, observation_space: Space, action_space: Spac
     agent = make_agent(
         observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
     )
-    step = ppo_step(config, agent)
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout_size)
+    step = ppo_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> PPOState:
         key, k_actor, k_critic = jax.random.split(key, 3)
@@ -191,7 +195,7 @@ def make_learner(config: PPOConfig, observation_space: Space, action_space: Spac
         batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
-        metrics.update(step_diagnostics(config, batch, state.update))
+        metrics.update(step_diagnostics(config, updates, batch, state.update))
         return PPOState(params, step_state, key, state.update + 1), metrics
 
     return agent.learner("ppo", init, learn, config)

@@ -224,7 +224,9 @@ def qac_step(config: QACConfig, agent: Agent) -> ProxStep:
     return prox_step(problem, gradient_steps(tx), moved=head_kl(old, dist=agent.distribution))
 
 
-def make_learner(config: QACConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: QACConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """Q actor-critic as a :class:`~proxrl.types.Learner`: ``learn`` is TD targets → :func:`qac_step` → critic fit.
 
     Per-update metrics: the step's (``policy_loss`` at θ_k, ``entropy`` at θ_k, ``kl`` the

@@ -158,7 +158,9 @@ def reinforce_step(config: REINFORCEConfig, agent: Agent) -> ProxStep:
     )
 
 
-def make_learner(config: REINFORCEConfig, observation_space: Space, action_space: Space) -> Learner:
+def make_learner(
+    config: REINFORCEConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
+) -> Learner:
     """REINFORCE as a :class:`~proxrl.types.Learner`: ``learn`` is returns-to-go → :func:`reinforce_step` →
     the baseline's regression.
 
