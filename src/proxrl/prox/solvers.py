@@ -377,6 +377,7 @@ def natural_gradient(
                 1.0,
             )
         metrics = {
+            "surrogate": l_k,  # L_k(θ_k) on the whole batch: the step's diagnostics reuse it
             "expected_gain": frac * expected,
             "grad_norm": jnp.linalg.norm(g),
             "cg_residual": residual / jnp.maximum(jnp.vdot(g, g), 1e-30),
