@@ -1,0 +1,143 @@
+"""Configs built from small frozen pieces, each option addressed by its own name.
+
+An algorithm's config is a frozen dataclass whose fields are *pieces* (frozen dataclasses named after the
+lecture's parts: the rollout, the network, the policy step, the advantage estimator, the surrogate, the
+critic, the replay buffer) or plain values. Every option name occurs once in a config, whatever piece holds it,
+so an option is addressed by its name alone: the command line is flat (``--lr``, ``--num-envs``), and so are
+:func:`override` (``override(PPOConfig(), lr=3e-4, num_envs=1)``), the presets and the ``hyper`` dict of
+``train(key, hyper)``. An algorithm changes a default by building its piece with other values
+(``field(default_factory=lambda: Rollout(num_envs=4))``), never by declaring the option again.
+
+:func:`to_record` and :func:`from_record` turn a config into nested JSON values and back (what config.json
+and a checkpoint's metadata hold); :func:`check_finite` refuses NaN and infinite options up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxrl.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def is_piece(value: Any) -> bool:
+    """A config piece: a dataclass instance (not a class)."""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def options(config: Any) -> dict[str, tuple[str, ...]]:
+    """Each option name of ``config`` → the path of field names leading to it (``{"lr": ("step", "lr")}``).
+
+    Raises ConfigError if a name occurs twice (a config must give every option one meaning)."""
+    out: dict[str, tuple[str, ...]] = {}
+
+    def walk(obj: Any, path: tuple[str, ...]) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if is_piece(value):
+                walk(value, (*path, f.name))
+            elif f.name in out:
+                raise ConfigError(
+                    f"{type(config).__name__} declares option {f.name!r} twice "
+                    f"({'.'.join(out[f.name])} and {'.'.join((*path, f.name))})"
+                )
+            else:
+                out[f.name] = (*path, f.name)
+
+    walk(config, ())
+    return out
+
+
+def get(config: Any, name: str) -> Any:
+    """The value of option ``name`` in ``config``, wherever its piece is."""
+    paths = options(config)
+    if name not in paths:
+        raise ConfigError(_unknown(config, name, paths))
+    return functools.reduce(getattr, paths[name], config)
+
+
+def override(config: C, **values: Any) -> C:
+    """``config`` with the named options replaced, e.g. ``override(PPOConfig(), lr=3e-4, num_envs=1)``.
+
+    Values may be traced arrays (``train(key, hyper)`` vmaps over them); nothing is validated here."""
+    if not values:
+        return config
+    paths = options(config)
+    for name in values:
+        if name not in paths:
+            raise ConfigError(_unknown(config, name, paths))
+
+    def rebuild(obj: Any, prefix: tuple[str, ...]) -> Any:
+        changes = {}
+        for f in dataclasses.fields(obj):
+            path = (*prefix, f.name)
+            value = getattr(obj, f.name)
+            if is_piece(value):
+                if any(paths[n][: len(path)] == path for n in values):
+                    changes[f.name] = rebuild(value, path)
+            elif f.name in values:
+                changes[f.name] = values[f.name]
+        return dataclasses.replace(obj, **changes)
+
+    return rebuild(config, ())
+
+
+def _unknown(config: Any, name: str, paths: dict[str, tuple[str, ...]]) -> str:
+    return f"{type(config).__name__} has no option {name!r}; its options: {', '.join(sorted(paths))}"
+
+
+def to_record(obj: Any) -> Any:
+    """Nested JSON values of a config (pieces → dicts, tuples → lists, paths → strings)."""
+    if is_piece(obj):
+        return {f.name: to_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_record(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
+def from_record(cls: type[C], record: Any, where: str = "config") -> C:
+    """The config of type ``cls`` that :func:`to_record` wrote as ``record``: pieces rebuilt by their declared
+    types, lists back to tuples. A missing or unknown key is a one-line ConfigError naming it (``where``
+    says which record)."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected a table of options, got {type(record).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(record) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option {unknown[0]!r} for {cls.__name__}")
+    kwargs = {}
+    for name in fields:
+        if name not in record:
+            raise ConfigError(f"{where}: option {name!r} of {cls.__name__} is missing")
+        value, kind = record[name], hints[name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            kwargs[name] = from_record(kind, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        elif typing.get_origin(kind) is None and kind is Path and value is not None:
+            kwargs[name] = Path(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def check_finite(config: Any) -> None:
+    """Every float option of ``config`` (pieces included) finite: NaN or ±inf is a one-line ConfigError
+    naming the option (no option of proxrl means anything at NaN or infinity)."""
+    for name, path in options(config).items():
+        value = functools.reduce(getattr, path, config)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
