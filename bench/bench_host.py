@@ -57,13 +57,15 @@ def part_bare(steps: int) -> dict:
 def part_proxrl(steps: int, algo: str) -> dict:
     import jax
 
+    from proxrl.config import override
     from proxrl.deep.loops import Normalization
     from proxrl.run.host import HostRunner, gym_spaces
 
     if algo == "ppo":
         from proxrl.deep.on_policy.ppo import PPOConfig, make_learner
 
-        config = PPOConfig(
+        config = override(
+            PPOConfig(),
             num_envs=1,
             num_steps=2048,
             update_epochs=10,
@@ -77,13 +79,11 @@ def part_proxrl(steps: int, algo: str) -> dict:
 
         module = {"sac": sac, "td3": td3}[algo]
         config_cls = {"sac": sac.SACConfig, "td3": td3.TD3Config}[algo]
-        config = config_cls(learning_starts=100, lr=3e-4, q_lr=3e-4, buffer_size=1_000_000)
+        config = override(config_cls(), learning_starts=100, lr=3e-4, q_lr=3e-4, buffer_size=1_000_000)
         make_learner = module.make_learner
         norm = Normalization()
         if algo == "sac":
-            import dataclasses
-
-            config = dataclasses.replace(config, alpha_lr=3e-4)
+            config = override(config, alpha_lr=3e-4)
     learner = make_learner(config, *gym_spaces(ENV_ID), 1_000_000)
     runner = HostRunner(learner, ENV_ID, 1, norm, 1, 0)
     t0 = time.perf_counter()

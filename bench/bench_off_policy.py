@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
+from proxrl.config import override
 from proxrl.deep.loops import SEED_AXIS
 from proxrl.deep.off_policy import ddpg, dpg, sac, td3
 from proxrl.run.train import make_evaluate, make_train
@@ -62,7 +63,7 @@ def main() -> None:
         fields["lr"] = fields["q_lr"] = args.lr  # actor and critics
     if args.exploration_noise is not None:
         fields["exploration_noise"] = args.exploration_noise
-    config = config_cls(**fields)
+    config = override(config_cls(), **fields)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     train = jax.jit(jax.vmap(make_train(config, args.env, args.steps), axis_name=SEED_AXIS))
     t0 = time.time()
@@ -84,8 +85,8 @@ def main() -> None:
                 "seeds": args.seeds,
                 "seed": args.seed,
                 "hidden": fields["hidden"],
-                "lr": config.lr,
-                "learning_starts": config.learning_starts,
+                "lr": config.step.lr,
+                "learning_starts": config.replay.learning_starts,
                 "eval_returns": [round(float(r), 1) for r in returns],
                 "reached_threshold": int(np.sum(returns >= args.threshold)),
                 "threshold": args.threshold,

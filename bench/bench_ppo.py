@@ -108,6 +108,7 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
     import jax
     import numpy as np
 
+    from proxrl.config import override
     from proxrl.deep.on_policy.ppo import PPOConfig
     from proxrl.run.train import make_train
 
@@ -115,7 +116,7 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
         from proxrl.run.cache import enable_compilation_cache
 
         enable_compilation_cache(cache)
-    config = PPOConfig(**PPO_CARTPOLE)
+    config = override(PPOConfig(), **PPO_CARTPOLE)
     keys = jax.random.split(jax.random.key(seed), seeds)
     metrics, startup_s, compile_s, run_s = compile_and_run(
         make_train(config, "CartPole-v1", total), keys, _T_START
@@ -124,7 +125,7 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
     returns = np.asarray(metrics["episodic_return"])
     episodes = np.asarray(metrics["episodes"])
     env_steps = np.asarray(metrics["env_steps"])
-    updates = total // config.rollout_size
+    updates = total // config.rollout.size
     hits = [first_hit(returns[i], episodes[i], THRESHOLD, WINDOW) for i in range(seeds)]
     reached = [h for h in hits if h is not None]
     last = max(reached) if len(reached) == seeds else None
@@ -133,11 +134,11 @@ def proxrl_worker(seeds: int, seed: int, total: int, cache: str | None) -> dict[
         "jax": jax.__version__,
         "seeds": seeds,
         "cache": bool(cache),
-        "budget_steps": updates * config.rollout_size,
+        "budget_steps": updates * config.rollout.size,
         "startup_s": round(startup_s, 3),
         "compile_s": round(compile_s, 3),
         "run_s": round(run_s, 3),
-        "steps_per_s": round(seeds * updates * config.rollout_size / run_s, 1),
+        "steps_per_s": round(seeds * updates * config.rollout.size / run_s, 1),
         "steps_hit": [None if h is None else int(env_steps[i, h]) for i, h in enumerate(hits)],
         "n_hit": len(reached),
         "t_hit_s": None if last is None else round(compile_s + run_s * (last + 1) / updates, 3),

@@ -42,10 +42,11 @@ def proxrl_worker(seeds: int, seed: int, total: int) -> dict[str, Any]:
     import jax
     import numpy as np
 
+    from proxrl.config import override
     from proxrl.deep.off_policy.sac import SACConfig
     from proxrl.run.train import make_train
 
-    config = SACConfig(hidden=(64, 64))
+    config = override(SACConfig(), hidden=(64, 64))
     keys = jax.random.split(jax.random.key(seed), seeds)
     metrics, startup_s, compile_s, run_s = compile_and_run(
         make_train(config, "Pendulum-v1", total), keys, _T_START

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
+from proxrl.config import override
 from proxrl.deep import registry
 from proxrl.deep.loops import SEED_AXIS
 from proxrl.run.train import make_train
@@ -29,7 +30,11 @@ OFF = dict(learning_starts=200, buffer_size=1000, batch_size=32, hidden=(16, 16)
 
 def cases() -> list[tuple[str, object, str, int]]:
     """``(name, config, environment, total steps)`` for every algorithm and the main variants."""
-    t = {name: entry.config for name, entry in registry.TRAINERS.items()}
+
+    def t_(name: str):
+        return lambda **options: override(registry.TRAINERS[name].config(), **options)
+
+    t = {name: t_(name) for name in registry.TRAINERS}
     out: list[tuple[str, object, str, int]] = []
     for name in ("reinforce", "npg", "qac", "a2c", "ppo"):
         out.append((f"{name}-cartpole", t[name](**ON), "CartPole-v1", 1024))

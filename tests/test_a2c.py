@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from helpers import (
     gymnax_loop,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.on_policy.a2c import A2CConfig
 from proxrl.run.train import RunConfig, make_evaluate, make_runner, make_train
 
@@ -24,7 +23,7 @@ from proxrl.run.train import RunConfig, make_evaluate, make_runner, make_train
 CARTPOLE = A2CConfig()
 CARTPOLE_STEPS = 200_000
 
-SMALL = A2CConfig(num_envs=4, num_steps=5, hidden=(16,))
+SMALL = override(A2CConfig(), num_envs=4, num_steps=5, hidden=(16,))
 SMALL_STEPS = 2_000
 
 
@@ -38,17 +37,17 @@ def test_learns_cartpole():
     metrics = runs.metrics[0]
     kl = metrics["kl"]
     assert np.all(kl >= -1e-6) and np.all(np.isfinite(kl))
-    assert kl.shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size))
+    assert kl.shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout.size))
     assert (
         float(metrics["env_steps"][0, -1])
-        == (CARTPOLE_STEPS // CARTPOLE.rollout_size) * CARTPOLE.rollout_size
+        == (CARTPOLE_STEPS // CARTPOLE.rollout.size) * CARTPOLE.rollout.size
     )
 
 
 def test_same_seed_same_metrics_and_trainer_contract():
     trainer = gymnax_loop(SMALL, "CartPole-v1", 2)
     runner = make_runner(SMALL, "CartPole-v1", RunConfig(eval_episodes=2))
-    assert runner.name == "a2c" and runner.steps_per_update == SMALL.rollout_size == 20
+    assert runner.name == "a2c" and runner.steps_per_update == SMALL.rollout.size == 20
     train = jax.jit(make_train(SMALL, "CartPole-v1", SMALL_STEPS))
     (s1, m1), (s2, m2) = train(jax.random.key(3)), train(jax.random.key(3))
     expected = {"episodic_return", "explained_variance", "entropy", "value_loss", "policy_loss"}
@@ -68,7 +67,7 @@ def test_same_seed_same_metrics_and_trainer_contract():
 
 
 def test_continuous_actions_step():
-    config = dataclasses.replace(SMALL, optimiser="adam", gae_lambda=0.95, ent_coef=0.01, norm_adv=True)
+    config = override(SMALL, optimiser="adam", gae_lambda=0.95, ent_coef=0.01, norm_adv=True)
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state = trainer.init(jax.random.key(0))
     state, metrics = jax.jit(trainer.update)(state)
@@ -80,5 +79,5 @@ def test_continuous_actions_step():
 @pytest.mark.parametrize("change", [{"optimiser": "sgd"}, {"rms_decay": 1.5}, {"vf_coef": -1.0}])
 def test_bad_config_raises(change):
     """A2C's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = dataclasses.replace(A2CConfig(), **change)
+    config = override(A2CConfig(), **change)
     assert_one_line_config_error(config, make_train, "CartPole-v1")

@@ -5,12 +5,12 @@ stay in its test file."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 
 import pytest
 
+from proxrl.config import from_record, get, options, override, to_record
 from proxrl.deep.jax_envs import make_jax_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
@@ -58,7 +58,7 @@ FAMILY_FIELDS = sorted({field for field, _, _ in FAMILY})
 
 
 def _fields(algo: str) -> set[str]:
-    return {f.name for f in dataclasses.fields(TRAINERS[algo].config)}
+    return set(options(TRAINERS[algo].config()))
 
 
 @functools.cache
@@ -125,7 +125,7 @@ def test_family_fields_are_checked_somewhere():
 
 @pytest.mark.parametrize(("algo", "field", "value", "message"), CASES)
 def test_bad_value_is_a_one_line_config_error(algo, field, value, message):
-    config = dataclasses.replace(TRAINERS[algo].config(), **{field: value})
+    config = override(TRAINERS[algo].config(), **{field: value})
     _assert_refused(algo, config, message)
 
 
@@ -135,9 +135,9 @@ def test_budget_below_one_update(algo, budget):
     """The run's step budget (never an algorithm's) must hold one update of num_envs·num_steps steps (4 envs ×
     1 step where one update is one step): make_train refuses anything less in one line."""
     config = TRAINERS[algo].config()
-    if config.num_envs * config.num_steps == 1:
-        config = dataclasses.replace(config, num_envs=4)
-    per_update = config.num_envs * config.num_steps
+    if config.rollout.num_envs * config.rollout.num_steps == 1:
+        config = override(config, num_envs=4)
+    per_update = config.rollout.num_envs * config.rollout.num_steps
     env_id = "CartPole-v1" if _spaces(algo)[0].shape == (4,) else "Pendulum-v1"
     if budget == "below":
         budget, message = (
@@ -154,6 +154,45 @@ def test_budget_below_one_update(algo, budget):
 @pytest.mark.parametrize("algo", [algo for algo in TRAINERS if "buffer_size" in _fields(algo)])
 def test_buffer_smaller_than_a_batch(algo):
     config = TRAINERS[algo].config()
-    config = dataclasses.replace(config, buffer_size=config.batch_size - 1)
-    message = f"buffer_size must be >= batch_size = {config.batch_size}, got {config.batch_size - 1}"
+    config = override(config, buffer_size=config.replay.batch_size - 1)
+    message = (
+        f"buffer_size must be >= batch_size = {config.replay.batch_size}, got {config.replay.batch_size - 1}"
+    )
     _assert_refused(algo, config, message)
+
+
+FLOATS = [
+    pytest.param(algo, name, value, id=f"{algo}-{name}={value}")
+    for algo in TRAINERS
+    for name in sorted(_fields(algo))
+    if isinstance(get(TRAINERS[algo].config(), name), float)
+    for value in (nan, inf, -inf)
+]
+
+
+@pytest.mark.parametrize(("algo", "name", "value"), FLOATS)
+def test_every_float_option_refuses_nan_and_infinity(algo, name, value):
+    """No option means anything at NaN or ±inf: each is refused in one line that names it."""
+    with pytest.raises(ConfigError) as err:
+        override(TRAINERS[algo].config(), **{name: value}).validate()
+    assert str(err.value).startswith(f"{name} must ") and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("algo", list(TRAINERS))
+def test_options_are_flat_names_and_records_round_trip(algo):
+    """Every option has one name in its config (the CLI flag), override reaches it wherever its piece is, and
+    the JSON record of a config rebuilds the same config."""
+    config = TRAINERS[algo].config()
+    paths = options(config)
+    assert len(paths) == len(set(paths)) >= 12
+    for name in paths:
+        assert get(override(config, **{name: get(config, name)}), name) == get(config, name)
+    changed = override(config, lr=0.123, num_envs=3)
+    assert (get(changed, "lr"), get(changed, "num_envs")) == (0.123, 3)
+    assert from_record(type(config), to_record(changed)) == changed
+    with pytest.raises(ConfigError, match="has no option 'learning_rate'"):
+        override(config, learning_rate=1.0)
+    record = to_record(config)
+    record["rollout"]["extra"] = 1
+    with pytest.raises(ConfigError, match="unknown option 'extra'"):
+        from_record(type(config), record)

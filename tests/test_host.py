@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_learns
+from proxrl.config import override
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
@@ -14,7 +15,7 @@ from proxrl.run.checkpoints import load_checkpoint
 from proxrl.run.host import HostRunner
 from proxrl.run.train import CHECKPOINT, JaxRunner, RunConfig, make_runner, train
 
-CARTPOLE = PPOConfig(num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE = override(PPOConfig(), num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
 CARTPOLE_STEPS = 153_600
 
 
@@ -46,7 +47,7 @@ def test_ppo_learns_gymnasium_cartpole(tmp_path):
 
 
 def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path):
-    config = PPOConfig(num_envs=2, num_steps=64, hidden=(16,))
+    config = override(PPOConfig(), num_envs=2, num_steps=64, hidden=(16,))
 
     def run(name):
         cfg = RunConfig(
@@ -81,7 +82,7 @@ def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path)
 
 
 def test_gymnax_normalisation_statistics_count_every_observation():
-    config = PPOConfig(num_envs=2, num_steps=64, hidden=(16,))
+    config = override(PPOConfig(), num_envs=2, num_steps=64, hidden=(16,))
     cfg = RunConfig(num_seeds=1, normalize_obs=True, normalize_reward=True, progress=False)
     runner = make_runner(config, "Pendulum-v1", cfg)
     assert isinstance(runner, JaxRunner)

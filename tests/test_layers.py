@@ -1,4 +1,4 @@
-"""Imports point one way: cli > lecture > run > {tabular, deep} > prox > estimators > types (errors and config sit with
+"""Imports point one way: cli > lecture > run > {tabular, deep} > prox > {estimators, config} > types (errors sits with
 types); the two worlds, tabular/ (exact and sampled tables) and deep/ (networks, environments, rollouts),
 never import each other."""
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import proxrl
 
 RANK = {
-    "types": 0, "errors": 0, "config": 0,
+    "types": 0, "errors": 0,
+    "config": 1,  # configs built from pieces, options addressed by name
     "estimators": 1,
     "prox": 2,  # the proximal-step kit: surrogates, geometries, solvers, critics (both worlds use it)
     "tabular": 3, "deep": 3,  # the two worlds: each on the kernel, never one on the other

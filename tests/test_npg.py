@@ -3,8 +3,6 @@ search, learning on CartPole, seeds, continuous actions, bad input."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +17,7 @@ from helpers import (
     rounded,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.distributions import categorical, diag_gaussian
 from proxrl.deep.networks import CategoricalPolicy, GaussianPolicy
 from proxrl.deep.on_policy.npg import NPGConfig
@@ -28,9 +27,9 @@ from proxrl.run.train import make_evaluate, make_train
 
 # TRPO (trust region δ = 0.01 + line search), 8 envs × 128 steps, 60k steps, 7 seeds (two calls of 4 vmapped
 # seeds, helpers.train_seeds), deterministic evaluation over 10 episodes; see docs/methods/npg-trpo.md.
-CARTPOLE = NPGConfig(num_envs=8, num_steps=128)
+CARTPOLE = override(NPGConfig(), num_envs=8, num_steps=128)
 CARTPOLE_STEPS = 60_000
-SMALL = NPGConfig(num_envs=4, num_steps=16, hidden=(16,), vf_minibatches=2)
+SMALL = override(NPGConfig(), num_envs=4, num_steps=16, hidden=(16,), vf_minibatches=2)
 SMALL_STEPS = 2 * 64
 
 
@@ -159,9 +158,9 @@ def three_steps():
     delta = 0.02
     state = gymnax_loop(SMALL, "CartPole-v1").init(jax.random.key(0))
     configs = {
-        "trpo": dataclasses.replace(SMALL, max_kl=delta),
-        "plain": dataclasses.replace(SMALL, max_kl=delta, line_search=False),
-        "fixed": dataclasses.replace(SMALL, step="fixed", line_search=False, lr=0.01),
+        "trpo": override(SMALL, max_kl=delta),
+        "plain": override(SMALL, max_kl=delta, line_search=False),
+        "fixed": override(SMALL, step="fixed", line_search=False, lr=0.01),
     }
     out = {}
     for name, config in configs.items():
@@ -218,7 +217,7 @@ def test_trpo_learns_cartpole(cartpole_runs):
     # 486.7); another AMD EPYC host gave 207.1, 404.8, 191.1 for the two seeds of key(0) and a repeat
     assert_learns(cartpole_runs.returns, 150.0, "TRPO CartPole-v1, 60k steps")
     for m in cartpole_runs.metrics:
-        assert np.all(m["kl"] <= CARTPOLE.max_kl * (1 + 1e-5))
+        assert np.all(m["kl"] <= CARTPOLE.step.max_kl * (1 + 1e-5))
     for name in (
         "kl",
         "surrogate_gain",
@@ -229,7 +228,7 @@ def test_trpo_learns_cartpole(cartpole_runs):
         "entropy",
         "explained_variance",
     ):
-        assert metrics[name].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size)), name
+        assert metrics[name].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout.size)), name
         assert np.all(np.isfinite(metrics[name])), name
 
 
@@ -242,7 +241,7 @@ def test_continuous_actions_step():
     state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
     for name in ("kl", "surrogate_gain", "step_norm", "cg_residual", "value_loss", "entropy"):
         assert np.isfinite(float(metrics[name])), name
-    assert float(metrics["kl"]) <= SMALL.max_kl * (1 + 1e-5)
+    assert float(metrics["kl"]) <= SMALL.step.max_kl * (1 + 1e-5)
     assert state.carry.learner.params["actor"]["params"]["log_std"].shape == (1,)
 
 
@@ -262,5 +261,5 @@ def test_continuous_actions_step():
 )
 def test_bad_config_raises(change):
     """NPG's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = dataclasses.replace(NPGConfig(), **change)
+    config = override(NPGConfig(), **change)
     assert_one_line_config_error(config, make_train, "CartPole-v1")

@@ -3,13 +3,12 @@ TD3's clipped double-Q target, the DPG chain rule, delayed actor updates, bad in
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from proxrl.config import override
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
 from proxrl.deep.loops import SEED_AXIS
 from proxrl.deep.networks import QNetwork
@@ -138,7 +137,7 @@ def learner_and_state(module, config, key=0):
 
 
 def test_warm_up_actions_are_uniform_then_the_policy():
-    config = td3.TD3Config(**TINY, learning_starts=10, exploration_noise=0.1)
+    config = override(td3.TD3Config(), **TINY, learning_starts=10, exploration_noise=0.1)
     learner, state = learner_and_state(td3, config)
     obs = jnp.zeros((2000, 3))
     act, mode = jax.jit(learner.act), jax.jit(learner.mode)
@@ -153,7 +152,7 @@ def test_warm_up_actions_are_uniform_then_the_policy():
 
 def test_learn_skips_before_learning_starts_and_counts_steps_under_vmap():
     """Two seeds vmapped (lax.cond becomes a select): NaN metrics and no update before learning_starts."""
-    config = ddpg.DDPGConfig(**TINY, learning_starts=8)
+    config = override(ddpg.DDPGConfig(), **TINY, learning_starts=8)
     learner = ddpg.make_learner(config, OBS_SPACE, ACT_SPACE)
     state = jax.jit(jax.vmap(learner.init))(jax.random.split(jax.random.key(0), 2), jnp.zeros((2, 1, 3)))
     learn = jax.jit(jax.vmap(learner.learn))
@@ -178,23 +177,28 @@ def test_learn_skips_before_learning_starts_and_counts_steps_under_vmap():
 
 def td3_target_by_hand(config, agent, batch, key):
     """y_i = r_i + γ(1 − terminated_i)·min_j Q_tar,j(s'_i, clip(μ_tar(s'_i) + clip(σ̃ε_i, −c, c)·2, −2, 2))."""
-    actor = deterministic_actor(ACT_SPACE, config.hidden, config.activation)
-    critic = twin_q(QNetwork, 2, hidden=config.hidden, activation=jax.nn.relu)
+    actor = deterministic_actor(ACT_SPACE, config.network.hidden, config.network.activation)
+    critic = twin_q(QNetwork, 2, hidden=config.network.hidden, activation=jax.nn.relu)
     eps = jax.random.normal(key, (batch.reward.shape[0], 1))
-    noise = np.clip(config.policy_noise * np.asarray(eps), -config.noise_clip, config.noise_clip) * 2.0
+    noise = (
+        np.clip(
+            config.smoothing.policy_noise * np.asarray(eps),
+            -config.smoothing.noise_clip,
+            config.smoothing.noise_clip,
+        )
+        * 2.0
+    )
     a_next = np.clip(
         np.asarray(jax.jit(actor.apply)(agent.target["actor"], batch.next_obs)) + noise, -2.0, 2.0
     )
     q1, q2 = np.asarray(jax.jit(critic.apply)(agent.target["critic"], batch.next_obs, jnp.asarray(a_next)))
     not_done = 1.0 - np.asarray(batch.terminated, np.float32)
-    return np.asarray(batch.reward) + config.gamma * not_done * np.minimum(q1, q2)
+    return np.asarray(batch.reward) + config.rollout.gamma * not_done * np.minimum(q1, q2)
 
 
 # one TD3 learner (one compile) for the target and delay tests; σ̃ large so the clip at ±c binds
-TD3_SMALL = td3.TD3Config(
-    hidden=(16, 16), batch_size=6, buffer_size=6, learning_starts=0,
-    policy_noise=0.6, noise_clip=0.5, policy_delay=3,
-)  # fmt: skip
+TD3_SMALL = override(td3.TD3Config(), hidden=(16, 16), batch_size=6, buffer_size=6, learning_starts=0,
+    policy_noise=0.6, noise_clip=0.5, policy_delay=3,)  # fmt: skip
 TD3_LEARNER = td3.make_learner(TD3_SMALL, OBS_SPACE, ACT_SPACE)
 TD3_LEARN = jax.jit(TD3_LEARNER.learn)
 
@@ -251,7 +255,7 @@ def test_schedule_branches_are_skipped_not_masked_under_a_named_seed_vmap():
     """Vmapped over seeds with ``axis_name=SEED_AXIS`` (as the runners do), the warm-up skip and TD3's delayed
     actor step stay ``lax.cond`` branches (run only when due); a plain ``jax.vmap`` turns them into selects
     that compute both sides. Same schedule and same numbers (to rounding) either way."""
-    config = dataclasses.replace(TD3_SMALL, learning_starts=12)
+    config = override(TD3_SMALL, learning_starts=12)
     learner = td3.make_learner(config, OBS_SPACE, ACT_SPACE)
     init = jax.jit(jax.vmap(learner.init))
     named = jax.vmap(learner.learn, axis_name=SEED_AXIS)
@@ -309,13 +313,13 @@ def test_unbounded_or_discrete_spaces():
 def test_td3_specific_bad_values():
     """TD3's own fields; the checks every algorithm shares are in test_configs.py."""
     with pytest.raises(ConfigError, match="policy_delay must be an integer >= 1"):
-        td3.TD3Config(policy_delay=0).validate()
+        override(td3.TD3Config(), policy_delay=0).validate()
     with pytest.raises(ConfigError, match="noise_clip must lie in"):
-        td3.TD3Config(noise_clip=-1.0).validate()
+        override(td3.TD3Config(), noise_clip=-1.0).validate()
 
 
 def test_state_is_a_replay_state():
-    _, state = learner_and_state(dpg, dpg.DPGConfig(**TINY))
+    _, state = learner_and_state(dpg, override(dpg.DPGConfig(), **TINY))
     assert isinstance(state, ReplayState)
     assert state.buffer.capacity == 64 and state.buffer.data.action.shape == (64, 1)
 

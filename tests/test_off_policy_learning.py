@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from helpers import assert_learns, assert_seeds_differ_and_repeat, rounded, train_seeds
+from proxrl.config import override
 from proxrl.deep.loops import SEED_AXIS
 from proxrl.deep.off_policy import ddpg, td3
 from proxrl.run.train import make_evaluate, make_train
@@ -34,7 +35,7 @@ def train_and_evaluate(config, lanes):
 
 
 def test_td3_learns_pendulum():
-    runs = train_and_evaluate(td3.TD3Config(**SMALL), lanes=3)
+    runs = train_and_evaluate(override(td3.TD3Config(), **SMALL), lanes=3)
     # measured here (AMD EPYC, 2 cores), per seed: −145.4, −101.6, −293.9, −99.6, −547.6 (median −145.4)
     assert_learns(runs.returns, -400.0, "TD3 Pendulum-v1, 10k steps")
     # delayed actor updates: half the critic steps move the actor (policy_delay = 2)
@@ -42,6 +43,6 @@ def test_td3_learns_pendulum():
 
 
 def test_ddpg_improves_on_pendulum():
-    runs = train_and_evaluate(ddpg.DDPGConfig(**SMALL), lanes=2)
+    runs = train_and_evaluate(override(ddpg.DDPGConfig(), **SMALL), lanes=2)
     # measured here (AMD EPYC, 2 cores), per seed: −149.4, −101.5, −101.1 (median −101.5)
     assert_learns(runs.returns, -400.0, "DDPG Pendulum-v1, 10k steps")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_learns, assert_seeds_differ_and_repeat, train_seeds
+from proxrl.config import override
 from proxrl.deep.distributions import categorical
 from proxrl.deep.jax_envs import DiscreteSpace
 from proxrl.deep.loops import SEED_AXIS
@@ -100,7 +101,7 @@ def test_critic_loss_uses_the_taken_actions():
 
 def test_update_step_against_hand_computation():
     """The target inside the step is y from the networks; τ = 1 copies φ_{k+1} into φ̄; jit = no jit."""
-    config = OffPolicyACConfig(hidden=(16,), batch_size=8, tau=1.0, gamma=0.9)
+    config = override(OffPolicyACConfig(), hidden=(16,), batch_size=8, tau=1.0, gamma=0.9)
     nets = ac.make_nets(config, DiscreteSpace(2))
     k_obs, k_act, k_init = jax.random.split(jax.random.key(4), 3)
     obs = jax.random.normal(k_obs, (8, 4))
@@ -154,12 +155,12 @@ def test_offpolicy_ac_learns_cartpole(cartpole_runs):
     # measured here (AMD EPYC, 2 cores), per seed: 214.8, 500, 500, 316.8, 234.6 (median 316.8); before the
     # prox/ refactor of the actor step: 215.3, 500, 397.2, 500, 500 (the same seeds)
     assert_learns(cartpole_runs.returns, 150.0, "off-policy AC CartPole-v1, 40k steps")
-    n = CARTPOLE_STEPS // CARTPOLE.rollout_size
+    n = CARTPOLE_STEPS // CARTPOLE.rollout.size
     assert metrics["episodic_return"].shape == (3, n)
-    warm = CARTPOLE.learning_starts // CARTPOLE.rollout_size
+    warm = CARTPOLE.replay.learning_starts // CARTPOLE.rollout.size
     assert np.all(np.isnan(metrics["critic_loss"][:, : warm - 1]))  # no update before learning_starts
     assert np.all(np.isfinite(metrics["critic_loss"][:, warm:]))
-    np.testing.assert_array_equal(metrics["env_steps"][0, -1], n * CARTPOLE.rollout_size)
+    np.testing.assert_array_equal(metrics["env_steps"][0, -1], n * CARTPOLE.rollout.size)
     assert np.all(metrics["entropy"][:, warm:] > 0.0)
 
 

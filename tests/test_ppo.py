@@ -17,6 +17,7 @@ from helpers import (
     rounded,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.distributions import categorical
 from proxrl.deep.networks import CategoricalPolicy
 from proxrl.deep.on_policy.ppo import PPOConfig
@@ -29,13 +30,14 @@ from proxrl.run.train import make_evaluate, make_train
 
 # Learning checks: 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation
 # over 10 episodes; the measured per-seed returns are beside each threshold.
-CARTPOLE = PPOConfig(num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
+CARTPOLE = override(PPOConfig(), num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
 CARTPOLE_STEPS = 200_000
 # Pendulum with a Gaussian policy (learned state-independent log σ), RL-Zoo-like shapes without gSDE; value
 # clipping off: with raw Pendulum returns (≈ −100 per state at γ = 0.9) a value step clipped to ±ε stalls the
 # critic (with clipping on, 4 seeds stayed at −1000 to −1200 after 100k steps; off: −104 to −294).
 PENDULUM_STEPS = 100_352
-PENDULUM = PPOConfig(
+PENDULUM = override(
+    PPOConfig(),
     num_envs=4,
     num_steps=1024,
     update_epochs=10,
@@ -153,12 +155,12 @@ def test_ppo_learns_cartpole(cartpole_runs):
     metrics = cartpole_runs.metrics[0]
     # measured here (AMD EPYC, 2 cores), per seed: 500, 426.9, 500, 500, 500, 500, 500 (median 500)
     assert_learns(cartpole_runs.returns, 300.0, "PPO CartPole-v1, 200k steps")
-    assert metrics["episodic_return"].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size))
+    assert metrics["episodic_return"].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout.size))
     late = np.nanmean(metrics["episodic_return"][:, -10:], axis=1)  # the last 10 updates' episodes
     print("PPO CartPole-v1, last 10 updates' episodes per seed:", rounded(late))
     assert np.median(late) > 250.0, late  # measured 500, 464.1, 500, 500
     np.testing.assert_array_equal(
-        metrics["env_steps"][0, -1], (CARTPOLE_STEPS // CARTPOLE.rollout_size) * CARTPOLE.rollout_size
+        metrics["env_steps"][0, -1], (CARTPOLE_STEPS // CARTPOLE.rollout.size) * CARTPOLE.rollout.size
     )
     for name in (
         "approx_kl",
@@ -192,7 +194,8 @@ def test_gaussian_ppo_learns_pendulum():
 
 def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
     """Continuous actions (learned log σ) with the adaptive-KL surrogate: compiles, vmaps, β moves by ×2."""
-    config = PPOConfig(
+    config = override(
+        PPOConfig(),
         num_envs=2,
         num_steps=128,
         update_epochs=2,
@@ -227,7 +230,7 @@ def test_gaussian_policy_and_adaptive_kl_run_under_vmap():
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
     """PPO's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = PPOConfig(**{field: value})
+    config = override(PPOConfig(), **{field: value})
     message = assert_one_line_config_error(config, make_train, "CartPole-v1", fragment)
     assert repr(value) in message or str(value) in message
 

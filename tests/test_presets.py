@@ -8,6 +8,7 @@ import pytest
 import tyro
 
 from proxrl.cli import main
+from proxrl.config import get, override
 from proxrl.deep.registry import TRAINERS
 from proxrl.run.commands import make_train_command, preset_defaults
 from proxrl.run.presets import PRESETS
@@ -23,25 +24,29 @@ def _parse(algo: str, argv: list[str]):
 
 def test_ppo_mujoco_preset_is_the_ppo_paper_setting_and_typed_options_override_it():
     cmd = _parse("ppo", ["--env", "HalfCheetah-v5", "--preset", "mujoco", "--lr", "1e-4", "--num-seeds", "3"])
-    assert (cmd.algo.num_envs, cmd.algo.num_steps, cmd.algo.update_epochs, cmd.algo.num_minibatches) == (
+    a = cmd.algo
+    assert (a.rollout.num_envs, a.rollout.num_steps, a.step.update_epochs, a.step.num_minibatches) == (
         1,
         2048,
         10,
         32,
     )
-    assert cmd.algo.ent_coef == 0.0 and cmd.algo.lr == 1e-4  # typed: overrides the preset's 3e-4
+    assert a.surrogate.ent_coef == 0.0 and a.step.lr == 1e-4  # typed: overrides the preset's 3e-4
     assert cmd.run.normalize_obs and cmd.run.normalize_reward and cmd.run.num_seeds == 3
     assert cmd.preset == "mujoco"
     plain = _parse("ppo", ["--env", "HalfCheetah-v5"])
-    assert plain.algo.num_steps == TRAINERS["ppo"].config().num_steps and not plain.run.normalize_obs
+    assert (
+        plain.algo.rollout.num_steps == TRAINERS["ppo"].config().rollout.num_steps
+        and not plain.run.normalize_obs
+    )
 
 
 @pytest.mark.parametrize(("algo", "name"), [(a, n) for a, table in PRESETS.items() for n in table])
 def test_every_preset_names_real_options_with_valid_values(algo, name):
     preset = PRESETS[algo][name]
-    config = dataclasses.replace(TRAINERS[algo].config(), **preset.algo).validate()
+    config = override(TRAINERS[algo].config(), **preset.algo).validate()
     dataclasses.replace(RunConfig(), **preset.run).validate()
-    assert all(getattr(config, k) == v for k, v in preset.algo.items())
+    assert all(get(config, k) == v for k, v in preset.algo.items())
 
 
 def test_an_unknown_preset_is_one_line_and_exit_2(capsys):

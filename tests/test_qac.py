@@ -3,7 +3,6 @@ formulas, the learner's first step, learning on CartPole, seeds, continuous acti
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import jax
@@ -20,6 +19,7 @@ from helpers import (
     rounded,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.deep.on_policy.common import as_env, make_agent
 from proxrl.deep.on_policy.qac import (
@@ -151,7 +151,8 @@ def test_first_step_follows_the_hand_computed_gradient(gradient):
     """The learner's actor gradient under Q_φ0 equals the formula (grad_norm), and the first Adam step is
     θ₁ − θ₀ = lr·g/(|g| + ε) elementwise."""
     env = as_env("CartPole-v1")
-    config = QACConfig(
+    config = override(
+        QACConfig(),
         num_envs=2,
         num_steps=4,
         hidden=(8,),
@@ -182,7 +183,9 @@ def test_first_step_follows_the_hand_computed_gradient(gradient):
         g = scores.T @ adv / 8
     np.testing.assert_allclose(metrics["grad_norm"], jnp.linalg.norm(g), rtol=1e-4)
     step = ravel_pytree(new_state.params["actor"])[0] - flat
-    np.testing.assert_allclose(step, config.lr * g / (jnp.abs(g) + 1e-5), rtol=1e-3, atol=1e-3 * config.lr)
+    np.testing.assert_allclose(
+        step, config.step.lr * g / (jnp.abs(g) + 1e-5), rtol=1e-3, atol=1e-3 * config.step.lr
+    )
     assert float(jnp.linalg.norm(g)) > 1e-4
 
 
@@ -206,7 +209,7 @@ def test_all_actions_learns_cartpole(cartpole_runs):
     assert_learns(cartpole_runs.returns, 150.0, "QAC all-actions CartPole-v1, 60k steps")
     assert np.median(ev) > 0.5, ev  # Q_φ tracks its TD targets; measured 0.97, 0.98, 0.99, 0.89
     for name in ("policy_loss", "value_loss", "entropy", "kl", "surrogate_gain", "step_norm", "q_mean"):
-        assert metrics[name].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout_size)), name
+        assert metrics[name].shape == (4, (CARTPOLE_STEPS // CARTPOLE.rollout.size)), name
         assert np.all(np.isfinite(metrics[name])), name
 
 
@@ -215,7 +218,7 @@ def test_seeds_differ_and_same_seed_is_identical(cartpole_runs):
 
 
 def test_continuous_actions_sampled_step_and_all_actions_refused():
-    config = QACConfig(num_envs=2, num_steps=32, hidden=(16,), gradient="sampled")
+    config = override(QACConfig(), num_envs=2, num_steps=32, hidden=(16,), gradient="sampled")
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
     for name in ("kl", "policy_loss", "value_loss", "entropy", "step_norm", "q_mean"):
@@ -223,7 +226,7 @@ def test_continuous_actions_sampled_step_and_all_actions_refused():
     assert float(metrics["step_norm"]) > 0
     assert state.carry.learner.params["actor"]["params"]["log_std"].shape == (1,)
     with pytest.raises(ConfigError, match="discrete") as info:
-        make_train(dataclasses.replace(config, gradient="all_actions"), "Pendulum-v1", 64)
+        make_train(override(config, gradient="all_actions"), "Pendulum-v1", 64)
     assert "\n" not in str(info.value)
 
 
@@ -239,5 +242,5 @@ def test_continuous_actions_sampled_step_and_all_actions_refused():
 )
 def test_bad_config_raises(change):
     """Q actor-critic's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = dataclasses.replace(QACConfig(), **change)
+    config = override(QACConfig(), **change)
     assert_one_line_config_error(config, make_train, "CartPole-v1")

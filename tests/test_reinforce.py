@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +16,7 @@ from helpers import (
     rounded,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.networks import CategoricalPolicy, ValueNetwork
 from proxrl.deep.on_policy.common import as_env
 from proxrl.deep.on_policy.reinforce import REINFORCEConfig, make_learner, returns_to_go
@@ -27,9 +26,11 @@ from proxrl.types import Transition
 # 100k steps, 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation over
 # 10 episodes: value baseline 8 × 128, lr 1e-3, standardised advantages, 10 critic steps; no baseline 4 × 500,
 # lr 3e-3, standardised returns. See docs/methods/reinforce.md.
-CARTPOLE_VALUE = REINFORCEConfig(num_envs=8, num_steps=128, lr=1e-3, norm_adv=True)
+CARTPOLE_VALUE = override(REINFORCEConfig(), num_envs=8, num_steps=128, lr=1e-3, norm_adv=True)
 CARTPOLE_VALUE_STEPS = 100_000
-CARTPOLE_NONE = REINFORCEConfig(num_envs=4, num_steps=500, lr=3e-3, baseline="none", norm_adv=True)
+CARTPOLE_NONE = override(
+    REINFORCEConfig(), num_envs=4, num_steps=500, lr=3e-3, baseline="none", norm_adv=True
+)
 GAMMA = 0.5
 
 
@@ -95,7 +96,8 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
     """The learner's g = (1/N) Σ mask·∇log π(a|s)·(R − b(s)) (N = T·B), per-sample gradients by hand; the
     first Adam step from it is exactly θ₁ − θ₀ = lr·g/(|g| + ε) elementwise (m̂ = g, v̂ = g²)."""
     env = as_env("CartPole-v1")
-    config = REINFORCEConfig(
+    config = override(
+        REINFORCEConfig(),
         num_envs=2,
         num_steps=5,
         hidden=(8,),
@@ -130,9 +132,9 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
     g_flat = jnp.concatenate([x.ravel() for x in jax.tree.leaves(g)])
     np.testing.assert_allclose(metrics["grad_norm"], jnp.linalg.norm(g_flat), rtol=1e-5)
     step = jax.tree.map(jnp.subtract, new_state.params["actor"], theta)
-    expected = jax.tree.map(lambda x: config.lr * x / (jnp.abs(x) + 1e-5), g)
+    expected = jax.tree.map(lambda x: config.step.lr * x / (jnp.abs(x) + 1e-5), g)
     for got, want in zip(jax.tree.leaves(step), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * config.lr)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * config.step.lr)
     assert float(jnp.linalg.norm(g_flat)) > 1e-3  # not trivially zero
     np.testing.assert_allclose(metrics["kept_frac"], mask.mean())
 
@@ -161,7 +163,7 @@ def test_value_baseline_learns_cartpole(value_runs):
     assert_learns(value_runs.returns, 250.0, "REINFORCE value baseline CartPole-v1, 100k steps")
     assert np.median(ev) > 0.1, ev  # the baseline fits the returns; measured 0.40, 0.39, 0.12, 0.30
     for name in ("policy_loss", "value_loss", "entropy", "kl", "surrogate_gain", "step_norm", "grad_norm"):
-        assert metrics[name].shape == (4, (CARTPOLE_VALUE_STEPS // CARTPOLE_VALUE.rollout_size)), name
+        assert metrics[name].shape == (4, (CARTPOLE_VALUE_STEPS // CARTPOLE_VALUE.rollout.size)), name
         assert np.all(np.isfinite(metrics[name])), name
     np.testing.assert_array_equal(metrics["kept_frac"], 1.0)
 
@@ -188,7 +190,7 @@ def test_no_baseline_learns_cartpole():
 
 
 def test_continuous_actions_step():
-    config = REINFORCEConfig(num_envs=2, num_steps=32, hidden=(16,))
+    config = override(REINFORCEConfig(), num_envs=2, num_steps=32, hidden=(16,))
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state, metrics = jax.jit(trainer.update)(trainer.init(jax.random.key(0)))
     for name in ("kl", "policy_loss", "value_loss", "entropy", "step_norm"):
@@ -207,5 +209,5 @@ def test_continuous_actions_step():
 )
 def test_bad_config_raises(change):
     """REINFORCE's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = dataclasses.replace(REINFORCEConfig(), **change)
+    config = override(REINFORCEConfig(), **change)
     assert_one_line_config_error(config, make_train, "CartPole-v1")

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from proxrl.config import override
 from proxrl.deep.replay import (
     check_replay,
     flatten_rollout,
@@ -196,8 +197,8 @@ def test_learning_step_updates_the_buffer_in_place():
     from proxrl.deep.off_policy import td3
 
     cap = 12_347  # a size no other array has
-    cfg = td3.TD3Config(
-        buffer_size=cap, learning_starts=10
+    cfg = override(
+        td3.TD3Config(), buffer_size=cap, learning_starts=10
     )  # HalfCheetah's sizes: the fusion depends on them
     box = BoxSpace(np.full(17, -np.inf, np.float32), np.full(17, np.inf, np.float32), (17,))
     act = BoxSpace(np.full(6, -1.0, np.float32), np.full(6, 1.0, np.float32), (6,))

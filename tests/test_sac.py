@@ -18,6 +18,7 @@ from helpers import (
     rounded,
     train_seeds,
 )
+from proxrl.config import override
 from proxrl.deep.distributions import diag_gaussian, scale_to_bounds, tanh_gaussian_log_prob
 from proxrl.deep.jax_envs import BoxSpace
 from proxrl.deep.loops import SEED_AXIS
@@ -95,7 +96,7 @@ def test_temperature_gradient_sign(logp, target, grad):
 
 @pytest.fixture(scope="module")
 def one_step():
-    config = SACConfig(hidden=(16, 16), batch_size=8, tau=0.25, alpha=0.5)
+    config = override(SACConfig(), hidden=(16, 16), batch_size=8, tau=0.25, alpha=0.5)
     nets = sac.make_nets(config, PENDULUM_BOX)
     k_obs, k_act, k_init, k_step = jax.random.split(jax.random.key(3), 4)
     obs = jax.random.normal(k_obs, (8, 3))
@@ -132,7 +133,7 @@ def test_sac_update_step(one_step):
     for name in ("critic_loss", "actor_loss", "alpha_loss", "entropy", "q_mean", "target_mean"):
         assert np.isfinite(metrics[name]), name
 
-    fixed = SACConfig(hidden=(16, 16), batch_size=8, alpha=0.5, autotune=False)
+    fixed = override(SACConfig(), hidden=(16, 16), batch_size=8, alpha=0.5, autotune=False)
     new_fixed, _ = jax.jit(lambda s, b, k: sac.sac_update(fixed, nets, s, b, k))(state, batch, key)
     assert float(new_fixed.params.log_alpha) == float(state.params.log_alpha)
 
@@ -156,7 +157,7 @@ def test_sac_critic_target_matches_hand_computation(one_step):
 # Small networks and 6k steps keep the suite fast on CPU; 5 seeds (two calls of 3 vmapped seeds,
 # helpers.train_seeds), deterministic evaluation over 10 episodes. The 5-seed, 20k-step checks are in
 # docs/methods/sac.md. A random policy scores about −1200 on Pendulum-v1.
-PENDULUM = SACConfig(hidden=(64, 64))
+PENDULUM = override(SACConfig(), hidden=(64, 64))
 PENDULUM_STEPS = 6_000
 
 
@@ -171,9 +172,9 @@ def test_sac_learns_pendulum(pendulum_runs):
     metrics = pendulum_runs.metrics[0]
     # measured here (AMD EPYC, 2 cores), per seed: −135.2, −98.3, −210.1, −100.3, −206.6 (median −135.2)
     assert_learns(pendulum_runs.returns, -400.0, "SAC Pendulum-v1, 6k steps")
-    n = PENDULUM_STEPS // PENDULUM.rollout_size
+    n = PENDULUM_STEPS // PENDULUM.rollout.size
     assert metrics["episodic_return"].shape == (3, n)
-    starts = PENDULUM.learning_starts
+    starts = PENDULUM.replay.learning_starts
     assert np.all(np.isnan(metrics["critic_loss"][:, : starts - 1]))  # no update before learning_starts
     assert np.all(np.isfinite(metrics["critic_loss"][:, starts:]))
     np.testing.assert_array_equal(metrics["buffer_size"][:, -1], n)
@@ -202,7 +203,7 @@ def test_seeds_differ_and_same_seed_is_identical(pendulum_runs):
 )
 def test_bad_config_is_a_one_line_config_error(field, value, fragment):
     """SAC's own fields; the checks every algorithm shares are in test_configs.py."""
-    config = SACConfig(**{field: value})
+    config = override(SACConfig(), **{field: value})
     assert_one_line_config_error(config, make_train, "Pendulum-v1", fragment)
 
 

@@ -1,13 +1,13 @@
 """The shared training driver, with a small test-double back end (a noisy random walk)."""
 
 import csv
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from proxrl.config import override
 from proxrl.deep.on_policy.a2c import A2CConfig
 from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
@@ -142,8 +142,8 @@ def test_resume_errors(tmp_path):
 @pytest.mark.parametrize(
     ("config", "field", "values"),
     [
-        (PPOConfig(num_envs=2, num_steps=32, hidden=(16,)), "lr", (1e-3, 3e-3)),
-        (A2CConfig(num_envs=2, num_steps=16, hidden=(16,)), "ent_coef", (0.0, 0.05)),
+        (override(PPOConfig(), num_envs=2, num_steps=32, hidden=(16,)), "lr", (1e-3, 3e-3)),
+        (override(A2CConfig(), num_envs=2, num_steps=16, hidden=(16,)), "ent_coef", (0.0, 0.05)),
     ],
     ids=["ppo-lr", "a2c-ent_coef"],
 )
@@ -155,7 +155,7 @@ def test_train_vmaps_traced_hyperparameters_and_each_lane_equals_its_own_run(con
     both, metrics = jax.jit(jax.vmap(lambda v: train(key, {field: v})))(jnp.asarray(values, jnp.float32))
     assert metrics["env_steps"].shape[0] == 2
     for lane, value in enumerate(values):
-        alone, _ = jax.jit(make_train(dataclasses.replace(config, **{field: value}), "CartPole-v1", 640))(key)
+        alone, _ = jax.jit(make_train(override(config, **{field: value}), "CartPole-v1", 640))(key)
         for a, b in zip(
             jax.tree.leaves(alone.carry.learner.params),
             jax.tree.leaves(jax.tree.map(lambda x, i=lane: x[i], both.carry.learner.params)),

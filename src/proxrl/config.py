@@ -19,7 +19,7 @@ import functools
 import math
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from proxrl.errors import ConfigError
 
@@ -141,3 +141,29 @@ def check_finite(config: Any) -> None:
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
+
+
+class Config:
+    """Base of an algorithm's config (a frozen dataclass of pieces): :meth:`validate` checks every option once,
+    in the piece that declares it, then :meth:`check` what ties pieces together."""
+
+    def validate(self) -> Self:
+        """Raise :class:`~proxrl.errors.ConfigError` (one line, naming the option) on a bad value; return
+        ``self``. Each piece's ``validate()`` runs, then every float option must be finite (whatever its piece
+        checks), then :meth:`check`."""
+
+        def walk(obj: Any) -> None:
+            for f in dataclasses.fields(obj):
+                value = getattr(obj, f.name)
+                if is_piece(value):
+                    if hasattr(value, "validate"):
+                        value.validate()
+                    walk(value)
+
+        walk(self)
+        check_finite(self)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Checks across pieces (e.g. a minibatch count dividing the rollout size); none by default."""

@@ -14,6 +14,7 @@ plain loss (every critic regression).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from proxrl.errors import check_choice, check_in_range, check_int_at_least, check_positive
 from proxrl.prox.geometry import fisher_vector_product
 from proxrl.prox.step import Problem, Solver, global_norm
 from proxrl.types import Array, Metrics, Params, PRNGKey, State
@@ -298,32 +300,51 @@ def line_search(
     return LineSearch(theta_k + frac * full_step, j, ok, jnp.where(ok, gain, 0.0), jnp.where(ok, kl, 0.0))
 
 
-class TrustRegion(NamedTuple):
-    """How :func:`natural_gradient` sizes and checks its step."""
+STEP_LENGTHS = ("fixed", "trust_region")
+"""How :func:`natural_gradient` scales the natural direction w = (F + λI)⁻¹g: a fixed η, or η = √(2δ / wᵀFw)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalStep:
+    """How the natural step is solved (conjugate gradient), sized and checked (defaults: TRPO's)."""
 
     step: str = "trust_region"
-    """"fixed" (θ_k + η·w) or "trust_region" (η = √(2δ / wᵀFw))."""
-    step_size: float = 0.05
-    """η of the "fixed" step."""
+    """Step length: "fixed" (θ_k + η·F⁻¹g, η = lr) or "trust_region" (η = √(2δ / wᵀFw))."""
+    lr: float = 0.05
+    """Step size η of the "fixed" natural step θ_k + η·F⁻¹g (the trust-region step sets η from max_kl instead)."""
     max_kl: float = 0.01
-    """δ: the trust-region radius on the mean KL (scaling and line-search constraint)."""
+    """Trust-region radius δ on the mean KL(π_θ, π_θk) (trust-region scaling and line-search constraint)."""
     line_search: bool = True
+    """Backtrack until KL ≤ δ and the surrogate improves (TRPO); False takes the step as computed."""
     backtrack_ratio: float = 0.8
+    """Shrink factor β ∈ (0, 1) of the line search."""
     max_backtracks: int = 10
+    """Step lengths tried by the line search: β⁰, β¹, …, β^(max_backtracks − 1)."""
     accept_ratio: float = 0.1
+    """Accept a step when the surrogate improves by ≥ this fraction of the linear prediction gᵀΔθ."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations (Fisher-vector products) per solve."""
+    cg_damping: float = 0.1
+    """Damping λ: CG solves (F + λI) w = g."""
+
+    def validate(self) -> None:
+        """A known step length; lr, δ > 0; β ∈ (0, 1); accept ratio ∈ [0, 1]; iteration counts ≥ 1; λ ≥ 0."""
+        check_choice("step", self.step, STEP_LENGTHS)
+        check_positive("lr", self.lr)
+        check_positive("max_kl", self.max_kl)
+        check_in_range("backtrack_ratio", self.backtrack_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_int_at_least("max_backtracks", self.max_backtracks, 1)
+        check_in_range("accept_ratio", self.accept_ratio, 0.0, 1.0)
+        check_int_at_least("cg_iters", self.cg_iters, 1)
+        check_in_range("cg_damping", self.cg_damping, 0.0, float("inf"), high_open=True)
 
 
-def natural_gradient(
-    fisher_kl: Callable[[Params, Any], Array],
-    region: TrustRegion | None = None,
-    cg_iters: int = 10,
-    cg_damping: float = 0.1,
-) -> Solver:
+def natural_gradient(fisher_kl: Callable[[Params, Any], Array], region: NaturalStep | None = None) -> Solver:
     """The natural step ``θ_{k+1} = θ_k + η·(F + λI)⁻¹ g``, g = ∇L_k(θ_k), F never formed.
 
     ``fisher_kl(θ, batch) = mean_s KL(π_θk(·|s) ‖ π_θ(·|s))``: its Hessian at θ_k is the Fisher matrix, so
     ``F v`` is a Hessian-vector product (:func:`~proxrl.prox.geometry.fisher_vector_product`) and conjugate
-    gradient solves for ``w`` in ``cg_iters`` products. This is the maximiser of the quadratic model
+    gradient solves for ``w`` in ``region.cg_iters`` products. This is the maximiser of the quadratic model
     ``(θ − θ_k)ᵀg − (1/2η)(θ − θ_k)ᵀF(θ − θ_k)`` of the lecture's KL-proximal step. The step length η is fixed
     or TRPO's ``√(2δ / wᵀFw)``; with ``region.line_search`` TRPO's backtracking (:func:`line_search`) keeps
     the exact KL (the problem's geometry term) ≤ δ and the surrogate improving.
@@ -332,7 +353,7 @@ def natural_gradient(
     (‖g − (F + λI)w‖² / ‖g‖²), ``quad_kl`` (½ΔθᵀFΔθ of the full step), ``line_search_steps``, ``accepted``.
     """
 
-    region = region or TrustRegion()
+    region = region or NaturalStep()
 
     def solve(problem: Problem, theta_k: Params, state: State, batch: Any, key: PRNGKey, beta: Array):
         flat_k, unravel = ravel_pytree(theta_k)
@@ -346,13 +367,13 @@ def natural_gradient(
 
         l_k = surrogate(flat_k)
         g = jax.grad(surrogate)(flat_k)
-        fvp = fisher_vector_product(lambda flat: fisher_kl(unravel(flat), batch), flat_k, cg_damping)
-        w, residual = conjugate_gradient(fvp, g, iters=cg_iters)
+        fvp = fisher_vector_product(lambda flat: fisher_kl(unravel(flat), batch), flat_k, region.cg_damping)
+        w, residual = conjugate_gradient(fvp, g, iters=region.cg_iters)
         w_f_w = jnp.vdot(w, fvp(w))
         if region.step == "trust_region":
             eta = jnp.sqrt(2.0 * region.max_kl / jnp.maximum(w_f_w, 1e-12))
         else:
-            eta = jnp.asarray(region.step_size, jnp.float32)
+            eta = jnp.asarray(region.lr, jnp.float32)
         full_step = eta * w
         expected = jnp.vdot(g, full_step)
         if region.line_search:

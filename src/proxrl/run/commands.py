@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import tyro
 
+from proxrl.config import from_record
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
@@ -96,7 +97,7 @@ def load_run(run_dir: Path, eval_episodes: int = 10) -> tuple[str, str, Any, Run
             f"{str(run_dir)!r} holds a {algo!r} run; trainable algorithms: {', '.join(TRAINERS)}"
         )
     entry = TRAINERS[algo]
-    config = _from_record(entry.config, record["algo_config"])
+    config = from_record(entry.config, record["algo_config"], "algo_config")
     run_cfg = dataclasses.replace(_from_record(RunConfig, record["run"]), eval_episodes=eval_episodes)
     runner = make_runner(config, env, run_cfg)
     template = runner.init(jax.random.split(jax.random.key(0), run_cfg.num_seeds))

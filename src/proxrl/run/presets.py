@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
+from proxrl.config import override
 from proxrl.errors import ConfigError
 
 
 class Preset(NamedTuple):
-    """``algo``: algorithm config fields; ``run``: :class:`~proxrl.run.train.RunConfig` fields."""
+    """``algo``: algorithm options by name (:func:`proxrl.config.override`); ``run``:
+    :class:`~proxrl.run.train.RunConfig` fields."""
 
     description: str
     algo: dict[str, Any]
@@ -78,4 +80,4 @@ def apply_preset(algo: str, name: str, algo_config: Any, run_config: Any) -> tup
         allowed = ", ".join(table) if table else "none exist for this algorithm"
         raise ConfigError(f"--preset {name!r} is not a preset of {algo}; choose one of: {allowed}")
     preset = table[name]
-    return dataclasses.replace(algo_config, **preset.algo), dataclasses.replace(run_config, **preset.run)
+    return override(algo_config, **preset.algo), dataclasses.replace(run_config, **preset.run)

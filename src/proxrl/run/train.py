@@ -19,7 +19,6 @@ environment id. :func:`make_train` is the same gymnax loop as one pure ``train(k
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from proxrl.config import override
 from proxrl.deep import loops, registry
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import JaxEnv, Space
@@ -154,12 +154,12 @@ def _learner(
 
 def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
-    resolves to (see :class:`RunConfig`); the reward normaliser discounts with ``config.gamma``."""
+    resolves to (see :class:`RunConfig`); the reward normaliser discounts with the config's ``gamma``."""
     run_cfg.validate()
     config.validate()
-    gamma = float(getattr(config, "gamma", 0.99))
+    gamma = float(config.rollout.gamma)
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
-    budget = planned_steps(run_cfg, config.num_envs * config.num_steps)  # schedules see the real budget
+    budget = planned_steps(run_cfg, config.rollout.size)  # schedules see the real budget
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
         env = loops.env_for(env_id)
         learner = _learner(config, env_id, env.observation_space, env.action_space, budget)
@@ -176,7 +176,8 @@ def make_train(
 
     ``total_steps`` environment steps per seed (whole updates of ``num_envs × num_steps``) as one ``lax.scan``,
     so it jits once; ``jax.vmap(train, axis_name=loops.SEED_AXIS)(keys)`` trains many seeds in one compiled call.
-    ``hyper``: a dict of numeric config fields (e.g. ``{"lr": …, "ent_coef": …}``) given as arrays, replacing
+    ``hyper``: a dict of numeric options by name (e.g. ``{"lr": …, "ent_coef": …}``, see
+    :func:`proxrl.config.override`) given as arrays, replacing
     the config's values inside the trace, so a vmap over hyperparameters works like one over seeds (the config
     is validated with its own values; the traced ones are not checked). ``metrics[name]`` has shape
     ``[num_updates]``, plus ``env_steps``; ``state.carry.learner`` is the algorithm's state.
@@ -185,12 +186,12 @@ def make_train(
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
-    updates = num_updates(total_steps, config.num_envs * config.num_steps)
+    updates = num_updates(total_steps, config.rollout.size)
     # a bad config, budget or space fails here, not inside a trace
     _learner(config, name, env.observation_space, env.action_space, total_steps)
 
     def train(key: PRNGKey, hyper: dict[str, Any] | None = None) -> tuple[loops.LoopState, Metrics]:
-        cfg = config if not hyper else dataclasses.replace(config, **hyper)
+        cfg = override(config, **(hyper or {}))
         learner = _learner(cfg, name, env.observation_space, env.action_space, total_steps)
         return loops.run_updates(learner, env, norm, key, updates)
 
@@ -205,7 +206,7 @@ def make_evaluate(
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
-    budget = config.num_envs * config.num_steps  # one update: evaluation runs no schedule
+    budget = config.rollout.size  # one update: evaluation runs no schedule
     runner = JaxRunner(
         _learner(config, name, env.observation_space, env.action_space, budget), env, norm, episodes
     )

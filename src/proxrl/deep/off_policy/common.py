@@ -17,8 +17,8 @@ the buffer, random warm-up actions, ``gradient_steps`` updates per rollout on fr
 and returns a :class:`~proxrl.types.Learner` for :func:`proxrl.deep.loops.loop_update` (gymnax) or the
 host-side Gymnasium driver.
 
-Also here: :class:`ReplayConfig` / :class:`TargetReplayConfig` (the fields and checks every replay config
-shares), :func:`require_box` /
+Also here: the config pieces replay methods share (:class:`ReplaySchedule`, :class:`Critic`,
+:class:`TargetCritic`, :class:`Exploration`), :func:`require_box` /
 :func:`require_discrete` (one-line errors for the wrong kind of action space), action scaling between
 [−1, 1] and [low, high], Gaussian exploration noise, :func:`twin_q` (an ensemble of critics on one vmapped
 axis), and the two steps every algorithm takes: :func:`actor_step` (a proximal step of the actor) and
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -37,11 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from proxrl.deep.config import ACTIVATIONS, Network, Rollout
 from proxrl.deep.distributions import scale_to_bounds
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.deep.loops import lockstep
 from proxrl.deep.networks import DeterministicPolicy, QNetwork, flatten_obs
-from proxrl.deep.on_policy.common import ACTIVATIONS, check_rollout_and_network
 from proxrl.deep.replay import (
     Replay,
     check_replay,
@@ -60,70 +60,72 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, State, Transi
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayConfig:
-    """The hyperparameters every replay-based method has, declared once; an algorithm's config extends it
-    with its own (and may restate a field to change its default). Defaults: CleanRL's DDPG/TD3 on MuJoCo
-    (256×256 ReLU, Adam 3e-4, batch 256, one gradient step per environment step) except learning_starts
-    (1000, for Pendulum-scale budgets; CleanRL uses 25k on MuJoCo)."""
+class ReplaySchedule:
+    """The replay buffer and how often it is sampled: gradient_steps minibatches of batch_size after each
+    rollout, once learning_starts environment steps are stored."""
 
-    num_envs: int = 1
-    """Parallel environments B stepped in lockstep."""
-    num_steps: int = 1
-    """Steps T per environment between two updates (SB3's train_freq); each update adds T·B transitions."""
-    gradient_steps: int = 1
-    """Gradient steps per update, i.e. per T·B environment steps (with T·B = 1: one per environment step)."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity (transitions); the oldest are overwritten once full."""
     batch_size: int = 256
     """Minibatch size n, drawn uniformly with replacement from the buffer for each gradient step."""
     learning_starts: int = 1_000
     """Environment steps of uniform random actions before the first update (and before π_θ acts)."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of each critic MLP."""
-    activation: str = "relu"
-    """Hidden activation: "relu" or "tanh"."""
-    lr: float = 3e-4
-    """Adam learning rate η of the actor (the policy step)."""
-    q_lr: float = 3e-4
-    """Adam learning rate λ of the critic(s)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
+    gradient_steps: int = 1
+    """Gradient steps per update, i.e. per T·B environment steps (with T·B = 1: one per environment step)."""
 
-    @property
-    def rollout_size(self) -> int:
-        """Transitions collected per update, T·B."""
-        return self.num_envs * self.num_steps
-
-    def validate(self) -> Self:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``.
-
-        Checks: ``num_envs``, ``num_steps``, ``gradient_steps`` integers ≥ 1;
-        ``learning_starts`` ≥ 0; ``buffer_size ≥ batch_size ≥ 1``; ``gamma ∈ [0, 1]``; ``lr > 0``, ``q_lr > 0``;
-        ``hidden`` (≥ 1 layer of width ≥ 1) and ``activation``.
-        A subclass checks its own fields after ``super().validate()``.
-        """
-        check_rollout_and_network(self)
-        check_int_at_least("gradient_steps", self.gradient_steps, 1)
-        check_int_at_least("learning_starts", self.learning_starts, 0)
+    def validate(self) -> None:
+        """``buffer_size ≥ batch_size ≥ 1``; ``learning_starts ≥ 0``; ``gradient_steps ≥ 1`` (integers)."""
         check_replay(self.buffer_size, self.batch_size)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
-        check_positive("lr", self.lr)
-        check_positive("q_lr", self.q_lr)
-        return self
+        check_int_at_least("learning_starts", self.learning_starts, 0)
+        check_int_at_least("gradient_steps", self.gradient_steps, 1)
 
 
 @dataclasses.dataclass(frozen=True)
-class TargetReplayConfig(ReplayConfig):
-    """ReplayConfig plus the Polyak rate of target networks (DDPG, TD3, SAC, discrete AC)."""
+class Critic:
+    """The critic(s) Q_φ, each fitted by one Adam step per minibatch on its TD loss."""
+
+    q_lr: float = 3e-4
+    """Adam learning rate λ of the critic(s)."""
+
+    def validate(self) -> None:
+        """q_lr > 0."""
+        check_positive("q_lr", self.q_lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetCritic(Critic):
+    """The critic(s) Q_φ, each fitted by one Adam step per minibatch on its TD loss toward target networks
+    φ_tar that follow φ by Polyak averaging."""
 
     tau: float = 0.005
     """Polyak rate τ ∈ (0, 1] of the target networks: φ_tar ← τφ + (1 − τ)φ_tar (1 copies φ)."""
 
-    def validate(self) -> Self:
-        """:meth:`ReplayConfig.validate` and τ ∈ (0, 1]."""
+    def validate(self) -> None:
+        """q_lr > 0, τ ∈ (0, 1]."""
         super().validate()
         check_in_range("tau", self.tau, 0.0, 1.0, low_open=True)
-        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Exploration:
+    """The behaviour policy of a deterministic actor: clip(μ_θ(s) + σ·half_range·ε, low, high), ε ∼ N(0, I)."""
+
+    exploration_noise: float = 0.1
+    """σ ≥ 0 of the Gaussian behaviour noise, in units of the action half range."""
+
+    def validate(self) -> None:
+        """σ ≥ 0."""
+        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
+
+
+def replay_rollout() -> Rollout:
+    """The rollout of a replay method: one environment, one step between updates (SB3's train_freq = 1)."""
+    return Rollout(num_envs=1, num_steps=1)
+
+
+def replay_network() -> Network:
+    """The networks of a replay method: 256×256 ReLU MLPs (CleanRL's DDPG/TD3/SAC on MuJoCo)."""
+    return Network(hidden=(256, 256), activation="relu")
 
 
 def describe_space(space: Space) -> str:
@@ -300,26 +302,26 @@ class DeterministicAgent(NamedTuple):
         return self.actor.apply(params["actor"], obs)
 
 
-def deterministic_agent(
-    cfg: ReplayConfig, action_space: Space, algo: str, num_critics: int = 1
-) -> DeterministicAgent:
+def deterministic_agent(cfg: Any, action_space: Space, algo: str, num_critics: int = 1) -> DeterministicAgent:
     """:class:`DeterministicAgent` for a flat bounded box (a one-line ConfigError naming ``algo`` otherwise);
-    ``num_critics = 2`` gives TD3's twin critics (the actor ascends the first)."""
+    ``num_critics = 2`` gives TD3's twin critics (the actor ascends the first). ``cfg``: the algorithm's
+    config (its ``network``, ``step.lr`` and ``critic.q_lr``)."""
     space = require_box(action_space, algo)
-    actor = deterministic_actor(space, cfg.hidden, cfg.activation)
-    act = ACTIVATIONS[cfg.activation]
+    hidden, activation = tuple(cfg.network.hidden), cfg.network.activation
+    actor = deterministic_actor(space, hidden, activation)
+    act = ACTIVATIONS[activation]
     if num_critics == 1:
-        critic = QNetwork(hidden=tuple(cfg.hidden), activation=act)
+        critic = QNetwork(hidden=hidden, activation=act)
         first = lambda q: q
     else:
-        critic = twin_q(QNetwork, num_critics, hidden=tuple(cfg.hidden), activation=act)
+        critic = twin_q(QNetwork, num_critics, hidden=hidden, activation=act)
         first = lambda q: q[0]
     step = actor_step(
         deterministic(lambda b, a: first(critic.apply(b.critic, b.obs, a))),
         lambda theta, b, key: actor.apply(theta, b.obs),
-        cfg.lr,
+        cfg.step.lr,
     )
-    return DeterministicAgent(space, actor, critic, step, optax.adam(cfg.q_lr))
+    return DeterministicAgent(space, actor, critic, step, optax.adam(cfg.critic.q_lr))
 
 
 def critic_step(
@@ -368,15 +370,15 @@ def replay_learner(
     act_agent: ActAgent,
     mode_agent: ModeAgent,
     update_agent: UpdateAgent,
-    cfg: ReplayConfig,
+    cfg: Any,
     observation_space: Space,
     action_space: Space,
 ) -> Learner:
     """An off-policy algorithm as a :class:`~proxrl.types.Learner`: the buffer and schedule every replay
     method shares around the algorithm's four functions.
 
-    ``cfg`` is the algorithm's :class:`ReplayConfig` (validated here); this function reads its ``num_envs``,
-    ``num_steps``, ``buffer_size``, ``batch_size``, ``learning_starts`` and ``gradient_steps``. The learner state is a
+    ``cfg`` is the algorithm's config (validated here); this function reads its ``rollout`` (``num_envs``,
+    ``num_steps``) and ``replay`` (:class:`ReplaySchedule`). The learner state is a
     :class:`ReplayState` (agent state, buffer, env-step counter, key).
 
     - ``act(state, obs, key)``: uniform random actions in the bounds (or over the discrete actions) while
@@ -403,9 +405,9 @@ def replay_learner(
     """
     cfg.validate()
     obs_dim = int(np.prod(observation_space.shape)) if observation_space.shape else 1
-    gradient_steps = int(cfg.gradient_steps)
-    batch_size = int(cfg.batch_size)
-    learning_starts = int(cfg.learning_starts)
+    gradient_steps = int(cfg.replay.gradient_steps)
+    batch_size = int(cfg.replay.batch_size)
+    learning_starts = int(cfg.replay.learning_starts)
     act_dtype = action_example(action_space).dtype
 
     def feats(obs: Array) -> Array:
@@ -421,7 +423,7 @@ def replay_learner(
             truncated=jnp.zeros((), bool),
             next_obs=jnp.zeros((obs_dim,), jnp.float32),
         )
-        buffer = replay_init(example, int(cfg.buffer_size))
+        buffer = replay_init(example, int(cfg.replay.buffer_size))
         return ReplayState(init_agent(k_agent, feats(obs)), buffer, jnp.zeros((), jnp.int32), key)
 
     def act(state: ReplayState, obs: Array, key: PRNGKey) -> Array:
@@ -470,4 +472,4 @@ def replay_learner(
         )
         return ReplayState(agent, buffer, env_steps, key), metrics
 
-    return Learner(name, init, act, mode, learn, int(cfg.num_envs), int(cfg.num_steps))
+    return Learner(name, init, act, mode, learn, int(cfg.rollout.num_envs), int(cfg.rollout.num_steps))

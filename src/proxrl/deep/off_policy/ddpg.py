@@ -21,35 +21,37 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import Network, Rollout, Step
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.off_policy.common import (
     CriticBatch,
-    TargetReplayConfig,
+    Exploration,
+    ReplaySchedule,
+    TargetCritic,
     critic_step,
     deterministic_agent,
     replay_learner,
+    replay_network,
+    replay_rollout,
 )
-from proxrl.errors import check_in_range
 from proxrl.prox import StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPGConfig(TargetReplayConfig):
-    """DDPG hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig;
-    CleanRL's ddpg_continuous_action.py defaults: lr, batch, τ, γ, σ, 256×256 ReLU) with the actor updated
-    every step as in the paper and SB3, and learning_starts 1000 for Pendulum-scale budgets (CleanRL: 25k
-    on MuJoCo)."""
+class DDPGConfig(Config):
+    """DDPG: CleanRL's ddpg_continuous_action.py defaults (Adam 3e-4, batch 256, τ = 0.005, γ = 0.99,
+    σ = 0.1, 256×256 ReLU) with the actor updated every step as in the paper and SB3, and learning_starts
+    1000 for Pendulum-scale budgets (CleanRL: 25k on MuJoCo)."""
 
-    exploration_noise: float = 0.1
-    """σ of the Gaussian behaviour noise, in units of the action half range."""
-
-    def validate(self) -> DDPGConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
-        return self
+    rollout: Rollout = dataclasses.field(default_factory=replay_rollout)
+    network: Network = dataclasses.field(default_factory=replay_network)
+    step: Step = dataclasses.field(default_factory=Step)
+    replay: ReplaySchedule = dataclasses.field(default_factory=ReplaySchedule)
+    critic: TargetCritic = dataclasses.field(default_factory=TargetCritic)
+    exploration: Exploration = dataclasses.field(default_factory=Exploration)
 
 
 class DDPGState(NamedTuple):
@@ -81,7 +83,7 @@ def make_learner(
         return DDPGState(params, params, actor_state, critic_opt)
 
     def act(state: DDPGState, obs: Array, key: PRNGKey) -> Array:
-        return agent.explore(state.params, obs, key, config.exploration_noise)
+        return agent.explore(state.params, obs, key, config.exploration.exploration_noise)
 
     def mode(state: DDPGState, obs: Array) -> Array:
         return agent.mode(state.params, obs)
@@ -92,7 +94,7 @@ def make_learner(
         q_next = critic.apply(
             state.target["critic"], batch.next_obs, actor.apply(state.target["actor"], batch.next_obs)
         )
-        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+        y = td_target(batch.reward, batch.terminated, q_next, config.rollout.gamma)
 
         def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
             q = critic.apply(phi, b.obs, b.action)
@@ -106,7 +108,7 @@ def make_learner(
             state.params["actor"], state.actor_step, CriticBatch(batch.obs, phi), None
         )
         params = {"actor": theta, "critic": phi}
-        state = DDPGState(params, polyak(state.target, params, config.tau), actor_state, critic_opt)
+        state = DDPGState(params, polyak(state.target, params, config.critic.tau), actor_state, critic_opt)
         metrics.update(actor_metrics, target_q=jnp.mean(y))
         return state, metrics
 

@@ -26,33 +26,36 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import Network, Rollout, Step
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.off_policy.common import (
+    Critic,
     CriticBatch,
-    ReplayConfig,
+    Exploration,
+    ReplaySchedule,
     critic_step,
     deterministic_agent,
     replay_learner,
+    replay_network,
+    replay_rollout,
 )
-from proxrl.errors import check_in_range
 from proxrl.prox import StepState
 from proxrl.prox.critic import td_target
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class DPGConfig(ReplayConfig):
-    """DPG hyperparameters: the shared replay fields (off_policy.ReplayConfig, DDPG's
-    CleanRL defaults) without target networks, and the behaviour noise."""
+class DPGConfig(Config):
+    """DPG: one environment stepped between updates, 256×256 ReLU networks, the actor's Adam step, the replay
+    buffer, one critic without target networks and Gaussian behaviour noise (DDPG's CleanRL defaults)."""
 
-    exploration_noise: float = 0.1
-    """σ of the Gaussian behaviour noise, in units of the action half range."""
-
-    def validate(self) -> DPGConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_in_range("exploration_noise", self.exploration_noise, 0.0, float("inf"), high_open=True)
-        return self
+    rollout: Rollout = dataclasses.field(default_factory=replay_rollout)
+    network: Network = dataclasses.field(default_factory=replay_network)
+    step: Step = dataclasses.field(default_factory=Step)
+    replay: ReplaySchedule = dataclasses.field(default_factory=ReplaySchedule)
+    critic: Critic = dataclasses.field(default_factory=Critic)
+    exploration: Exploration = dataclasses.field(default_factory=Exploration)
 
 
 class DPGState(NamedTuple):
@@ -82,7 +85,7 @@ def make_learner(
         return DPGState(*agent.init(key, obs))
 
     def act(state: DPGState, obs: Array, key: PRNGKey) -> Array:
-        return agent.explore(state.params, obs, key, config.exploration_noise)
+        return agent.explore(state.params, obs, key, config.exploration.exploration_noise)
 
     def mode(state: DPGState, obs: Array) -> Array:
         return agent.mode(state.params, obs)
@@ -92,7 +95,7 @@ def make_learner(
         theta_k, phi_k = state.params["actor"], state.params["critic"]
         # TD target from the current (θk, φk), held fixed
         q_next = critic.apply(phi_k, batch.next_obs, actor.apply(theta_k, batch.next_obs))
-        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+        y = td_target(batch.reward, batch.terminated, q_next, config.rollout.gamma)
 
         def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
             q = critic.apply(phi, b.obs, b.action)

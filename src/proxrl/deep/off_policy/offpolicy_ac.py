@@ -44,12 +44,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import ACTIVATIONS, Entropy, Network, Rollout, Step
 from proxrl.deep.distributions import categorical
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.deep.off_policy import common as off_policy
-from proxrl.deep.on_policy.common import ACTIVATIONS
-from proxrl.errors import check_in_range
 from proxrl.prox import ProxStep, StepState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import all_actions, entropy_bonus
@@ -79,28 +79,23 @@ def critic_loss(q: Array, action: Array, y: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class OffPolicyACConfig(off_policy.TargetReplayConfig):
-    """Hyperparameters of the discrete off-policy actor-critic: the shared replay fields and τ
-    (off_policy.TargetReplayConfig), the critic's learning rate and the entropy bonus.
-    The defaults (4 environments, one gradient step per environment step, Adam 1e-3 for actor and critic,
-    batch 128, τ = 0.005, entropy bonus 0.03, 64×64 ReLU) are tuned for CartPole-v1 at 100k steps
-    (docs/methods/off-policy-ac.md)."""
+class OffPolicyACConfig(Config):
+    """The discrete off-policy actor-critic. The defaults (4 environments, one gradient step per environment
+    step, Adam 1e-3 for actor and critic, batch 128, τ = 0.005, entropy bonus 0.03, 64×64 ReLU) are tuned for
+    CartPole-v1 at 100k steps (docs/methods/off-policy-ac.md)."""
 
-    num_envs: int = 4
-    gradient_steps: int = 4
-    buffer_size: int = 100_000
-    batch_size: int = 128
-    hidden: tuple[int, ...] = (64, 64)
-    lr: float = 1e-3
-    q_lr: float = 1e-3
-    ent_coef: float = 0.03
-    """Entropy bonus coefficient c ≥ 0 (0: the lecture's bare update)."""
-
-    def validate(self) -> OffPolicyACConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        return self
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=4, num_steps=1))
+    network: Network = dataclasses.field(default_factory=lambda: Network(hidden=(64, 64), activation="relu"))
+    step: Step = dataclasses.field(default_factory=lambda: Step(lr=1e-3))
+    replay: off_policy.ReplaySchedule = dataclasses.field(
+        default_factory=lambda: off_policy.ReplaySchedule(
+            buffer_size=100_000, batch_size=128, gradient_steps=4
+        )
+    )
+    critic: off_policy.TargetCritic = dataclasses.field(
+        default_factory=lambda: off_policy.TargetCritic(q_lr=1e-3)
+    )
+    surrogate: Entropy = dataclasses.field(default_factory=lambda: Entropy(ent_coef=0.03))
 
 
 # --------------------------------------------------------------------------------------- one gradient step
@@ -142,9 +137,9 @@ def make_nets(config: OffPolicyACConfig, action_space: Space) -> ACNets:
     """Categorical MLP actor and Q_φ(s, ·) MLP critic for a discrete action space (a
     :class:`~proxrl.errors.ConfigError` for anything else, e.g. a box)."""
     space = off_policy.require_discrete(action_space, "the discrete off-policy actor-critic")
-    act = ACTIVATIONS[config.activation]
-    actor = CategoricalPolicy(num_actions=space.n, hidden=tuple(config.hidden), activation=act)
-    critic = DiscreteQNetwork(num_actions=space.n, hidden=tuple(config.hidden), activation=act)
+    act = ACTIVATIONS[config.network.activation]
+    actor = CategoricalPolicy(num_actions=space.n, hidden=tuple(config.network.hidden), activation=act)
+    critic = DiscreteQNetwork(num_actions=space.n, hidden=tuple(config.network.hidden), activation=act)
     return ACNets(actor, critic)
 
 
@@ -162,8 +157,8 @@ def ac_actor_step(config: OffPolicyACConfig, nets: ACNets) -> ProxStep:
     return off_policy.actor_step(
         all_actions(lambda batch: batch.q),
         lambda theta, batch, key: nets.logits(theta, batch.obs),
-        config.lr,
-        entropy_bonus(config.ent_coef, dist=categorical),
+        config.step.lr,
+        entropy_bonus(config.surrogate.ent_coef, dist=categorical),
     )
 
 
@@ -172,7 +167,9 @@ def ac_init(config: OffPolicyACConfig, nets: ACNets, key: PRNGKey, obs: Array) -
     k_actor, k_critic = jax.random.split(key)
     theta, phi = nets.actor.init(k_actor, obs), nets.critic.init(k_critic, obs)
     return ACState(
-        ACParams(theta, phi, phi), ac_actor_step(config, nets).init(theta), optax.adam(config.q_lr).init(phi)
+        ACParams(theta, phi, phi),
+        ac_actor_step(config, nets).init(theta),
+        optax.adam(config.critic.q_lr).init(phi),
     )
 
 
@@ -192,7 +189,7 @@ def ac_update(
     # y_i = r_i + γ(1 − terminated_i) Σ_a' π_θk(a'|s'_i) Q_φ̄(s'_i, a')
     pi_next = jax.nn.softmax(nets.logits(p.actor, batch.next_obs), axis=-1)
     y = expected_target(
-        batch.reward, batch.terminated, config.gamma, pi_next, nets.q(p.target, batch.next_obs)
+        batch.reward, batch.terminated, config.rollout.gamma, pi_next, nets.q(p.target, batch.next_obs)
     )
 
     def critic_objective(phi: Params, b: Transition) -> tuple[Array, Metrics]:
@@ -200,14 +197,14 @@ def ac_update(
         return critic_loss(q, b.action, y), {"q_mean": jnp.mean(q)}
 
     phi, critic_opt, metrics = off_policy.critic_step(
-        critic_objective, optax.adam(config.q_lr), p.critic, state.critic_opt, batch
+        critic_objective, optax.adam(config.critic.q_lr), p.critic, state.critic_opt, batch
     )
     # g = (1/n) Σ_i Σ_a ∇π_θ(a|s_i) Q_φk(s_i, a)  (+ c ∇H)
     actor_batch = ActorBatch(batch.obs, nets.q(p.critic, batch.obs))
     theta, actor_state, actor_metrics = ac_actor_step(config, nets).update(
         p.actor, state.actor_step, actor_batch, None
     )
-    target = polyak(p.target, phi, config.tau)
+    target = polyak(p.target, phi, config.critic.tau)
     metrics.update(actor_metrics, target_mean=jnp.mean(y))
     return ACState(ACParams(theta, phi, target), actor_state, critic_opt), metrics
 

@@ -46,11 +46,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import ACTIVATIONS, Network, Rollout, Step
 from proxrl.deep.distributions import scale_to_bounds, tanh_gaussian_sample
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.networks import QNetwork, StateDependentGaussianPolicy
 from proxrl.deep.off_policy import common as off_policy
-from proxrl.deep.on_policy.common import ACTIVATIONS
 from proxrl.errors import ConfigError, check_positive
 from proxrl.prox import ProxStep, StepState
 from proxrl.prox.critic import polyak, td_target
@@ -59,16 +60,9 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(off_policy.TargetReplayConfig):
-    """SAC hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig)
-    and the temperature's. Defaults follow CleanRL's sac_continuous_action.py / SB3 (256×256 ReLU,
-    batch 256, τ = 0.005, γ = 0.99, automatic α toward H̄ = −|A|, one gradient step per environment
-    step) except the learning rate: 1e-3 (SB3 zoo / Rejax for Pendulum) instead of 3e-4, for Pendulum-v1's
-    20k-step budget (docs/methods/sac.md), and a 100k buffer; --preset mujoco gives the MuJoCo setting."""
+class Temperature:
+    """The temperature α of the entropy-regularised objective, fixed or learned toward a target entropy."""
 
-    buffer_size: int = 100_000
-    lr: float = 1e-3
-    q_lr: float = 1e-3
     autotune: bool = True
     """Learn α toward the target entropy; False keeps α = alpha fixed."""
     alpha_lr: float = 1e-3
@@ -78,14 +72,31 @@ class SACConfig(off_policy.TargetReplayConfig):
     target_entropy: float | None = None
     """Target entropy H̄ of the temperature loss; None gives −|A| (minus the action dimension)."""
 
-    def validate(self) -> SACConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
+    def validate(self) -> None:
+        """α > 0, alpha_lr > 0, a finite target entropy or None."""
         check_positive("alpha", self.alpha)
         check_positive("alpha_lr", self.alpha_lr)
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise ConfigError(f"target_entropy must be a finite number or None, got {self.target_entropy!r}")
-        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig(Config):
+    """SAC: defaults follow CleanRL's sac_continuous_action.py / SB3 (256×256 ReLU, batch 256, τ = 0.005,
+    γ = 0.99, automatic α toward H̄ = −|A|, one gradient step per environment step) except the learning
+    rates, 1e-3 (SB3 zoo / Rejax for Pendulum) instead of 3e-4, for Pendulum-v1's 20k-step budget
+    (docs/methods/sac.md), and a 100k buffer; --preset mujoco gives the MuJoCo setting."""
+
+    rollout: Rollout = dataclasses.field(default_factory=off_policy.replay_rollout)
+    network: Network = dataclasses.field(default_factory=off_policy.replay_network)
+    step: Step = dataclasses.field(default_factory=lambda: Step(lr=1e-3))
+    replay: off_policy.ReplaySchedule = dataclasses.field(
+        default_factory=lambda: off_policy.ReplaySchedule(buffer_size=100_000)
+    )
+    critic: off_policy.TargetCritic = dataclasses.field(
+        default_factory=lambda: off_policy.TargetCritic(q_lr=1e-3)
+    )
+    temperature: Temperature = dataclasses.field(default_factory=Temperature)
 
 
 # --------------------------------------------------------------------------------------- pure pieces
@@ -174,11 +185,11 @@ def make_nets(config: SACConfig, action_space: Space) -> SACNets:
     """Tanh-squashed state-dependent Gaussian actor and twin Q critics for a flat, bounded box action space
     (a :class:`~proxrl.errors.ConfigError` for anything else, e.g. a discrete space)."""
     space = off_policy.require_box(action_space, "SAC")
-    act = ACTIVATIONS[config.activation]
+    act = ACTIVATIONS[config.network.activation]
     actor = StateDependentGaussianPolicy(
-        action_dim=space.shape[0], hidden=tuple(config.hidden), activation=act
+        action_dim=space.shape[0], hidden=tuple(config.network.hidden), activation=act
     )
-    critic = off_policy.twin_q(QNetwork, 2, hidden=tuple(config.hidden), activation=act)
+    critic = off_policy.twin_q(QNetwork, 2, hidden=tuple(config.network.hidden), activation=act)
     low, high = (jnp.asarray(b, jnp.float32) for b in (space.low, space.high))
     return SACNets(actor, critic, low, high)
 
@@ -193,7 +204,7 @@ def sac_actor_step(config: SACConfig, nets: SACNets) -> ProxStep:
     return off_policy.actor_step(
         soft(lambda b, a: nets.q(b.critic, b.obs, a)),
         lambda theta, b, key: nets.sample(theta, b.obs, key),
-        config.lr,
+        config.step.lr,
     )
 
 
@@ -204,13 +215,13 @@ def sac_init(config: SACConfig, nets: SACNets, key: PRNGKey, obs: Array) -> SACS
     a = jnp.zeros((obs.shape[0], nets.low.shape[0]), jnp.float32)
     theta = nets.actor.init(k_actor, obs)
     phi = nets.critic.init(k_critic, obs, a)
-    log_alpha = jnp.log(jnp.asarray(config.alpha, jnp.float32))
+    log_alpha = jnp.log(jnp.asarray(config.temperature.alpha, jnp.float32))
     params = SACParams(theta, phi, phi, log_alpha)
     return SACState(
         params,
         sac_actor_step(config, nets).init(theta),
-        optax.adam(config.q_lr).init(phi),
-        optax.adam(config.alpha_lr).init(log_alpha),
+        optax.adam(config.critic.q_lr).init(phi),
+        optax.adam(config.temperature.alpha_lr).init(log_alpha),
     )
 
 
@@ -228,14 +239,18 @@ def sac_update(
     k_next, k_pi = jax.random.split(key)
     p = state.params
     alpha = jnp.exp(p.log_alpha)
-    target_entropy = -float(nets.low.shape[0]) if config.target_entropy is None else config.target_entropy
+    target_entropy = (
+        -float(nets.low.shape[0])
+        if config.temperature.target_entropy is None
+        else config.temperature.target_entropy
+    )
 
     # y_i = r_i + γ(1 − terminated_i)(min_j Q_φ̄_j(s'_i, a'_i) − α log π_θ(a'_i|s'_i)),  a'_i ∼ π_θ(·|s'_i)
     a_next, logp_next = nets.sample(p.actor, batch.next_obs, k_next)
     y = soft_target(
         batch.reward,
         batch.terminated,
-        config.gamma,
+        config.rollout.gamma,
         nets.q(p.target, batch.next_obs, a_next),
         logp_next,
         alpha,
@@ -246,7 +261,7 @@ def sac_update(
         return critic_loss(q, y), {"q_mean": jnp.mean(q)}
 
     phi, critic_opt, metrics = off_policy.critic_step(
-        critic_objective, optax.adam(config.q_lr), p.critic, state.critic_opt, batch
+        critic_objective, optax.adam(config.critic.q_lr), p.critic, state.critic_opt, batch
     )
 
     # θ: descend (1/n) Σ_i α log π_θ(ã_i|s_i) − min_j Q_φj(s_i, ã_i), ã_i reparameterised
@@ -258,13 +273,15 @@ def sac_update(
 
     # log α: descend −log α·(log π + H̄)
     t_loss, t_grad = jax.value_and_grad(temperature_loss)(p.log_alpha, logp, target_entropy)
-    if config.autotune:
-        t_step, alpha_opt = optax.adam(config.alpha_lr).update(t_grad, state.alpha_opt, p.log_alpha)
+    if config.temperature.autotune:
+        t_step, alpha_opt = optax.adam(config.temperature.alpha_lr).update(
+            t_grad, state.alpha_opt, p.log_alpha
+        )
         log_alpha = optax.apply_updates(p.log_alpha, t_step)
     else:
         alpha_opt, log_alpha = state.alpha_opt, p.log_alpha
 
-    target = polyak(p.target, phi, config.tau)
+    target = polyak(p.target, phi, config.critic.tau)
     metrics.update(
         actor_metrics, alpha=alpha, alpha_loss=t_loss, entropy=-jnp.mean(logp), target_mean=jnp.mean(y)
     )

@@ -31,15 +31,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
 from proxrl.deep import loops
+from proxrl.deep.config import Network, Rollout, Step
 from proxrl.deep.jax_envs import BoxSpace, Space
 from proxrl.deep.off_policy.common import (
     CriticBatch,
-    TargetReplayConfig,
+    Exploration,
+    ReplaySchedule,
+    TargetCritic,
     action_scale,
     critic_step,
     deterministic_agent,
     replay_learner,
+    replay_network,
+    replay_rollout,
 )
 from proxrl.errors import check_in_range, check_int_at_least
 from proxrl.prox import StepState
@@ -48,27 +54,35 @@ from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class TD3Config(TargetReplayConfig):
-    """TD3 hyperparameters: the shared replay fields and τ (off_policy.TargetReplayConfig)
-    and TD3's own; defaults follow CleanRL's td3_continuous_action.py except learning_starts (1000, for
-    Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
+class Smoothing:
+    """TD3's two fixes beyond twin critics: target policy smoothing and a delayed actor."""
 
-    exploration_noise: float = 0.1
-    """σ of the Gaussian behaviour noise, in units of the action half range."""
     policy_noise: float = 0.2
-    """σ̃ of the target policy smoothing noise, in units of the action half range."""
+    """σ̃ ≥ 0 of the target policy smoothing noise, in units of the action half range."""
     noise_clip: float = 0.5
-    """c: the smoothing noise is clipped to ±c (units of the half range)."""
+    """c ≥ 0: the smoothing noise is clipped to ±c (units of the half range)."""
     policy_delay: int = 2
     """d: actor and target networks are updated once every d critic steps."""
 
-    def validate(self) -> TD3Config:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        for name in ("exploration_noise", "policy_noise", "noise_clip"):
-            check_in_range(name, getattr(self, name), 0.0, float("inf"), high_open=True)
+    def validate(self) -> None:
+        """σ̃, c ≥ 0; d an integer ≥ 1."""
+        check_in_range("policy_noise", self.policy_noise, 0.0, float("inf"), high_open=True)
+        check_in_range("noise_clip", self.noise_clip, 0.0, float("inf"), high_open=True)
         check_int_at_least("policy_delay", self.policy_delay, 1)
-        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Config(Config):
+    """TD3: defaults follow CleanRL's td3_continuous_action.py except learning_starts (1000, for
+    Pendulum-scale budgets of ~20k steps; CleanRL uses 25k on MuJoCo)."""
+
+    rollout: Rollout = dataclasses.field(default_factory=replay_rollout)
+    network: Network = dataclasses.field(default_factory=replay_network)
+    step: Step = dataclasses.field(default_factory=Step)
+    replay: ReplaySchedule = dataclasses.field(default_factory=ReplaySchedule)
+    critic: TargetCritic = dataclasses.field(default_factory=TargetCritic)
+    exploration: Exploration = dataclasses.field(default_factory=Exploration)
+    smoothing: Smoothing = dataclasses.field(default_factory=Smoothing)
 
 
 class TD3State(NamedTuple):
@@ -120,7 +134,7 @@ def make_learner(
         return TD3State(params, params, actor_state, critic_opt, jnp.zeros((), jnp.int32))
 
     def act(state: TD3State, obs: Array, key: PRNGKey) -> Array:
-        return agent.explore(state.params, obs, key, config.exploration_noise)
+        return agent.explore(state.params, obs, key, config.exploration.exploration_noise)
 
     def mode(state: TD3State, obs: Array) -> Array:
         return agent.mode(state.params, obs)
@@ -132,7 +146,7 @@ def make_learner(
         )
         params = {"actor": theta, "critic": phi}
         return state._replace(
-            params=params, target=polyak(state.target, params, config.tau), actor_step=actor_state
+            params=params, target=polyak(state.target, params, config.critic.tau), actor_step=actor_state
         ), metrics
 
     def no_actor_update(state: TD3State, obs: Array) -> tuple[TD3State, Metrics]:
@@ -142,9 +156,11 @@ def make_learner(
     def update(state: TD3State, batch: Transition, key: PRNGKey) -> tuple[TD3State, Metrics]:
         # y = r + γ(1 − terminated)·min_j Q_φtar,j(s', ã')
         mu_next = actor.apply(state.target["actor"], batch.next_obs)
-        a_next = target_action(key, mu_next, space, config.policy_noise, config.noise_clip)
+        a_next = target_action(
+            key, mu_next, space, config.smoothing.policy_noise, config.smoothing.noise_clip
+        )
         q_next = jnp.min(critic.apply(state.target["critic"], batch.next_obs, a_next), axis=0)
-        y = td_target(batch.reward, batch.terminated, q_next, config.gamma)
+        y = td_target(batch.reward, batch.terminated, q_next, config.rollout.gamma)
 
         def critic_loss(phi: Params, b: Transition) -> tuple[Array, Metrics]:
             q = critic.apply(phi, b.obs, b.action)  # [2, n]
@@ -157,7 +173,9 @@ def make_learner(
             params={"actor": state.params["actor"], "critic": phi}, critic_opt=critic_opt, step=state.step + 1
         )
         # every policy_delay critic steps: the actor step, then the targets
-        due = loops.lockstep(state.step % config.policy_delay == 0)  # skipped, not masked, between delays
+        due = loops.lockstep(
+            state.step % config.smoothing.policy_delay == 0
+        )  # skipped, not masked, between delays
         state, actor_metrics = jax.lax.cond(due, actor_update, no_actor_update, state, batch.obs)
         metrics.update(actor_metrics, target_q=jnp.mean(y), actor_updated=due.astype(jnp.float32))
         return state, metrics

@@ -39,55 +39,36 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from proxrl.config import Config
+from proxrl.deep.config import GAE, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
-    RolloutConfig,
-    check_actor_critic_coefficients,
     make_agent,
     make_batch,
     num_updates,
-    policy_lr,
+    policy_optimiser,
     step_diagnostics,
 )
-from proxrl.errors import check_choice, check_in_range
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import head_kl
-from proxrl.prox.solvers import PRECONDITIONERS, gradient_steps, optimiser
+from proxrl.prox.solvers import gradient_steps
 from proxrl.prox.surrogates import entropy_bonus, score_function, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig(RolloutConfig):
-    """A2C hyperparameters (the on-policy fields of actor_critic.RolloutConfig and A2C's own); defaults
-    follow SB3/CleanRL A2C for classic control."""
+class A2CConfig(Config):
+    """A2C: the rollout, the networks, one preconditioned gradient step, GAE (λ = 1: n-step returns), the
+    entropy bonus and the value loss; defaults follow SB3/CleanRL A2C for classic control (SB3's ent_coef
+    is 0.0; CleanRL-style runs often use 0.01)."""
 
-    num_steps: int = 5
-    """Steps T per environment per rollout; one update (one gradient step) consumes T·B transitions."""
-    lr: float = 7e-4
-    optimiser: str = "rmsprop"
-    """Preconditioner of the step: "rmsprop" (PyTorch-style, decay rms_decay, ε = 1e-5 outside the square root, as SB3) or "adam" (ε = 1e-5)."""
-    rms_decay: float = 0.99
-    """RMSprop's decay α of the squared-gradient average (PyTorch's alpha)."""
-    anneal_lr: bool = False
-    """Decay the learning rate linearly from lr to 0 over the run's updates."""
-    norm_adv: bool = False
-    """Standardise the advantages over each batch."""
-    gae_lambda: float = 1.0
-    """GAE λ ∈ [0, 1]: 1 gives the n-step return (classic A2C), 0 the one-step TD error."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient c (SB3: 0.0; CleanRL-style runs often use 0.01)."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
-
-    def validate(self) -> A2CConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_actor_critic_coefficients(self)
-        check_choice("optimiser", self.optimiser, PRECONDITIONERS)
-        check_in_range("rms_decay", self.rms_decay, 0.0, 1.0, high_open=True)
-        return self
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=8, num_steps=5))
+    network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
+    step: PolicyStep = dataclasses.field(default_factory=lambda: PolicyStep(lr=7e-4, optimiser="rmsprop"))
+    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(gae_lambda=1.0))
+    surrogate: Entropy = dataclasses.field(default_factory=Entropy)
+    critic: ValueLoss = dataclasses.field(default_factory=ValueLoss)
 
 
 class A2CState(NamedTuple):
@@ -109,15 +90,9 @@ def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> Pro
     regression), geometry Euclidean, solver :func:`~proxrl.prox.solvers.gradient_steps` with one step of the
     clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
     """
-    tx = optimiser(
-        policy_lr(config, updates),
-        config.max_grad_norm,
-        config.optimiser,
-        eps=1e-5,
-        rms_decay=config.rms_decay,
-    )
-    extras = (entropy_bonus(config.ent_coef), value_regression(agent.value, config.vf_coef))
-    problem = Problem(score_function(config.norm_adv), extras=extras, policy=agent.policy_on)
+    tx = policy_optimiser(config.step, updates)
+    extras = (entropy_bonus(config.surrogate.ent_coef), value_regression(agent.value, config.critic.vf_coef))
+    problem = Problem(score_function(config.advantage.norm_adv), extras=extras, policy=agent.policy_on)
     return prox_step(
         problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
     )
@@ -134,10 +109,8 @@ def make_learner(
     ``learning_rate``; the collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    agent = make_agent(
-        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
-    )
-    updates = None if total_steps is None else num_updates(total_steps, config.rollout_size)
+    agent = make_agent(observation_space, action_space, config.network)
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = a2c_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> A2CState:
@@ -147,10 +120,10 @@ def make_learner(
 
     def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
         # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
-        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
         params, step_state, metrics = step.update(state.params, state.step, batch, None)
-        metrics.update(step_diagnostics(config, updates, batch, state.update))
+        metrics.update(step_diagnostics(config.step, updates, batch, state.update))
         return A2CState(params, step_state, state.update + 1), metrics
 
-    return agent.learner("a2c", init, learn, config)
+    return agent.learner("a2c", init, learn, config.rollout)

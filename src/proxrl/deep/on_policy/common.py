@@ -1,6 +1,5 @@
 """Pieces every actor-critic algorithm shares (PPO, A2C, …), written once.
 
-- :class:`RolloutConfig`: the fields and checks every on-policy config shares;
 - :func:`make_agent`: actor (categorical or diagonal Gaussian head) and critic ``V_φ`` for an environment;
 - :func:`make_batch`: the *estimate* step — one forward pass under ``θ_k, φ_k`` over a rollout and
   GAE(λ) per environment (``discount_t = γ(1 − terminated)``; truncation bootstraps from
@@ -12,37 +11,23 @@ Collection, episode statistics and evaluation are the loop's (:mod:`proxrl.deep.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.deep.config import ACTIVATIONS, Network, PolicyStep, Rollout
 from proxrl.deep.distributions import categorical, diag_gaussian
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, Space
 from proxrl.deep.loops import env_for as as_env  # noqa: F401  (re-exported: the algorithms' env lookup)
 from proxrl.deep.networks import CategoricalPolicy, GaussianPolicy, ValueNetwork, flatten_obs
-from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import ConfigError, check_int_at_least
 from proxrl.estimators import gae
-from proxrl.prox.solvers import linear_anneal
+from proxrl.prox.solvers import linear_anneal, optimiser
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
-
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"tanh": nn.tanh, "relu": nn.relu}
-
-
-def check_rollout_and_network(cfg: Any) -> None:
-    """Checks every learner config shares (one-line :class:`ConfigError`): ``num_envs`` and ``num_steps``
-    integers ≥ 1, ``hidden`` at least one layer of width ≥ 1, ``activation`` one of :data:`ACTIVATIONS`."""
-    for name in ("num_envs", "num_steps"):
-        check_int_at_least(name, getattr(cfg, name), 1)
-    check_choice("activation", cfg.activation, tuple(ACTIVATIONS))
-    if len(cfg.hidden) == 0:
-        raise ConfigError("hidden must list at least one layer width, got ()")
-    for width in cfg.hidden:
-        check_int_at_least("hidden layer width", width, 1)
 
 
 def num_updates(total_steps: int, rollout_size: int) -> int:
@@ -56,74 +41,42 @@ def num_updates(total_steps: int, rollout_size: int) -> int:
     return total_steps // rollout_size
 
 
-@dataclasses.dataclass(frozen=True)
-class RolloutConfig:
-    """The hyperparameters every on-policy method has (REINFORCE, NPG, Q actor-critic, A2C, PPO), declared
-    once: the rollout shape T×B, the networks and the policy step's learning rate, discount and gradient clip
-    (the step budget is the run's). An algorithm's config extends it and may restate a field to change its
-    default."""
-
-    num_envs: int = 8
-    """Parallel environments B stepped in lockstep (vmapped)."""
-    num_steps: int = 128
-    """Steps T per environment per rollout; one update consumes the T·B transitions."""
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer widths of the actor and (separate) critic MLPs."""
-    activation: str = "tanh"
-    """Hidden activation: "tanh" or "relu"."""
-    log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions; σ is a learned, state-independent parameter)."""
-    lr: float = 1e-3
-    """Learning rate η of the policy step (its initial value when annealed)."""
-    gamma: float = 0.99
-    """Discount γ ∈ [0, 1]."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-
-    @property
-    def rollout_size(self) -> int:
-        """Transitions per update, N = T·B."""
-        return self.num_envs * self.num_steps
-
-    def validate(self) -> Self:
-        """Raise :class:`ConfigError` (one line) on a bad value; return ``self``. Checks the rollout shape
-        (integers ≥ 1), the network shape, lr > 0, γ ∈ [0, 1] and a positive gradient-norm clip; a subclass
-        checks its own fields after ``super().validate()``."""
-        check_rollout_and_network(self)
-        check_positive("lr", self.lr)
-        check_in_range("gamma", self.gamma, 0.0, 1.0)
-        check_positive("max_grad_norm", self.max_grad_norm)
-        return self
-
-
-def policy_lr(config: Any, updates: int | None, steps_per_update: int = 1) -> Array | float | optax.Schedule:
-    """The policy optimiser's step size: ``config.lr``, or with ``config.anneal_lr`` the schedule
+def policy_lr(
+    step: PolicyStep, updates: int | None, steps_per_update: int = 1
+) -> Array | float | optax.Schedule:
+    """The policy optimiser's step size: ``step.lr``, or with ``step.anneal_lr`` the schedule
     ``lr·(1 − k/K)`` during update k of K = ``updates`` (``steps_per_update`` optimiser steps per update);
     annealing needs the run's budget (a one-line ConfigError without it)."""
-    if not config.anneal_lr:
-        return config.lr
+    if not step.anneal_lr:
+        return step.lr
     if updates is None:
         raise ConfigError("anneal_lr needs the run's step budget: build the learner with total_steps")
-    return linear_anneal(config.lr, updates, steps_per_update)
+    return linear_anneal(step.lr, updates, steps_per_update)
 
 
-def step_diagnostics(config: Any, updates: int | None, batch: Batch, update: Array) -> Metrics:
+def policy_optimiser(
+    step: PolicyStep, updates: int | None, steps_per_update: int = 1
+) -> optax.GradientTransformation:
+    """The clipped, preconditioned optimiser of a :class:`~proxrl.deep.config.PolicyStep` (ε = 1e-5), its
+    learning rate from :func:`policy_lr`."""
+    return optimiser(
+        policy_lr(step, updates, steps_per_update),
+        step.max_grad_norm,
+        step.optimiser,
+        eps=1e-5,
+        rms_decay=step.rms_decay,
+    )
+
+
+def step_diagnostics(step: PolicyStep, updates: int | None, batch: Batch, update: Array) -> Metrics:
     """What an actor-critic reports besides its step: ``explained_variance`` of V_φk on the λ-returns and the
     ``learning_rate`` in force during update ``update`` of ``updates``."""
-    lr = policy_lr(config, updates)
+    lr = policy_lr(step, updates)
     lr_now = lr(update) if callable(lr) else lr
     return {
         "explained_variance": explained_variance(batch.value_old, batch.returns),
         "learning_rate": jnp.asarray(lr_now, jnp.float32),
     }
-
-
-def check_actor_critic_coefficients(cfg: Any) -> None:
-    """The coefficients of the GAE actor-critics (A2C, PPO): λ ∈ [0, 1], entropy and value coefficients
-    ≥ 0 (one-line :class:`ConfigError` on failure)."""
-    check_in_range("gae_lambda", cfg.gae_lambda, 0.0, 1.0)
-    check_in_range("ent_coef", cfg.ent_coef, 0.0, float("inf"), high_open=True)
-    check_in_range("vf_coef", cfg.vf_coef, 0.0, float("inf"), high_open=True)
 
 
 class Batch(NamedTuple):
@@ -184,7 +137,7 @@ class Agent(NamedTuple):
         name: str,
         init: Callable[[PRNGKey, Array], Any],
         learn: Callable[[Any, Transition], tuple[Any, Any]],
-        config: RolloutConfig,
+        rollout: Rollout,
     ) -> Learner:
         """An on-policy algorithm's :class:`~proxrl.types.Learner`: it acts by sampling a ∼ π_θ(·|s) and is
         evaluated with the mode; the algorithm's state keeps θ in ``state.params["actor"]``."""
@@ -194,20 +147,16 @@ class Agent(NamedTuple):
             lambda state, obs, key: self.sample(state.params, obs, key),
             lambda state, obs: self.act_mode(state.params, obs),
             learn,
-            config.num_envs,
-            config.num_steps,
+            rollout.num_envs,
+            rollout.num_steps,
         )
 
 
-def make_agent(
-    observation_space: Space,
-    action_space: Space,
-    hidden: tuple[int, ...],
-    activation: str,
-    log_std_init: float = 0.0,
-) -> Agent:
-    """Categorical MLP for a discrete action space, Gaussian (learned log σ) for a box; MLP critic."""
-    act = ACTIVATIONS[activation]
+def make_agent(observation_space: Space, action_space: Space, network: Network) -> Agent:
+    """Categorical MLP for a discrete action space, Gaussian (learned log σ, initially ``log_std_init`` of a
+    :class:`~proxrl.deep.config.PolicyNetwork`) for a box; MLP critic."""
+    hidden, act = tuple(network.hidden), ACTIVATIONS[network.activation]
+    log_std_init = getattr(network, "log_std_init", 0.0)
     critic = ValueNetwork(hidden=hidden, activation=act)
     obs_ndim = len(observation_space.shape)
     if isinstance(action_space, DiscreteSpace):

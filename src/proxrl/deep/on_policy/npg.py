@@ -37,85 +37,65 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import GAE, PolicyNetwork, Rollout
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
     Batch,
-    RolloutConfig,
     explained_variance,
     make_agent,
     make_batch,
 )
-from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import ConfigError, check_int_at_least, check_positive
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import head_kl
-from proxrl.prox.solvers import TrustRegion, fit, natural_gradient, optimiser
+from proxrl.prox.solvers import NaturalStep, fit, natural_gradient, optimiser
 from proxrl.prox.surrogates import ratio
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
-STEPS = ("fixed", "trust_region")
-"""How the natural direction w = F⁻¹g is scaled: a fixed η, or η = √(2δ / wᵀFw)."""
+
+@dataclasses.dataclass(frozen=True)
+class ValueFit:
+    """The critic V_φ's regression on the λ-returns, fitted by its own optimiser after the policy step."""
+
+    vf_lr: float = 1e-3
+    """Adam learning rate of the critic V_φ."""
+    vf_epochs: int = 5
+    """Passes over each batch fitting V_φ (0: the critic is not trained)."""
+    vf_minibatches: int = 4
+    """Minibatches per critic pass; must divide num_envs·num_steps."""
+    vf_max_grad_norm: float = 0.5
+    """Clip the global norm of each of the critic's gradients to this value."""
+
+    def validate(self) -> None:
+        """vf_lr > 0, vf_epochs ≥ 0, vf_minibatches ≥ 1, a positive clip."""
+        check_positive("vf_lr", self.vf_lr)
+        check_int_at_least("vf_epochs", self.vf_epochs, 0)
+        check_int_at_least("vf_minibatches", self.vf_minibatches, 1)
+        check_positive("vf_max_grad_norm", self.vf_max_grad_norm)
 
 
 @dataclasses.dataclass(frozen=True)
-class NPGConfig(RolloutConfig):
-    """NPG / TRPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and NPG's own);
-    defaults are TRPO's (δ = 0.01, 10 CG iterations, damping 0.1, backtracking ×0.8 up to 10 times) with a
-    GAE critic."""
+class NPGConfig(Config):
+    """NPG / TRPO: the rollout, the networks, the natural step (defaults TRPO's: δ = 0.01, 10 CG iterations,
+    damping 0.1, backtracking ×0.8 up to 10 times), GAE (advantages standardised over each batch, which makes
+    a fixed η comparable across tasks) and the critic's fit."""
 
-    num_steps: int = 256
-    """Steps T per environment per rollout; one natural step per T·B transitions."""
-    lr: float = 0.05
-    """Step size η of the policy's "fixed" natural step θ_k + η·F⁻¹g (the trust-region step sets η from max_kl instead)."""
-    vf_lr: float = 1e-3
-    """Adam learning rate of the critic V_φ."""
-    max_grad_norm: float = 0.5
-    """Clip the critic's global gradient norm to this value."""
-    step: str = "trust_region"
-    """Step length: "fixed" (θ_k + η·F⁻¹g, η = lr) or "trust_region" (η = √(2δ / wᵀFw))."""
-    line_search: bool = True
-    """Backtrack until KL ≤ δ and the surrogate improves (TRPO); False takes the step as computed."""
-    max_kl: float = 0.01
-    """Trust-region radius δ on the mean KL(π_θ, π_θk) (trust-region scaling and line-search constraint)."""
-    cg_iters: int = 10
-    """Conjugate-gradient iterations (Fisher-vector products) per solve."""
-    cg_damping: float = 0.1
-    """Damping λ: CG solves (F + λI) w = g."""
-    backtrack_ratio: float = 0.8
-    """Shrink factor β ∈ (0, 1) of the line search."""
-    max_backtracks: int = 10
-    """Step lengths tried by the line search: β⁰, β¹, …, β^(max_backtracks − 1)."""
-    accept_ratio: float = 0.1
-    """Accept a step when the surrogate improves by ≥ this fraction of the linear prediction gᵀΔθ."""
-    norm_adv: bool = True
-    """Standardise the advantages over each batch (makes a fixed η comparable across tasks)."""
-    vf_epochs: int = 5
-    """Passes over each batch fitting V_φ."""
-    vf_minibatches: int = 4
-    """Minibatches per critic pass; must divide num_envs·num_steps."""
-    gae_lambda: float = 0.95
-    """GAE λ ∈ [0, 1]."""
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=8, num_steps=256))
+    network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
+    step: NaturalStep = dataclasses.field(default_factory=NaturalStep)
+    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(norm_adv=True, gae_lambda=0.95))
+    critic: ValueFit = dataclasses.field(default_factory=ValueFit)
 
-    def validate(self) -> NPGConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        check_choice("step", self.step, STEPS)
-        check_positive("vf_lr", self.vf_lr)
-        check_positive("max_kl", self.max_kl)
-        check_int_at_least("cg_iters", self.cg_iters, 1)
-        check_in_range("cg_damping", self.cg_damping, 0.0, float("inf"), high_open=True)
-        check_in_range("backtrack_ratio", self.backtrack_ratio, 0.0, 1.0, low_open=True, high_open=True)
-        check_int_at_least("max_backtracks", self.max_backtracks, 1)
-        check_in_range("accept_ratio", self.accept_ratio, 0.0, 1.0)
-        check_int_at_least("vf_epochs", self.vf_epochs, 0)
-        check_int_at_least("vf_minibatches", self.vf_minibatches, 1)
-        if self.rollout_size % self.vf_minibatches:
+    def check(self) -> None:
+        """The critic's minibatch count divides the rollout size T·B."""
+        if self.rollout.size % self.critic.vf_minibatches:
             raise ConfigError(
-                f"vf_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.vf_minibatches}"
+                f"vf_minibatches must divide num_envs·num_steps = {self.rollout.size}, "
+                f"got {self.critic.vf_minibatches}"
             )
-        return self
 
 
 class NPGState(NamedTuple):
@@ -139,21 +119,12 @@ def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
     optional backtracking).
     """
     old = lambda batch: agent.distribution(batch.dist_old)
-    region = TrustRegion(
-        config.step,
-        config.lr,
-        config.max_kl,
-        config.line_search,
-        config.backtrack_ratio,
-        config.max_backtracks,
-        config.accept_ratio,
-    )
 
     def fisher_kl(theta: Params, batch: Batch) -> Array:  # mean KL(π_θk ‖ π_θ): its Hessian at θ_k is F
         return jnp.mean(old(batch).kl_divergence(agent.head(theta, batch)))
 
-    solver = natural_gradient(fisher_kl, region, config.cg_iters, config.cg_damping)
-    problem = Problem(ratio(config.norm_adv), head_kl(old), policy=agent.head)
+    solver = natural_gradient(fisher_kl, config.step)
+    problem = Problem(ratio(config.advantage.norm_adv), head_kl(old), policy=agent.head)
     return prox_step(problem, solver, moved=head_kl(old))
 
 
@@ -168,11 +139,9 @@ def make_learner(
     steps), ``entropy`` (at θ_k) and ``explained_variance``.
     """
     config.validate()
-    agent = make_agent(
-        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
-    )
+    agent = make_agent(observation_space, action_space, config.network)
     step = npg_step(config, agent)
-    tx = optimiser(config.vf_lr, config.max_grad_norm, eps=1e-5)
+    tx = optimiser(config.critic.vf_lr, config.critic.vf_max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> NPGState:
         key, k_actor, k_critic = jax.random.split(key, 3)
@@ -185,11 +154,11 @@ def make_learner(
     def learn(state: NPGState, traj: Transition) -> tuple[NPGState, Metrics]:
         key, k_fit = jax.random.split(state.key)
         # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
         # θ_{k+1} = θ_k + η·(F + λI)⁻¹ g  (CG; trust-region η; optional backtracking)
         theta, step_state, metrics = step.update(state.params["actor"], state.step, batch, None)
         # φ_{k+1}: regression of V_φ on the λ-returns
-        if config.vf_epochs == 0:
+        if config.critic.vf_epochs == 0:
             phi, opt_state, v_loss = (
                 state.params["critic"],
                 state.opt_state,
@@ -203,8 +172,8 @@ def make_learner(
                 state.opt_state,
                 batch,
                 k_fit,
-                config.vf_epochs,
-                config.vf_minibatches,
+                config.critic.vf_epochs,
+                config.critic.vf_minibatches,
             )
             v_loss = jnp.mean(fitted["loss"])
         metrics.update(
@@ -215,4 +184,4 @@ def make_learner(
         return NPGState({"actor": theta, "critic": phi}, step_state, opt_state, key), metrics
 
     # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
-    return agent.learner("npg", init, learn, config)
+    return agent.learner("npg", init, learn, config.rollout)

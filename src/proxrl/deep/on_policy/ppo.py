@@ -40,15 +40,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from proxrl.config import Config
+from proxrl.deep.config import GAE, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
-    RolloutConfig,
-    check_actor_critic_coefficients,
     make_agent,
     make_batch,
     num_updates,
-    policy_lr,
+    policy_optimiser,
     step_diagnostics,
 )
 from proxrl.errors import (
@@ -60,7 +60,7 @@ from proxrl.errors import (
 )
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.geometry import adaptive_beta, head_kl
-from proxrl.prox.solvers import minibatch_epochs, optimiser
+from proxrl.prox.solvers import minibatch_epochs
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
@@ -70,57 +70,76 @@ SURROGATES = ("none", "clip", "kl_fixed", "kl_adaptive")
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(RolloutConfig):
-    """PPO hyperparameters (the on-policy fields of actor_critic.RolloutConfig and PPO's own); defaults
-    follow CleanRL's ppo.py (Atari/classic-control settings)."""
+class PPOStep(PolicyStep):
+    """The m inner steps that solve PPO's proximal step: epochs over the batch, each cut into minibatches."""
 
-    num_envs: int = 4
-    lr: float = 2.5e-4
     update_epochs: int = 4
     """Passes (epochs) over each batch: the m inner steps of the proximal update."""
     num_minibatches: int = 4
     """Minibatches per epoch; the batch T·B must be divisible by it."""
+
+    def validate(self) -> None:
+        """:meth:`PolicyStep.validate`; epochs and minibatches integers ≥ 1."""
+        super().validate()
+        check_int_at_least("update_epochs", self.update_epochs, 1)
+        check_int_at_least("num_minibatches", self.num_minibatches, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOSurrogate(Entropy):
+    """Which of the PPO paper's surrogates L_k is maximised, and its coefficients (with the entropy bonus)."""
+
     surrogate: str = "clip"
     """Policy objective: "none" (ratio·A), "clip" (min(ratio·A, clip(ratio)·A)), "kl_fixed" or "kl_adaptive"."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly from lr to 0 over the run's updates."""
-    norm_adv: bool = True
-    """Standardise the advantages within each minibatch."""
-    clip_vloss: bool = True
-    """Clip the value prediction to within clip_eps of the old one in the value loss."""
-    gae_lambda: float = 0.95
-    """GAE λ ∈ [0, 1]: 0 gives the TD error, 1 the Monte Carlo return minus V."""
     clip_eps: float = 0.2
     """Clip range ε > 0 of the ratio (and of the value prediction with clip_vloss)."""
     beta: float = 1.0
     """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
     kl_target: float = 0.01
     """Target KL d_targ of the adaptive rule (β halves below d_targ/1.5, doubles above 1.5·d_targ)."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient c."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
 
-    @property
-    def minibatch_size(self) -> int:
-        """Transitions per Adam step."""
-        return self.rollout_size // self.num_minibatches
-
-    def validate(self) -> PPOConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
+    def validate(self) -> None:
+        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0."""
         super().validate()
-        check_actor_critic_coefficients(self)
-        for name in ("update_epochs", "num_minibatches"):
-            check_int_at_least(name, getattr(self, name), 1)
         check_choice("surrogate", self.surrogate, SURROGATES)
-        if self.rollout_size % self.num_minibatches:
-            raise ConfigError(
-                f"num_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.num_minibatches}"
-            )
         check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
         check_positive("kl_target", self.kl_target)
-        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ClippedValueLoss(ValueLoss):
+    """The critic's regression ½(V_φ(s) − R̂)² in the combined objective, its prediction optionally clipped
+    near V_φk as PPO's."""
+
+    clip_vloss: bool = True
+    """Clip the value prediction to within clip_eps of the old one in the value loss."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(Config):
+    """PPO: the rollout, the networks, the m inner steps, GAE, the surrogate and the value loss; defaults
+    follow CleanRL's ppo.py (Atari/classic-control settings)."""
+
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=4, num_steps=128))
+    network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
+    step: PPOStep = dataclasses.field(default_factory=lambda: PPOStep(lr=2.5e-4, anneal_lr=True))
+    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(norm_adv=True, gae_lambda=0.95))
+    surrogate: PPOSurrogate = dataclasses.field(default_factory=lambda: PPOSurrogate(ent_coef=0.01))
+    critic: ClippedValueLoss = dataclasses.field(default_factory=ClippedValueLoss)
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per optimiser step."""
+        return self.rollout.size // self.step.num_minibatches
+
+    def check(self) -> None:
+        """The minibatch count divides the rollout size T·B."""
+        if self.rollout.size % self.step.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches must divide num_envs·num_steps = {self.rollout.size}, "
+                f"got {self.step.num_minibatches}"
+            )
 
 
 class PPOState(NamedTuple):
@@ -149,21 +168,22 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
     steps of clipped Adam, the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
     regression joins the same steps (the PPO paper's combined objective L − c_v·L^VF + c·S).
     """
-    kind = config.surrogate
+    sur, step, norm_adv = config.surrogate, config.step, config.advantage.norm_adv
+    kind = sur.surrogate
     old = lambda batch: agent.distribution(batch.dist_old)
-    surrogate = clipped_ratio(config.clip_eps, config.norm_adv) if kind == "clip" else ratio(config.norm_adv)
+    surrogate = clipped_ratio(sur.clip_eps, norm_adv) if kind == "clip" else ratio(norm_adv)
     extras = (
-        entropy_bonus(config.ent_coef),
-        value_regression(agent.value, config.vf_coef, config.clip_eps if config.clip_vloss else None),
+        entropy_bonus(sur.ent_coef),
+        value_regression(
+            agent.value, config.critic.vf_coef, sur.clip_eps if config.critic.clip_vloss else None
+        ),
     )
     geometry = head_kl(old) if kind.startswith("kl") else None
-    beta = {"kl_fixed": config.beta, "kl_adaptive": adaptive_beta(config.beta, config.kl_target)}.get(kind)
-    steps = config.update_epochs * config.num_minibatches
-    lr = policy_lr(config, updates, steps)
-    tx = optimiser(lr, config.max_grad_norm, eps=1e-5)
+    beta = {"kl_fixed": sur.beta, "kl_adaptive": adaptive_beta(sur.beta, sur.kl_target)}.get(kind)
+    tx = policy_optimiser(step, updates, step.update_epochs * step.num_minibatches)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
-        problem, minibatch_epochs(tx, config.update_epochs, config.num_minibatches), beta, moved=head_kl(old)
+        problem, minibatch_epochs(tx, step.update_epochs, step.num_minibatches), beta, moved=head_kl(old)
     )
 
 
@@ -178,10 +198,8 @@ def make_learner(
     collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    agent = make_agent(
-        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
-    )
-    updates = None if total_steps is None else num_updates(total_steps, config.rollout_size)
+    agent = make_agent(observation_space, action_space, config.network)
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = ppo_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> PPOState:
@@ -192,10 +210,10 @@ def make_learner(
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
         key, k_step = jax.random.split(state.key)
         # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, config.gamma, config.gae_lambda)
+        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
-        metrics.update(step_diagnostics(config, updates, batch, state.update))
+        metrics.update(step_diagnostics(config.step, updates, batch, state.update))
         return PPOState(params, step_state, key, state.update + 1), metrics
 
-    return agent.learner("ppo", init, learn, config)
+    return agent.learner("ppo", init, learn, config.rollout)

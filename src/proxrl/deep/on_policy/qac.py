@@ -41,17 +41,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import ACTIVATIONS, Advantage, Entropy, PolicyNetwork, PolicyStep, Rollout
 from proxrl.deep.jax_envs import DiscreteSpace, Space
 from proxrl.deep.networks import DiscreteQNetwork, QNetwork
 from proxrl.deep.on_policy.common import (
-    ACTIVATIONS,
     Agent,
-    RolloutConfig,
     explained_variance,
     features,
     make_agent,
+    num_updates,
+    policy_optimiser,
 )
-from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
 from proxrl.estimators import q_advantages
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.critic import td_target, value_loss
@@ -67,48 +69,61 @@ TD_TARGETS = ("sarsa", "expected")
 
 
 @dataclasses.dataclass(frozen=True)
-class QACConfig(RolloutConfig):
-    """Q actor-critic hyperparameters (the on-policy fields of actor_critic.RolloutConfig and its own):
-    one actor Adam step and q_epochs critic passes per rollout."""
+class QGradient(Entropy):
+    """Which estimate of the policy gradient the actor's step ascends (with the entropy bonus)."""
 
-    num_envs: int = 16
-    num_steps: int = 32
-    lr: float = 1e-3
-    """Adam step size η of the actor."""
-    max_grad_norm: float = 10.0
-    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
     gradient: str = "all_actions"
     """Actor gradient: "sampled" (∇log π(a|s)·(Q − E_πQ)) or "all_actions" (Σ_a ∇π(a|s)·Q; discrete only)."""
+
+    def validate(self) -> None:
+        """c ≥ 0 and a known gradient."""
+        super().validate()
+        check_choice("gradient", self.gradient, GRADIENTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class QFit:
+    """The critic Q_φ: its TD target and its regression toward the fixed targets after each rollout."""
+
     td_target: str = "sarsa"
     """Critic target: "sarsa" (Q_φk(s', a') at the rollout's next action) or "expected" (E_{a'∼π_θk} Q_φk(s', a'))."""
     num_action_samples: int = 8
     """Continuous actions: samples a' ∼ π_θk(·|s) in the Monte Carlo estimate of E_{a'} Q_φk(s, a')."""
+    q_lr: float = 3e-3
+    """Adam step size λ of the critic."""
     q_epochs: int = 8
     """Passes over each batch fitting Q_φ toward the fixed targets (1 = the lecture's single step; CartPole needs a well-fitted critic, see docs/methods/q-actor-critic.md)."""
     q_minibatches: int = 4
     """Minibatches per critic pass; must divide num_envs·num_steps."""
-    norm_adv: bool = False
-    """Standardise Q − E_πQ over each batch ("sampled" only)."""
-    q_lr: float = 3e-3
-    """Adam step size λ of the critic."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient c."""
 
-    def validate(self) -> QACConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
-        check_choice("gradient", self.gradient, GRADIENTS)
+    def validate(self) -> None:
+        """A known target; samples, epochs and minibatches integers ≥ 1; q_lr > 0."""
         check_choice("td_target", self.td_target, TD_TARGETS)
         check_int_at_least("num_action_samples", self.num_action_samples, 1)
+        check_positive("q_lr", self.q_lr)
         check_int_at_least("q_epochs", self.q_epochs, 1)
         check_int_at_least("q_minibatches", self.q_minibatches, 1)
-        if self.rollout_size % self.q_minibatches:
+
+
+@dataclasses.dataclass(frozen=True)
+class QACConfig(Config):
+    """Q actor-critic: the rollout, the networks, one clipped Adam step of the actor per rollout (its gradient
+    clip also bounds the critic's steps), the advantage's normalisation ("sampled" only), the actor's gradient
+    and the critic's fit (q_epochs passes per rollout)."""
+
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=16, num_steps=32))
+    network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
+    step: PolicyStep = dataclasses.field(default_factory=lambda: PolicyStep(lr=1e-3, max_grad_norm=10.0))
+    advantage: Advantage = dataclasses.field(default_factory=Advantage)
+    surrogate: QGradient = dataclasses.field(default_factory=QGradient)
+    critic: QFit = dataclasses.field(default_factory=QFit)
+
+    def check(self) -> None:
+        """The critic's minibatch count divides the rollout size T·B."""
+        if self.rollout.size % self.critic.q_minibatches:
             raise ConfigError(
-                f"q_minibatches must divide num_envs·num_steps = {self.rollout_size}, got {self.q_minibatches}"
+                f"q_minibatches must divide num_envs·num_steps = {self.rollout.size}, got {self.critic.q_minibatches}"
             )
-        check_positive("q_lr", self.q_lr)
-        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        return self
 
 
 class QACState(NamedTuple):
@@ -200,7 +215,7 @@ def td_targets(
     return td_target(traj.reward, traj.terminated, q_next, gamma)
 
 
-def qac_step(config: QACConfig, agent: Agent) -> ProxStep:
+def qac_step(config: QACConfig, agent: Agent, updates: int | None = None) -> ProxStep:
     """The Q actor-critic's proximal step on θ and a :class:`QBatch`::
 
         θ_{k+1} = θ_k + η·g,   g = (1/N) Σ_h Σ_a ∇π_θ(a|s_h)·Q_φk(s_h, a)            (all actions)
@@ -210,17 +225,17 @@ def qac_step(config: QACConfig, agent: Agent) -> ProxStep:
     :func:`~proxrl.prox.surrogates.score_function` and the entropy bonus, geometry Euclidean, solver one
     clipped Adam step.
     """
-    if config.gradient == "all_actions":
+    if config.surrogate.gradient == "all_actions":
         surrogate = all_actions(lambda batch: batch.q)
     else:
-        surrogate = score_function(config.norm_adv, dist=agent.distribution)
+        surrogate = score_function(config.advantage.norm_adv, dist=agent.distribution)
     problem = Problem(
         surrogate,
-        extras=(entropy_bonus(config.ent_coef, dist=agent.distribution),),
+        extras=(entropy_bonus(config.surrogate.ent_coef, dist=agent.distribution),),
         policy=lambda theta, batch, key: agent.actor.apply(theta, batch.obs),
     )
     old = lambda batch: agent.distribution(batch.dist_old)
-    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+    tx = policy_optimiser(config.step, updates)
     return prox_step(problem, gradient_steps(tx), moved=head_kl(old, dist=agent.distribution))
 
 
@@ -236,16 +251,20 @@ def make_learner(
     """
     config.validate()
     discrete = isinstance(action_space, DiscreteSpace)
-    if config.gradient == "all_actions" and not discrete:
+    if config.surrogate.gradient == "all_actions" and not discrete:
         raise ConfigError(
             "gradient='all_actions' needs a discrete action space; use gradient='sampled' for Box actions"
         )
-    agent = make_agent(
-        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
+    agent = make_agent(observation_space, action_space, config.network)
+    critic = make_critic(
+        action_space,
+        tuple(config.network.hidden),
+        config.network.activation,
+        config.critic.num_action_samples,
     )
-    critic = make_critic(action_space, tuple(config.hidden), config.activation, config.num_action_samples)
-    step = qac_step(config, agent)
-    tx_critic = optimiser(config.q_lr, config.max_grad_norm, eps=1e-5)
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
+    step = qac_step(config, agent, updates)
+    tx_critic = optimiser(config.critic.q_lr, config.step.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> QACState:
         key, k_actor, k_critic, k_act = jax.random.split(key, 4)
@@ -263,15 +282,17 @@ def make_learner(
         key, k_target, k_base, k_fit = jax.random.split(state.key, 4)
         theta_k, phi_k = state.params["actor"], state.params["critic"]
         # targets y = r + γ(1 − terminated)·Q_φk(s', a'), fixed at φ_k
-        y = td_targets(critic, agent, theta_k, phi_k, traj, config.gamma, config.td_target, k_target)
-        n = config.rollout_size
+        y = td_targets(
+            critic, agent, theta_k, phi_k, traj, config.rollout.gamma, config.critic.td_target, k_target
+        )
+        n = config.rollout.size
         obs = features(agent, traj.obs).reshape(n, -1)
         action = traj.action.reshape(n, *traj.action.shape[2:])
         y = y.reshape(n)
         # the estimate under (θ_k, φ_k): Q_φk(s, ·) for the all-actions form, Q − E_πQ for the sampled form
         out_k = agent.actor.apply(theta_k, obs)
         zero = jnp.zeros((), jnp.float32)
-        if config.gradient == "all_actions":
+        if config.surrogate.gradient == "all_actions":
             batch = QBatch(obs, action, critic.module.apply(phi_k, obs), zero, out_k)
         else:
             pi_k = agent.distribution(out_k)
@@ -290,8 +311,8 @@ def make_learner(
             state.critic_opt,
             (obs, action, y),
             k_fit,
-            config.q_epochs,
-            config.q_minibatches,
+            config.critic.q_epochs,
+            config.critic.q_minibatches,
         )
         q_sa = critic.q(phi_k, obs, action)
         metrics.update(
@@ -310,4 +331,4 @@ def make_learner(
     def mode(state: QACState, obs: Array) -> Array:
         return agent.mode(agent.actor.apply(state.params["actor"], features(agent, obs)))
 
-    return Learner("qac", init, act, mode, learn, config.num_envs, config.num_steps)
+    return Learner("qac", init, act, mode, learn, config.rollout.num_envs, config.rollout.num_steps)

@@ -39,15 +39,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from proxrl.config import Config
+from proxrl.deep.config import Advantage, Entropy, PolicyNetwork, PolicyStep, Rollout
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
-    RolloutConfig,
     explained_variance,
     features,
     make_agent,
+    num_updates,
+    policy_optimiser,
 )
-from proxrl.errors import check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import check_choice, check_int_at_least, check_positive
 from proxrl.estimators import discounted_returns
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
 from proxrl.prox.critic import value_loss
@@ -61,35 +64,36 @@ BASELINES = ("none", "value")
 
 
 @dataclasses.dataclass(frozen=True)
-class REINFORCEConfig(RolloutConfig):
-    """REINFORCE hyperparameters (the on-policy fields of actor_critic.RolloutConfig and its own); one Adam
-    step on g per rollout of num_envs × num_steps steps."""
+class Baseline:
+    """The baseline b(s) subtracted from the return, and how a learned one is fitted."""
 
-    num_envs: int = 8
-    """Parallel environments B stepped in lockstep (vmapped): the lecture's n trajectories per update."""
-    num_steps: int = 500
-    """Steps T per environment per rollout; one update consumes T·B transitions. With baseline="none" keep it at least the typical episode length (steps of unfinished episodes are masked out)."""
-    max_grad_norm: float = 10.0
-    """Clip the global norm of each of the actor's and the critic's gradients to this value."""
     baseline: str = "value"
     """b(s): "none" (b = 0) or "value" (a learned V_φ, which also bootstraps the rollout's unfinished tail)."""
-    norm_adv: bool = False
-    """Standardise R − b over the kept steps of each batch (a constant shift and a step-size rescale)."""
     vf_lr: float = 1e-3
     """Adam step size of the baseline's regression steps (baseline="value")."""
     vf_steps: int = 10
     """Full-batch Adam steps of the baseline's regression per rollout (Spinning Up's VPG takes 80): with one, V_φ lags the returns and barely reduces the variance."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient c (g + c·∇H); 0 is plain REINFORCE."""
 
-    def validate(self) -> REINFORCEConfig:
-        """Raise :class:`~proxrl.errors.ConfigError` (one line) on a bad value; return ``self``."""
-        super().validate()
+    def validate(self) -> None:
+        """A known baseline, vf_lr > 0, vf_steps an integer ≥ 1."""
         check_choice("baseline", self.baseline, BASELINES)
         check_positive("vf_lr", self.vf_lr)
         check_int_at_least("vf_steps", self.vf_steps, 1)
-        check_in_range("ent_coef", self.ent_coef, 0.0, float("inf"), high_open=True)
-        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class REINFORCEConfig(Config):
+    """REINFORCE: the rollout (the lecture's n = num_envs trajectories per update), the networks, one clipped
+    Adam step on g per rollout (its gradient clip also bounds the baseline's steps), the return's
+    normalisation, the entropy bonus and the baseline. With baseline="none" keep num_steps at least the typical
+    episode length (steps of unfinished episodes are masked out)."""
+
+    rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=8, num_steps=500))
+    network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
+    step: PolicyStep = dataclasses.field(default_factory=lambda: PolicyStep(lr=1e-3, max_grad_norm=10.0))
+    advantage: Advantage = dataclasses.field(default_factory=Advantage)
+    surrogate: Entropy = dataclasses.field(default_factory=Entropy)
+    critic: Baseline = dataclasses.field(default_factory=Baseline)
 
 
 class REINFORCEState(NamedTuple):
@@ -139,7 +143,7 @@ def returns_to_go(traj: Transition, gamma: Array | float, v_next: Array | None =
     return g, jnp.ones_like(g)
 
 
-def reinforce_step(config: REINFORCEConfig, agent: Agent) -> ProxStep:
+def reinforce_step(config: REINFORCEConfig, agent: Agent, updates: int | None = None) -> ProxStep:
     """REINFORCE's proximal step on θ and a :class:`ReturnBatch`::
 
         θ_{k+1} = θ_k + η·g,    g = ∇_θ [ (1/N) Σ_{i,h} mask·log π_θ(a_h|s_h)·(R_h − b(s_h)) + c·H(π_θ) ]
@@ -149,10 +153,10 @@ def reinforce_step(config: REINFORCEConfig, agent: Agent) -> ProxStep:
     """
     problem = Problem(
         score_function(mask=lambda batch: batch.mask),
-        extras=(entropy_bonus(config.ent_coef),),
+        extras=(entropy_bonus(config.surrogate.ent_coef),),
         policy=agent.head,
     )
-    tx = optimiser(config.lr, config.max_grad_norm, eps=1e-5)
+    tx = policy_optimiser(config.step, updates)
     return prox_step(
         problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
     )
@@ -170,12 +174,11 @@ def make_learner(
     steps); with ``baseline="value"`` also ``value_loss`` (at φ_k) and ``explained_variance`` (V_φk against R).
     """
     config.validate()
-    agent = make_agent(
-        observation_space, action_space, tuple(config.hidden), config.activation, config.log_std_init
-    )
-    use_value = config.baseline == "value"
-    step = reinforce_step(config, agent)
-    tx_critic = optimiser(config.vf_lr, config.max_grad_norm, eps=1e-5)
+    agent = make_agent(observation_space, action_space, config.network)
+    use_value = config.critic.baseline == "value"
+    updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
+    step = reinforce_step(config, agent, updates)
+    tx_critic = optimiser(config.critic.vf_lr, config.step.max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> REINFORCEState:
         k_actor, k_critic = jax.random.split(key)
@@ -192,12 +195,12 @@ def make_learner(
         if use_value:
             v_t = agent.value(params["critic"], obs)
             v_next = agent.value(params["critic"], features(agent, traj.next_obs))
-            returns, mask = returns_to_go(traj, config.gamma, v_next)
+            returns, mask = returns_to_go(traj, config.rollout.gamma, v_next)
             adv = returns - v_t
         else:
-            returns, mask = returns_to_go(traj, config.gamma)
+            returns, mask = returns_to_go(traj, config.rollout.gamma)
             adv = returns
-        if config.norm_adv:
+        if config.advantage.norm_adv:
             count = jnp.maximum(jnp.sum(mask), 1.0)
             mean = jnp.sum(mask * adv) / count
             std = jnp.sqrt(jnp.sum(mask * (adv - mean) ** 2) / count)
@@ -221,7 +224,7 @@ def make_learner(
                 state.critic_opt,
                 (obs, returns),
                 None,
-                config.vf_steps,
+                config.critic.vf_steps,
             )
             new_params["critic"] = phi
             metrics.update(
@@ -232,4 +235,4 @@ def make_learner(
         metrics.update(kept_frac=jnp.mean(mask), mean_return=jnp.sum(mask * returns) / count)
         return REINFORCEState(new_params, step_state, critic_opt), metrics
 
-    return agent.learner("reinforce", init, learn, config)
+    return agent.learner("reinforce", init, learn, config.rollout)
