@@ -11,22 +11,6 @@ import pytest
 from proxrl.cli import main
 from proxrl.errors import ConfigError
 from proxrl.run.records import RunDir
-from proxrl.run.stats import mean_ci
-
-
-def test_mean_ci_student_t():
-    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    ci = mean_ci(x)
-    half = 2.776 * np.std(x, ddof=1) / np.sqrt(5)
-    np.testing.assert_allclose([ci.mean, ci.lo, ci.hi], [3.0, 3.0 - half, 3.0 + half])
-    assert ci.interval(2) == f"95% CI [{3.0 - half:.2f}, {3.0 + half:.2f}]"
-
-
-def test_mean_ci_of_one_seed_has_no_interval():
-    ci = mean_ci(np.array([[7.0, -1.0]]))  # one seed, two quantities
-    np.testing.assert_array_equal(ci.mean, [7.0, -1.0])
-    assert ci.n == 1 and np.isnan(ci.lo).all() and np.isnan(ci.hi).all()
-    assert mean_ci(np.array([7.0])).interval() == "one seed: no interval"
 
 
 def test_run_dir_appends_and_refuses_overwrite(tmp_path):

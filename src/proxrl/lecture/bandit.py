@@ -17,9 +17,9 @@ import numpy as np
 from rich.progress import Progress
 
 from proxrl.errors import check_int_at_least, check_positive
-from proxrl.run.plots import band, figure
+from proxrl.run.plots import band, describe_plot, figure
 from proxrl.run.records import RunDir
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import CI_LABEL, mean_ci
 from proxrl.tabular import bandit as B
 from proxrl.tabular import rewards as rewards_lib
 
@@ -152,7 +152,8 @@ def _summary(cfg: BanditConfig, algos, regrets, instances, bound_T: float) -> st
         f"K = {k} arms, T = {cfg.rounds} pulls, {cfg.seeds} seeds. Stochastic instance: Bernoulli means "
         f"{list(cfg.arms)}. Adversarial instance: arm 0 pays 1 for the first {cfg.switch_frac:.3g}·T rounds, "
         "arm 1 pays 1 after, other arms ½. Pseudo-regret after t rounds: "
-        "max_a Σ_{s≤t} E r_s(a) − Σ_{s≤t} ⟨π_s, E r_s⟩ (negative when the learner beats every fixed arm).",
+        "max_a Σ_{s≤t} E r_s(a) − Σ_{s≤t} ⟨π_s, E r_s⟩ (negative when the learner beats every fixed arm). "
+        f"Intervals are {CI_LABEL} over seeds.",
         f"EXP3's bound at T (loss-based estimator, η = {algos[0].eta:.4g}): √(2TK ln K) = {bound_T:.1f}.",
         "",
         "| instance | algorithm | η | n | final pseudo-regret (95% CI) | under EXP3 bound |",
@@ -181,7 +182,7 @@ def _summary(cfg: BanditConfig, algos, regrets, instances, bound_T: float) -> st
         "best arm changes, its inner Euclidean steps move low-probability arms slowly (the same conditioning "
         "problem as softmax PG), so it lags the exact step on the adversarial sequence.",
         "",
-        "Plot: `regret.png`.",
+        f"Plot: `regret.png`. {describe_plot(cfg.seeds)}",
         "",
     ]
     return "\n".join(lines)

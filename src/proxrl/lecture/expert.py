@@ -21,9 +21,9 @@ import numpy as np
 from rich.progress import Progress
 
 from proxrl.errors import ConfigError, check_int_at_least, check_policy, check_positive, check_positive_all
-from proxrl.run.plots import band, figure
+from proxrl.run.plots import band, describe_plot, figure
 from proxrl.run.records import RunDir
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import CI_LABEL, mean_ci
 from proxrl.tabular import expert
 from proxrl.tabular import rewards as rewards_lib
 
@@ -193,7 +193,7 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
         "",
         f"Rewards Ber{cfg.p}, π₁ = {list(cfg.init)}, {cfg.rounds} rounds, {cfg.seeds} seeds per η, "
         f"{cfg.num_etas} η values log-spaced in [{cfg.eta_min:g}, {cfg.eta_max:g}]. Total reward is "
-        "Σ_k ⟨π_k, r_k⟩; intervals are 95% CIs over seeds.",
+        f"Σ_k ⟨π_k, r_k⟩; intervals are {CI_LABEL} over seeds. {describe_plot(cfg.seeds)}",
         "",
         "## What the lecture claims, measured",
         "",

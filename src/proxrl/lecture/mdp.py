@@ -25,7 +25,7 @@ import numpy as np
 from proxrl.errors import check_in_range, check_int_at_least, check_positive
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import CI_LABEL, mean_ci
 from proxrl.tabular import exact as exact_algos
 from proxrl.tabular import mdp as tb
 from proxrl.tabular import mdps, softmax
@@ -185,7 +185,8 @@ def _summary(cfg: MDPConfig, gaps: dict[str, dict[str, np.ndarray]]) -> str:
         "",
         f"{cfg.seeds} seeds per (setting, algorithm); exact algorithms run {cfg.iters} iterations, sampled "
         f"ones {cfg.sampled_iters} iterations of {cfg.num_traj} trajectories (ending w.p. 1−γ per step, "
-        "learned baseline). Gap = V*(ρ) − V^{π_k}(ρ); intervals are 95% CIs over seeds.",
+        "learned baseline). Gap = V*(ρ) − V^{π_k}(ρ); "
+        f"intervals are {CI_LABEL} over seeds.",
         "",
         "| setting | algorithm | initial gap | gap at k = 10 | final gap (95% CI) | first k with gap < 1e-3 (mean over seeds that reach it) |",
         "|---|---|---|---|---|---|",
