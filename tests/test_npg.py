@@ -183,7 +183,7 @@ def test_trpo_step_respects_the_trust_region(three_steps):
     np.testing.assert_allclose(plain["quad_kl"], delta, rtol=1e-4)
     assert 0.3 * delta < plain["kl"] < 3.0 * delta
     # the same direction w: TRPO took βʲ of the plain step
-    frac = SMALL.backtrack_ratio ** trpo["line_search_steps"]
+    frac = SMALL.step.backtrack_ratio ** trpo["line_search_steps"]
     np.testing.assert_allclose(trpo["step_norm"], frac * plain["step_norm"], rtol=1e-3)
 
 

@@ -330,7 +330,7 @@ def test_state_is_a_replay_state():
 def test_mountain_car_continuous_trains_with_vmapped_seeds(module, config_cls):
     """gymnax MountainCarContinuous-v0 (Box(−1, 1, (1,)), 999-step episodes), three seeds in one compiled call:
     actions stay in the bounds, every seed learns (finite losses after warm-up) and the seeds differ."""
-    config = config_cls(hidden=(16, 16), batch_size=32, buffer_size=1000, learning_starts=200)
+    config = override(config_cls(), hidden=(16, 16), batch_size=32, buffer_size=1000, learning_starts=200)
     env = make_jax_env("MountainCarContinuous-v0")
     assert (env.action_space.low.tolist(), env.action_space.high.tolist()) == ([-1.0], [1.0])
     learner = module.make_learner(config, env.observation_space, env.action_space)

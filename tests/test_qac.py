@@ -20,6 +20,7 @@ from helpers import (
     train_seeds,
 )
 from proxrl.config import override
+from proxrl.deep.config import PolicyNetwork
 from proxrl.deep.networks import CategoricalPolicy, DiscreteQNetwork
 from proxrl.deep.on_policy.common import as_env, make_agent
 from proxrl.deep.on_policy.qac import (
@@ -56,7 +57,7 @@ def _traj(key, T=4, B=2):
 
 def _problem():
     env = as_env("CartPole-v1")
-    agent = make_agent(env.observation_space, env.action_space, (8,), "tanh")
+    agent = make_agent(env.observation_space, env.action_space, PolicyNetwork(hidden=(8,)))
     critic = make_critic(env.action_space, (8,), "tanh", 4)
     traj = _traj(jax.random.key(0))
     theta = agent.actor.init(jax.random.key(1), traj.obs[0])

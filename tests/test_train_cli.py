@@ -154,6 +154,28 @@ def test_evaluate_and_resume(run_dir):
         (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "buffer_size"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),
+        # tyro's own parse errors, as one line
+        (["train", "ppo", "--num-envs", "abc"], "Error parsing --num-envs: invalid literal for int()"),
+        (
+            ["train", "ppo", "--bogus", "1"],
+            "Unrecognized options: --bogus, 1 (see 'proxrl train ppo --help')",
+        ),
+        (["train", "ppo", "--env"], "Missing value for argument '--env'"),
+        (["train", "a2c", "--hidden", "64", "x"], "Error parsing --hidden"),
+        (["lecture"], "Expected one of {expert, bandit, conditioning, mdp}"),
+        (["lecture", "bandit", "--no-such-option"], "Unrecognized options: --no-such-option"),
+        (["evaluate"], "Missing from proxrl evaluate"),
+        # options that mean nothing at NaN or infinity, and counts of zero
+        (
+            ["train", "ppo", "--env", "Pendulum-v1", "--log-std-init", "nan"],
+            "log_std_init must be a finite number",
+        ),
+        (
+            ["train", "sac", "--env", "Pendulum-v1", "--target-entropy", "inf"],
+            "target_entropy must be a finite",
+        ),
+        (["train", "ppo", "--num-envs", "0"], "num_envs must be an integer >= 1, got 0"),
+        (["train", "npg", "--num-steps", "0"], "num_steps must be an integer >= 1, got 0"),
     ],
 )
 def test_train_bad_input(args, fragment, capsys):

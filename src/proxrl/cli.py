@@ -14,6 +14,8 @@ metrics.csv, plots and summary.md. Bad input prints one line and exits with stat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
@@ -50,9 +52,44 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _parse(spec: Any, prog: str, argv: list[str], default: Any = None) -> Any:
+    """``tyro.cli`` with flat option names; a parse error becomes one ConfigError line (tyro's message without its
+    box) instead of tyro's multi-line panel; ``--help`` prints as usual."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            extra = {} if default is None else {"default": default}
+            return tyro.cli(spec, prog=prog, args=argv, config=(tyro.conf.OmitArgPrefixes,), **extra)
+    except SystemExit as e:
+        if not e.code:
+            raise
+        raise ConfigError(f"{_one_line(err.getvalue())} (see '{prog} --help')") from None
+
+
+def _one_line(panel: str) -> str:
+    """The message of a tyro error panel on one line: the section after the panel's title, box drawing removed.
+    tyro draws the title into the top border on a terminal, or as a first line above a rule elsewhere."""
+    box = set("─-+|│╭╮╰╯ ")
+    sections: list[list[str]] = [[]]
+    titled = False
+    for line in panel.splitlines():
+        if line.lstrip().startswith(("╭", "╰")):
+            titled = True  # the title sits in the top border
+            continue
+        text = line.strip().strip("│|").strip()
+        if text and set(text) <= box:
+            sections.append([])  # a rule between sections
+        elif text:
+            sections[-1].append(text)
+    sections = [s for s in sections if s]
+    if not titled and len(sections) > 1 and len(sections[0]) == 1:
+        sections = sections[1:]  # the title, on its own line above a rule
+    return " ".join(sections[0]) if sections else "could not parse the command line"
+
+
 def _lecture(argv: list[str]) -> RunDir:
     options = tuple(Annotated[cfg, tyro.conf.subcommand(name)] for name, (cfg, _) in LECTURES.items())
-    cfg = tyro.cli(Union[options], prog="proxrl lecture", args=argv, config=(tyro.conf.OmitArgPrefixes,))  # noqa: UP007
+    cfg = _parse(Union[options], "proxrl lecture", argv)  # noqa: UP007
     return next(run for cfg_type, run in LECTURES.values() if isinstance(cfg, cfg_type))(cfg)
 
 
@@ -68,18 +105,12 @@ def _train(argv: list[str]) -> RunDir:
     if name not in TRAINERS:
         raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(TRAINERS)}")
     command = make_train_command(name, TRAINERS[name].config)
-    cmd = tyro.cli(
-        command,
-        prog=f"proxrl train {name}",
-        args=argv[1:],
-        default=preset_defaults(command, argv[1:]),
-        config=(tyro.conf.OmitArgPrefixes,),
-    )
+    cmd = _parse(command, f"proxrl train {name}", argv[1:], preset_defaults(command, argv[1:]))
     return run_train(cmd)
 
 
 def _evaluate(argv: list[str]) -> RunDir:
-    cmd = tyro.cli(EvaluateCommand, prog="proxrl evaluate", args=argv, config=(tyro.conf.OmitArgPrefixes,))
+    cmd = _parse(EvaluateCommand, "proxrl evaluate", argv)
     return run_evaluate(cmd)
 
 
