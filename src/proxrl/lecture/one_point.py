@@ -67,7 +67,7 @@ class OnePointConfig:
     checkpoints: int = 100
     """Points at which the regret curve R_t of each run is recorded."""
     deltas: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-    """Smoothing radii δ at which the estimators' bias and standard deviation are measured."""
+    """Smoothing radii δ at which the estimators' bias and standard deviation are estimated."""
     draws: int = 20_000
     """Estimator draws per δ (one vmapped call)."""
     seed: int = 0
