@@ -415,6 +415,7 @@ def _plot_estimators(rd, cfg, losses, deltas, stats, eval_params, x_eval) -> Non
             )
         a.set(xlabel="δ", ylabel="bias for ∇f", title=f"{loss.name} loss: bias ({cfg.draws} draws per δ)")
         a.legend(fontsize=7)
+    fig.tight_layout()
     rd.save_figure(fig, "estimators")
 
 
@@ -448,6 +449,7 @@ def _plot_regret(rd, cfg, losses, horizons, runs, slopes) -> None:
             title=f"{loss.name} loss: regret against T (each T its own run)",
         )
         a.legend(fontsize=7)
+    fig.tight_layout()
     rd.save_figure(fig, "regret")
 
 
