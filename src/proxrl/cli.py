@@ -4,6 +4,7 @@
     proxrl lecture bandit        EXP3, PG and NPG from bandit feedback: pseudo-regret curves
     proxrl lecture conditioning  gradient descent vs preconditioned steps on ill-conditioned problems
     proxrl lecture mdp           API, EW, PG, NPG (exact and sampled) on random MDPs, a chain, FrozenLake
+    proxrl lecture one-point     one-point and two-point gradient estimators; regret of bandit gradient descent
     proxrl train ALGO --env ID   train N seeds at once (gymnax traced, or Gymnasium host-side)
                                  (--preset NAME: published settings, e.g. --preset mujoco)
     proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
@@ -24,7 +25,7 @@ import tyro
 
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
-from proxrl.lecture import bandit, conditioning, expert, mdp
+from proxrl.lecture import bandit, conditioning, expert, mdp, one_point
 from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train
 from proxrl.run.records import RunDir
 
@@ -33,6 +34,7 @@ LECTURES: dict[str, tuple[type, Callable[[Any], RunDir]]] = {
     "bandit": (bandit.BanditConfig, bandit.run),
     "conditioning": (conditioning.ConditioningConfig, conditioning.run),
     "mdp": (mdp.MDPConfig, mdp.run),
+    "one-point": (one_point.OnePointConfig, one_point.run),
 }
 
 COMMANDS = {

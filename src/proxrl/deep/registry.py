@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from proxrl.deep.implicit import ac as implicit_ac
+from proxrl.deep.implicit import es
 from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
 from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
 from proxrl.errors import ConfigError
@@ -72,6 +74,16 @@ TRAINERS: dict[str, Entry] = {
         offpolicy_ac.OffPolicyACConfig,
         offpolicy_ac.make_learner,
         "Off-policy actor-critic with replay: Σ_a ∇π·Q actor, expected-SARSA critic (discrete actions).",
+    ),
+    "es": Entry(
+        es.ESConfig,
+        es.make_learner,
+        "Evolution strategies: antithetic parameter perturbations of an implicit policy a = g(s, ξ), returns only.",
+    ),
+    "implicit_ac": Entry(
+        implicit_ac.ImplicitACConfig,
+        implicit_ac.make_learner,
+        "Implicit actor-critic: a = g(s, ξ) trained through a learned Q by reparameterisation, DDPG-style (continuous actions).",
     ),
 }
 

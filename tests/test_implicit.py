@@ -1,0 +1,231 @@
+"""Implicit policies a = g_θ(s, ξ): evolution strategies (returns only) and the implicit actor-critic (through Q).
+
+The ES learning check runs on gymnax CartPole-v1 (5 seeds in two vmapped calls, 20 generations of 32 members ×
+1000 steps = 640k environment steps per seed). Pendulum-v1 is in bench/bench_es.py (too slow for this file).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from helpers import assert_learns, assert_seeds_differ_and_repeat, rounded, train_seeds
+from proxrl.cli import main
+from proxrl.config import override
+from proxrl.deep.implicit import ac, es
+from proxrl.deep.implicit.policy import ImplicitNetwork, ImplicitPolicy, implicit_policy
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace
+from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.off_policy.common import CriticBatch
+from proxrl.errors import ConfigError
+from proxrl.run.train import make_evaluate, make_train
+from proxrl.types import Transition
+
+OBS = BoxSpace(np.full(3, -np.inf, np.float32), np.full(3, np.inf, np.float32), (3,))
+ACT = BoxSpace(np.array([-1.0], np.float32), np.array([1.0], np.float32), (1,))
+
+
+# ------------------------------------------------------------------------------------------ ES: the estimate
+
+
+def test_episode_fitness_scores_only_episodes_inside_the_rollout():
+    reward = jnp.ones((6, 3))
+    done = jnp.array(
+        [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]], bool
+    )  # env 0: ends at 1 and 4; env 1: ends at 2; env 2: ends at 5
+    fresh = jnp.array([True, False, False])
+    fitness, count, fresh_next = es.episode_fitness(reward, done, fresh)
+    # env 0: episodes of 2 (fresh start) and 3 steps; env 1: its first episode started before the rollout,
+    # the next one (3 steps) does not end; env 2: no episode both starts and ends inside
+    np.testing.assert_allclose(fitness, [2.5, 0.0, 0.0])
+    np.testing.assert_array_equal(count, [2, 0, 0])
+    np.testing.assert_array_equal(fresh_next, [False, False, True])
+
+
+@pytest.fixture(scope="module")
+def one_step_es():
+    """ES on a deterministic one-step problem: a linear policy a = g_θ(s₀) (no noise input) in [−1, 1], reward
+    −(a − 0.5)², every member scored on one episode of one step; shaping none and the step θ_k + 1·ĝ, so the step
+    is the estimate itself."""
+    pairs, sigma = 2000, 0.1
+    cfg = override(
+        es.ESConfig(),
+        num_envs=2 * pairs,
+        num_steps=1,
+        linear=True,
+        noise_dim=0,
+        obs_norm=False,
+        shaping="none",
+        solver="sgd",
+        lr=1.0,
+        sigma=sigma,
+    )
+    learner = es.make_learner(cfg, OBS, ACT)
+    s0 = jnp.array([0.5, -1.0, 2.0])
+    obs = jnp.tile(s0, (2 * pairs, 1))
+    state = learner.init(jax.random.key(0), obs)
+    state = state._replace(theta=jax.tree.map(lambda x: x + 0.3, state.theta))  # away from the optimum
+    state = state._replace(
+        members=ravel_pytree(state.theta)[0] + sigma * jnp.concatenate([state.eps, -state.eps])
+    )
+    action = learner.act(state, obs, jax.random.key(1))
+    reward = -((action[:, 0] - 0.5) ** 2)
+    ones = jnp.ones((1, 2 * pairs), bool)
+    traj = Transition(obs[None], action[None], reward[None], ones, ~ones, obs[None])
+    new, metrics = learner.learn(state, traj)
+    policy = implicit_policy(cfg.network, ACT, "ES")
+    flat, unravel = ravel_pytree(state.theta)
+
+    def J(p):  # the return of the policy with flat parameters p
+        return -((policy.apply(unravel(p), s0[None], jnp.zeros((1, 0)))[0, 0] - 0.5) ** 2)
+
+    return dict(
+        state=state, new=new, metrics=metrics, reward=reward, J=J, flat=flat, pairs=pairs, sigma=sigma
+    )
+
+
+def test_es_step_is_the_mean_of_the_two_point_estimates(one_step_es):
+    c = one_step_es
+    p = c["pairs"]
+    per_pair = ((c["reward"][:p] - c["reward"][p:]) / (2 * c["sigma"]))[:, None] * c["state"].eps
+    step = ravel_pytree(c["new"].theta)[0] - c["flat"]
+    np.testing.assert_allclose(step, per_pair.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(c["metrics"]["scored"], 1.0)
+
+
+def test_es_gradient_matches_finite_differences_of_the_smoothed_return(one_step_es):
+    """ĝ against central differences of J_σ(θ) = E J(θ + σε), J_σ estimated by Monte Carlo with common random
+    numbers (the same 200k directions on both sides); tolerance 5 standard errors of ĝ (from its per-pair
+    spread) plus the finite-difference estimate's own error."""
+    c = one_step_es
+    p, sigma, J, flat = c["pairs"], c["sigma"], c["J"], c["flat"]
+    per_pair = ((c["reward"][:p] - c["reward"][p:]) / (2 * sigma))[:, None] * c["state"].eps
+    g_es, se = per_pair.mean(axis=0), per_pair.std(axis=0) / np.sqrt(p)
+    eps = jax.random.normal(jax.random.key(9), (200_000, flat.size))
+    j_sigma = jax.jit(lambda th: jnp.mean(jax.vmap(lambda e: J(th + sigma * e))(eps)))
+    h = 1e-2
+    fd = np.array(
+        [(j_sigma(flat.at[i].add(h)) - j_sigma(flat.at[i].add(-h))) / (2 * h) for i in range(flat.size)]
+    )
+    grad_j = np.asarray(jax.grad(J)(flat))
+    print(
+        "ES",
+        np.round(g_es, 4),
+        "± ",
+        np.round(se, 4),
+        " FD of J_σ",
+        np.round(fd, 4),
+        " ∇J",
+        np.round(grad_j, 4),
+    )
+    assert np.all(np.abs(g_es - fd) <= 5 * se + 2e-3), (g_es, fd, se)
+    assert np.linalg.norm(fd) > 20 * np.max(se)  # a real gradient, not noise
+
+
+# ------------------------------------------------------------------------------------------ ES: learning
+
+
+@pytest.fixture(scope="module")
+def cartpole_runs():
+    cfg = override(es.ESConfig(), num_envs=32, num_steps=1000)
+    train = jax.jit(jax.vmap(make_train(cfg, "CartPole-v1", 640_000), axis_name=SEED_AXIS))
+    evaluate = jax.jit(jax.vmap(make_evaluate(cfg, "CartPole-v1", episodes=10)))
+    return train_seeds(train, evaluate, lanes=3)
+
+
+def test_es_learns_cartpole(cartpole_runs):
+    fitness = np.nanmean(cartpole_runs.metrics[0]["fitness_mean"][:, :2], axis=1)
+    print(f"ES CartPole-v1: population fitness in the first two generations per seed {rounded(fitness)}")
+    assert np.all(fitness < 100), fitness
+    # measured here (2 cores), per seed: 500.0 × 5
+    assert_learns(cartpole_runs.returns, 475.0, "ES CartPole-v1, 20 generations of 32 × 1000 steps")
+    assert_seeds_differ_and_repeat(cartpole_runs, "fitness_mean")
+    assert np.all(cartpole_runs.metrics[0]["scored"] == 1.0)  # 1000 ≥ 2 × 500 steps: every member scored
+
+
+# ------------------------------------------------------------------------------------------ implicit AC
+
+
+def test_implicit_ac_actor_gradient_is_the_reparameterised_one():
+    """The actor step's gradient is ∇_θ (1/n) Σ_i Q_φ(s_i, g_θ(s_i, ξ_i)) with ξ drawn from the step's key."""
+    cfg = override(
+        ac.ImplicitACConfig(), hidden=(8,), noise_dim=2, learning_starts=1, batch_size=4, buffer_size=16
+    )
+    learner = ac.make_learner(cfg, OBS, ACT)
+    obs = jax.random.normal(jax.random.key(0), (5, 3))
+    agent = learner.init(jax.random.key(1), obs).agent
+    actor = implicit_policy(cfg.network, ACT, "x")
+    from proxrl.deep.networks import QNetwork
+
+    critic = QNetwork(hidden=(8,), activation=jax.nn.relu)
+    key = jax.random.key(2)
+    step = ac.actor_step(
+        ac.deterministic(lambda b, a: critic.apply(b.critic, b.obs, a)),
+        lambda th, b, k: actor.apply(th, b.obs, jax.random.normal(k, (b.obs.shape[0], 2))),
+        cfg.step.lr,
+    )
+    _, _, metrics = step.update(
+        agent.params["actor"], step.init(agent.params["actor"]), CriticBatch(obs, agent.params["critic"]), key
+    )
+    xi = jax.random.normal(key, (5, 2))
+    manual = jax.grad(
+        lambda th: jnp.mean(critic.apply(agent.params["critic"], obs, actor.apply(th, obs, xi)))
+    )(agent.params["actor"])
+    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(manual)))
+    np.testing.assert_allclose(metrics["grad_norm"], norm, rtol=1e-5)
+    # the noise input moves the action: the policy is stochastic at initialisation
+    a0 = actor.apply(agent.params["actor"], obs, jnp.zeros((5, 2)))
+    a1 = actor.apply(agent.params["actor"], obs, xi)
+    assert float(jnp.max(jnp.abs(a1 - a0))) > 1e-4
+
+
+def test_implicit_ac_trains_and_repeats():
+    cfg = override(ac.ImplicitACConfig(), hidden=(8,), learning_starts=100, buffer_size=200, batch_size=16)
+    train = jax.jit(jax.vmap(make_train(cfg, "Pendulum-v1", 200), axis_name=SEED_AXIS))
+    evaluate = jax.jit(jax.vmap(make_evaluate(cfg, "Pendulum-v1", episodes=2)))
+    runs = train_seeds(train, evaluate, lanes=2)
+    m = runs.metrics[0]
+    assert np.all(np.isnan(m["critic_loss"][:, :99])) and np.all(np.isfinite(m["critic_loss"][:, 100:]))
+    assert np.all(np.isfinite(m["noise_sensitivity"][:, 100:]))
+    assert_seeds_differ_and_repeat(runs, "critic_loss")
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(num_envs=5), "must be even with antithetic pairs"),
+        (dict(num_envs=1, antithetic=False), "num_envs (the population) must be >= 2"),
+        (dict(sigma=0.0), "sigma must be a finite number > 0"),
+        (dict(top_b=40), "top_b must be <= the number of pairs (32)"),
+        (dict(shaping="fancy"), "shaping must be one of"),
+        (dict(noise_dim=-1), "noise_dim must be an integer >= 0"),
+    ],
+)
+def test_es_bad_config_is_one_line(options, message):
+    with pytest.raises(ConfigError) as err:
+        override(es.ESConfig(), **options).validate()
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_cli_bad_input_exits_2(capsys):
+    assert main(["train", "es", "--num-envs", "7"]) == 2
+    assert "even with antithetic pairs" in capsys.readouterr().err
+    assert main(["train", "implicit_ac", "--env", "CartPole-v1"]) == 2
+    assert "needs a continuous (Box) action space" in capsys.readouterr().err
+
+
+def test_policy_shapes():
+    net = ImplicitNetwork(linear=True, noise_dim=2)
+    pol = implicit_policy(net, DiscreteSpace(3), "ES")
+    assert isinstance(pol, ImplicitPolicy) and pol.discrete
+    theta = pol.init(jax.random.key(0), jnp.zeros((4, 3)), jnp.zeros((4, 2)))
+    a = pol.apply(theta, jnp.ones((4, 3)), jax.random.normal(jax.random.key(1), (4, 2)))
+    assert a.shape == (4,) and a.dtype == jnp.int32
+    with pytest.raises(ConfigError, match="finite action bounds"):
+        implicit_policy(net, BoxSpace(np.array([-np.inf]), np.array([1.0]), (1,)), "ES")
