@@ -132,6 +132,21 @@ def from_record(cls: type[C], record: Any, where: str = "config") -> C:
     return cls(**kwargs)
 
 
+INT_LIMIT = 2**31
+"""Integer options must lie in (−2³¹, 2³¹): sizes and counts become int32 array dimensions and loop bounds."""
+
+
+def check_numbers(config: Any) -> None:
+    """:func:`check_finite`, and every integer option within ±2³¹ (a one-line ConfigError naming it): the
+    checks every config needs whatever its options mean (lecture configs included)."""
+    check_finite(config)
+    for name, path in options(config).items():
+        value = functools.reduce(getattr, path, config)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, int) and not isinstance(v, bool) and not -INT_LIMIT < v < INT_LIMIT:
+                raise ConfigError(f"{name} must lie within ±2^31 (it sizes arrays and loops), got {v}")
+
+
 def check_finite(config: Any) -> None:
     """Every float option of ``config`` (pieces included) finite: NaN or ±inf is a one-line ConfigError
     naming the option (no option of proxrl means anything at NaN or infinity)."""
@@ -149,8 +164,8 @@ class Config:
 
     def validate(self) -> Self:
         """Raise :class:`~proxrl.errors.ConfigError` (one line, naming the option) on a bad value; return
-        ``self``. Each piece's ``validate()`` runs, then every float option must be finite (whatever its piece
-        checks), then :meth:`check`."""
+        ``self``. Each piece's ``validate()`` runs, then every float option must be finite and every integer
+        within ±2³¹ (:func:`check_numbers`, whatever its piece checks), then :meth:`check`."""
 
         def walk(obj: Any) -> None:
             for f in dataclasses.fields(obj):
@@ -161,7 +176,7 @@ class Config:
                     walk(value)
 
         walk(self)
-        check_finite(self)
+        check_numbers(self)
         self.check()
         return self
 

@@ -126,3 +126,39 @@ def check_policy(name: str, p: Sequence[float] | np.ndarray, size: int) -> np.nd
             f"{name} must give every action probability > 0 (softmax policies do), got {_fmt(arr)}"
         )
     return arr
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``; else physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def check_memory(nbytes: float, what: str, options: str) -> None:
+    """Refuse, before anything is allocated, work whose arrays need more than the memory available (one line
+    with the estimate, naming the options that size it)."""
+    available = available_memory()
+    if nbytes > available:
+        raise ConfigError(
+            f"{options} ask for about {_bytes(nbytes)} of {what}, more than the {_bytes(available)} of memory "
+            "available; lower them"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"

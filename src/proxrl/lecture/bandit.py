@@ -16,7 +16,8 @@ import jax
 import numpy as np
 from rich.progress import Progress
 
-from proxrl.errors import check_int_at_least, check_positive
+from proxrl.config import check_numbers
+from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_memory, check_positive
 from proxrl.run.plots import band, describe_plot, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import CI_LABEL, mean_ci
@@ -64,12 +65,25 @@ class BanditConfig:
     """Run directory (default: runs/lecture-bandit-<timestamp>)."""
 
     def validate(self) -> None:
-        rewards_lib.bernoulli(self.arms)
+        check_numbers(self)
+        if len(self.arms) < 2:
+            raise ConfigError(f"arms must list at least 2 Bernoulli means, got {len(self.arms)}")
+        try:
+            rewards_lib.bernoulli(self.arms)
+        except ConfigError as e:
+            raise ConfigError(f"arms: {e}") from None
         check_int_at_least("rounds", self.rounds)
         check_int_at_least("seeds", self.seeds)
         if self.exp3_eta is not None:
             check_positive("exp3_eta", self.exp3_eta)
-        check_positive("switch_frac", self.switch_frac)
+        check_in_range("switch_frac", self.switch_frac, 0.0, 1.0, low_open=True, high_open=True)
+        for name in ("pg_eta", "npg_eta", "reg_eta", "reg_alpha"):
+            check_positive(name, getattr(self, name))
+        for name in ("pg_n", "npg_n", "reg_n", "reg_m"):
+            check_int_at_least(name, getattr(self, name), 1)
+        check_int_at_least("seed", self.seed, 0)
+        # regret curves of 5 algorithms on 2 instances, float32, plus the policies' working set
+        check_memory(5 * 2 * self.seeds * self.rounds * 4 * 3, "regret curves", "seeds × rounds")
 
     def algorithms(self) -> list[B.BanditAlgo]:
         k = len(self.arms)

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxrl.errors import ConfigError, check_int_at_least, check_positive, check_positive_all
+from proxrl.config import check_numbers
+from proxrl.errors import ConfigError, check_int_at_least, check_memory, check_positive, check_positive_all
 from proxrl.prox.solvers import pinv_solve
 from proxrl.run.plots import figure
 from proxrl.run.records import RunDir
@@ -49,6 +50,7 @@ class ConditioningConfig:
     """Run directory (default: runs/lecture-conditioning-<timestamp>)."""
 
     def validate(self) -> None:
+        check_numbers(self)
         check_positive_all("kappas", self.kappas)
         if min(self.kappas) <= 1:
             raise ConfigError(f"kappas must be > 1, got {min(self.kappas):g}")
@@ -62,6 +64,7 @@ class ConditioningConfig:
         check_positive("eta", self.eta)
         check_positive("target_gap", self.target_gap)
         check_int_at_least("max_iters", self.max_iters)
+        check_memory(8 * self.dim**2 * 4, "matrices", "dim")
 
 
 def gd_iterations(kappa: jax.Array, dim: int, eps: float, max_iters: int, newton: bool) -> jax.Array:

@@ -20,7 +20,15 @@ import jax
 import numpy as np
 from rich.progress import Progress
 
-from proxrl.errors import ConfigError, check_int_at_least, check_policy, check_positive, check_positive_all
+from proxrl.config import check_numbers
+from proxrl.errors import (
+    ConfigError,
+    check_int_at_least,
+    check_memory,
+    check_policy,
+    check_positive,
+    check_positive_all,
+)
 from proxrl.run.plots import band, describe_plot, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import CI_LABEL, mean_ci
@@ -56,6 +64,8 @@ class ExpertConfig:
     """Run directory (default: runs/lecture-expert-<timestamp>)."""
 
     def validate(self) -> None:
+        check_numbers(self)
+        check_int_at_least("seed", self.seed, 0)
         check_policy("init", self.init, len(self.p))
         rewards_lib.bernoulli(self.p)
         check_int_at_least("rounds", self.rounds)
@@ -67,6 +77,10 @@ class ExpertConfig:
             raise ConfigError(f"eta_max must be > eta_min ({self.eta_min:g}), got {self.eta_max:g}")
         check_positive_all("trace_etas", self.trace_etas)
         check_positive("lock_threshold", self.lock_threshold)
+        # rewards of 2 algorithms over the η grid, every seed and round, float32, twice over
+        check_memory(
+            2 * self.num_etas * self.seeds * self.rounds * 4 * 2, "reward traces", "seeds × num_etas × rounds"
+        )
 
 
 ALGOS = ("ew", "pg")

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import Progress
 
-from proxrl.errors import ConfigError, check_int_at_least, check_positive_all
+from proxrl.config import check_numbers
+from proxrl.errors import ConfigError, check_int_at_least, check_memory, check_positive_all
 from proxrl.estimators.zeroth_order import one_point, sphere_direction, two_point
 from proxrl.prox.solvers import euclidean_step
 from proxrl.run.plots import band, figure
@@ -76,6 +77,8 @@ class OnePointConfig:
     """Run directory (default: runs/lecture-one-point-<timestamp>)."""
 
     def validate(self) -> None:
+        check_numbers(self)
+        check_int_at_least("seed", self.seed, 0)
         check_int_at_least("dim", self.dim, 1)
         check_int_at_least("seeds", self.seeds, 2)
         check_int_at_least("draws", self.draws, 2)
@@ -89,6 +92,12 @@ class OnePointConfig:
         if len(set(self.horizons)) != len(self.horizons):
             raise ConfigError(f"horizons must be distinct, got {self.horizons!r}")
         check_positive_all("deltas", self.deltas)
+        # regret curves of 3 methods × 2 losses per horizon and seed, and the estimator draws, float32
+        check_memory(
+            4 * (6 * self.seeds * sum(self.horizons) + 4 * self.draws * self.dim * len(self.deltas)),
+            "regret curves and estimator draws",
+            "seeds × horizons and draws × dim × deltas",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ losses
