@@ -126,3 +126,9 @@ def check_policy(name: str, p: Sequence[float] | np.ndarray, size: int) -> np.nd
             f"{name} must give every action probability > 0 (softmax policies do), got {_fmt(arr)}"
         )
     return arr
+
+
+class NonFiniteError(RuntimeError):
+    """A training run produced a NaN or an infinity (in a metric, a parameter or an evaluation return) and
+    stopped. ``str(err)`` is a single line naming the value, the update and the seed; the CLI exits with
+    status 3."""
