@@ -180,11 +180,12 @@ def _flip(path: Path, offset: int) -> None:
 
 def test_evaluate_refuses_corrupt_foreign_and_contradicted_checkpoints(args, reference, tmp_path, capsys):
     """evaluate rebuilds the run from its checkpoint's own configuration; a flipped bit (data or header), a
-    config.json that says otherwise, or a checkpoint copied from another run is one line and exit 2."""
+    config.json that says otherwise, or a checkpoint copied from another run (another seed; the same options but
+    another run) is one line and exit 2, for evaluate and --resume alike."""
     assert main(["evaluate", str(reference), "--episodes", "1"]) == 0
     capsys.readouterr()
     cases = {}
-    for case in ("data", "header", "activation", "foreign"):
+    for case in ("data", "header", "activation", "foreign", "other-run"):
         run = tmp_path / case
         run.mkdir()
         for f in ("config.json", CHECKPOINT):
@@ -197,6 +198,9 @@ def test_evaluate_refuses_corrupt_foreign_and_contradicted_checkpoints(args, ref
     assert config["algo_config"]["activation"] == "tanh"
     config["algo_config"]["activation"] = "relu"
     (cases["activation"] / "config.json").write_text(json.dumps(config))
+    run_id = config["run_id"]
+    config = json.loads((reference / "config.json").read_text()) | {"run_id": "0" * 32}
+    (cases["other-run"] / "config.json").write_text(json.dumps(config))  # same options, another run
     other = tmp_path / "other"
     assert main([*args, "--seed", "1", "--total-steps", "128", "--out", str(other)]) == 0
     (cases["foreign"] / CHECKPOINT).write_bytes((other / CHECKPOINT).read_bytes())
@@ -208,6 +212,7 @@ def test_evaluate_refuses_corrupt_foreign_and_contradicted_checkpoints(args, ref
         "config.json, 'tanh' in the checkpoint",
         "foreign": "disagrees with the checkpoint's configuration: run.seed is 0 in config.json, 1 in the "
         "checkpoint",
+        "other-run": f"run_id is '{'0' * 32}' in config.json, '{run_id}' in the checkpoint",
     }
     for case, fragment in expected.items():
         assert main(["evaluate", str(cases[case]), "--episodes", "1"]) == 2, case
