@@ -13,7 +13,7 @@ from proxrl.deep.on_policy.ppo import PPOConfig
 from proxrl.errors import ConfigError
 from proxrl.run.checkpoints import read_metadata
 from proxrl.run.runner import Runner
-from proxrl.run.train import RunConfig, latest_per_step, make_train, train
+from proxrl.run.train import RunConfig, make_train, train
 
 
 class Walk(Runner):
@@ -91,36 +91,40 @@ def test_one_seed_reports_no_interval(tmp_path):
 def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
     a = train(walk(), _cfg(tmp_path, "a"), {}, "Toy-v0")
     b = train(walk(), _cfg(tmp_path, "b"), {}, "Toy-v0")
-    ea, eb = _rows(a.path / "eval.csv"), _rows(b.path / "eval.csv")
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in rows]
-    assert strip(ea) == strip(eb)
+    for table in ("metrics.csv", "eval.csv"):
+        assert (a.path / table).read_bytes() == (b.path / table).read_bytes(), table
     half = train(walk(), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
     assert len(_rows(half.path / "eval.csv")) == 2
     resumed = train(walk(), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
     assert resumed.path == half.path
-    assert strip(_rows(half.path / "eval.csv")) == strip(ea)
+    for table in ("metrics.csv", "eval.csv"):
+        assert (half.path / table).read_bytes() == (a.path / table).read_bytes(), table
     assert len(_rows(half.path / "metrics.csv")) == 40
 
 
-def test_chunk_logged_after_the_last_checkpoint_is_superseded_on_resume(tmp_path):
-    """A run killed after logging chunk 3 but before checkpointing it resumes from chunk 2 and logs chunk 3
-    again: eval.csv keeps both rows (append-only), the summary reads the resumed run's."""
+def test_rows_logged_after_the_last_checkpoint_are_cut_on_resume(tmp_path):
+    """A run killed after logging chunk 3 but before checkpointing it resumes from chunk 2: the rows logged
+    after the checkpoint (here a lost eval row, a lost metrics row and a torn line) are cut before the resumed
+    run logs chunk 3 again, so the tables equal an uninterrupted run's."""
+    whole = train(walk(), _cfg(tmp_path, "whole"), {}, "Toy-v0")
     half = train(walk(), _cfg(tmp_path, "c", total_steps=200), {}, "Toy-v0")
-    with (half.path / "eval.csv").open() as f:
-        header = f.readline().strip().split(",")
-    lost = {name: "-999" for name in header} | {"step": "300"}
-    with (half.path / "eval.csv").open("a") as f:
-        f.write(",".join(lost[name] for name in header) + "\n")
+    for table in ("eval", "metrics", "timing"):
+        with (half.path / f"{table}.csv").open() as f:
+            header = f.readline().strip().split(",")
+        lost = {name: "-999" for name in header} | {"step": "300"}
+        with (half.path / f"{table}.csv").open("a") as f:
+            f.write(",".join(lost[name] for name in header) + "\n" + "310,-9")  # and a torn last line
     train(walk(), _cfg(tmp_path, "unused", out=None, resume=half.path), {}, "Toy-v0")
     rows = _rows(half.path / "eval.csv")
-    assert [r["step"] for r in rows] == ["100", "200", "300", "300", "400"]
-    table = latest_per_step(np.genfromtxt(half.path / "eval.csv", delimiter=",", names=True))
-    np.testing.assert_array_equal(table["step"], [100, 200, 300, 400])
-    assert table["eval_return_seed0"][2] == float(rows[3]["eval_return_seed0"]) != -999.0
+    assert [r["step"] for r in rows] == ["100", "200", "300", "400"]
+    assert (half.path / "eval.csv").read_bytes() == (whole.path / "eval.csv").read_bytes()
+    assert (half.path / "metrics.csv").read_bytes() == (whole.path / "metrics.csv").read_bytes()
+    timing = _rows(half.path / "timing.csv")
+    assert [r["step"] for r in timing] == ["100", "200", "300", "400"]
     summary = (half.path / "summary.md").read_text()
-    assert f"{float(rows[4]['eval_return_seed0']):.1f}" in summary
-    kept = sum(float(rows[i]["chunk_seconds"]) for i in (0, 1, 3, 4))  # the lost chunk's time is not counted
-    assert f"training time: {kept:.1f} s" in summary
+    assert f"{float(rows[3]['eval_return_seed0']):.1f}" in summary
+    total = sum(float(r["chunk_seconds"]) for r in timing)  # the lost chunk's time is not counted
+    assert f"training time: {total:.1f} s" in summary
 
 
 def test_resume_errors(tmp_path):

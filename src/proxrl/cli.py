@@ -10,7 +10,18 @@
     proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
 
 Every run writes a directory (``--out``, default ``runs/<name>-<timestamp>``) holding config.json,
-metrics.csv, plots and summary.md. Bad input prints one line and exits with status 2.
+metrics.csv, plots and summary.md.
+
+Exit status:
+
+- 0: done;
+- 2: bad input, printed as one line: an option out of range, a run directory that cannot be used (a corrupt,
+  unhashed or foreign checkpoint, a config.json that disagrees with its checkpoint, a directory another process
+  is training in, a symbolic link in it), or an operating-system error such as a full disk (the files of the run
+  are left as they were after its last checkpoint: ``--resume`` continues it);
+- 3: a training run produced a NaN or an infinity (in a metric, a parameter or an evaluation); one line names
+  the value, the update and the seed. The run stopped before writing that chunk: its last checkpoint and the
+  records up to it are kept.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from typing import Annotated, Any, Union
 import tyro
 
 from proxrl.deep.registry import TRAINERS
-from proxrl.errors import ConfigError
+from proxrl.errors import ConfigError, NonFiniteError
 from proxrl.lecture import bandit, conditioning, expert, mdp, one_point
 from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train
 from proxrl.run.records import RunDir
@@ -117,7 +128,7 @@ def _evaluate(argv: list[str]) -> RunDir:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
@@ -133,6 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rd = {"lecture": _lecture, "train": _train, "evaluate": _evaluate}[command](rest)
     except ConfigError as e:
         print(f"proxrl: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        print(f"proxrl: error: {e}", file=sys.stderr)
+        return 3
+    except OSError as e:  # a full disk, a permission, …: one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"proxrl: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # tyro/argparse: --help (0) or a parse error (2)
         return int(e.code or 0)

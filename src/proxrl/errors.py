@@ -128,6 +128,12 @@ def check_policy(name: str, p: Sequence[float] | np.ndarray, size: int) -> np.nd
     return arr
 
 
+class NonFiniteError(RuntimeError):
+    """A training run produced a NaN or an infinity (in a metric, a parameter or an evaluation return) and
+    stopped. ``str(err)`` is a single line naming the value, the update and the seed; the CLI exits with
+    status 3."""
+
+
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (Linux ``MemAvailable``; else physical memory)."""
     try:

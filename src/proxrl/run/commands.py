@@ -1,7 +1,6 @@
 """The ``train`` and ``evaluate`` commands: configuration dataclasses and what they run."""
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,16 +10,24 @@ import jax
 import numpy as np
 import tyro
 
-from proxrl.config import from_record
+from proxrl.config import check_finite, from_record
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least
-from proxrl.run.checkpoints import load_checkpoint
+from proxrl.run.checkpoints import read_checkpoint, restore
 from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import Runner
 from proxrl.run.stats import mean_ci
-from proxrl.run.train import CHECKPOINT, RunConfig, make_runner, train
+from proxrl.run.train import (
+    CHECKPOINT,
+    RunConfig,
+    check_config_json,
+    checkpoint_info,
+    make_runner,
+    read_config_json,
+    train,
+)
 
 ENV_HELP = (
     "Environment id: a gymnax id (CartPole-v1, Acrobot-v1, Pendulum-v1, MountainCarContinuous-v0, …) "
@@ -64,6 +71,8 @@ def preset_defaults(command: type, argv: list[str]) -> Any | None:
 
 
 def run_train(cmd: Any) -> RunDir:
+    check_finite(cmd.algo)  # NaN or infinite options are refused before anything is built
+    check_finite(cmd.run)
     runner = make_runner(cmd.algo, cmd.env, cmd.run)
     return train(runner, cmd.run, cmd.algo, cmd.env)
 
@@ -85,30 +94,31 @@ class EvaluateCommand:
 
 
 def load_run(run_dir: Path, eval_episodes: int = 10) -> tuple[str, str, Any, Runner, Any]:
-    """``(algo, env, config, runner, state)`` of a training run, from config.json and its checkpoint."""
+    """``(algo, env, config, runner, state)`` of a training run, rebuilt from the configuration its verified
+    checkpoint holds. config.json, the human-readable copy, must agree with it (the options a resume may
+    change aside): a one-line ConfigError names the first difference, as it does a corrupt or foreign
+    checkpoint."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
+    if not (run_dir / "config.json").is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a training run directory (no config.json)")
-    record = json.loads(cfg_path.read_text())
-    algo, env = record.get("algo"), record.get("env")
+    stored = read_config_json(run_dir)
+    checkpoint = read_checkpoint(run_dir / CHECKPOINT)
+    info = checkpoint_info(checkpoint.metadata, run_dir / CHECKPOINT)
+    check_config_json(stored or {}, info, run_dir)
+    record = info.config
+    algo, env = record["algo"], record["env"]
     if algo not in TRAINERS:
         raise ConfigError(
             f"{str(run_dir)!r} holds a {algo!r} run; trainable algorithms: {', '.join(TRAINERS)}"
         )
-    entry = TRAINERS[algo]
-    config = from_record(entry.config, record["algo_config"], "algo_config")
-    run_cfg = dataclasses.replace(_from_record(RunConfig, record["run"]), eval_episodes=eval_episodes)
+    config = from_record(TRAINERS[algo].config, record["algo_config"], "the checkpoint's algo_config")
+    run_record = {**record["run"], "out": None, "resume": None, "progress": False}
+    run_cfg = from_record(RunConfig, run_record, "the checkpoint's run configuration")
+    run_cfg = dataclasses.replace(run_cfg, eval_episodes=eval_episodes)
     runner = make_runner(config, env, run_cfg)
     template = runner.init(jax.random.split(jax.random.key(0), run_cfg.num_seeds))
-    state, _ = load_checkpoint(run_dir / CHECKPOINT, template)
+    state = restore(checkpoint, template, f"checkpoint {str(run_dir / CHECKPOINT)!r}")
     return algo, env, config, runner, state
-
-
-def _from_record(cls: type, values: dict) -> Any:
-    """A config dataclass from its JSON record (lists back to tuples; unknown keys ignored)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
 
 def run_evaluate(cmd: EvaluateCommand) -> RunDir:

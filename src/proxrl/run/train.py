@@ -3,13 +3,16 @@
     state_s = init(key_s)                        for seeds s = 1..N      (one vmapped call)
     repeat until the step budget is spent:
         state, metrics = scan(update, state, length=K)   (K updates, one jitted call, all seeds)
-        append metrics (mean over seeds, and per seed) to metrics.csv and TensorBoard
-        evaluate the deterministic policy; append to eval.csv
-        write checkpoint.safetensors atomically (state + progress), resumable with resume=RUN_DIR
+        evaluate the deterministic policy
+        stop (NonFiniteError) if the state, a metric or an evaluation is non-finite: nothing of the chunk written
+        append metrics (mean over seeds) to metrics.csv, returns to eval.csv, seconds to timing.csv, TensorBoard
+        write checkpoint.safetensors atomically and verified (state + progress + configuration, hashed)
 
 The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed, configuration and
-machine give the same numbers, whether or not the run was interrupted and resumed (on gymnax; host-side
-Gymnasium environments restart their episodes on resume, see :mod:`proxrl.run.host`).
+machine give the same numbers, whether or not the run was interrupted and resumed: ``resume=RUN_DIR`` cuts
+the records back to the checkpoint's step, so metrics.csv and eval.csv of a run killed at any moment and resumed
+equal an uninterrupted run's byte for byte (on gymnax; host-side Gymnasium environments restart their episodes
+on resume, see :mod:`proxrl.run.host`). One process at a time trains in a run directory (its lock file).
 
 A :class:`~proxrl.run.runner.Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a
 learner on a gymnax environment (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
@@ -20,9 +23,11 @@ environment id. :func:`make_train` is the same gymnax loop as one pure ``train(k
 from __future__ import annotations
 
 import json
+import math
 import time
+import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +37,16 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from proxrl.config import override
+from proxrl.config import check_finite, is_piece, override, to_record
 from proxrl.deep import loops, registry
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import JaxEnv, Space
 from proxrl.deep.loops import Normalization
 from proxrl.deep.on_policy.common import num_updates
-from proxrl.errors import ConfigError, check_choice, check_int_at_least
+from proxrl.errors import ConfigError, NonFiniteError, check_choice, check_int_at_least
+from proxrl.run import faults
 from proxrl.run.cache import enable_compilation_cache
-from proxrl.run.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from proxrl.run.checkpoints import Checkpoint, read_checkpoint, restore, save_checkpoint
 from proxrl.run.host import HostRunner, gym_spaces
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir, to_jsonable
@@ -68,7 +74,9 @@ class RunConfig:
     out: Path | None = None
     """Run directory (default: runs/<algo>-<env>-<timestamp>)."""
     resume: Path | None = None
-    """Continue the run in this directory from its checkpoint (same algorithm and configuration)."""
+    """Continue the run in this directory from its checkpoint (same algorithm and configuration; --total-steps
+    may change). Its records are cut back to the checkpoint first. A directory whose run stopped before its first
+    checkpoint (config.json, no checkpoint) starts again from scratch."""
     # Development note, not help text: a small PPO run started in 6.2 s instead of 12.8 s from a warm cache.
     # The cache was off by default while runs loaded from it hung (2 of 15); the hang was the LAPACK QR deadlock
     # since fixed (see proxrl/__init__.py), after which 20 of 20 warm runs completed.
@@ -155,6 +163,8 @@ def _learner(
 def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
     resolves to (see :class:`RunConfig`); the reward normaliser discounts with the config's ``gamma``."""
+    check_finite_config(config)
+    check_finite(run_cfg)
     run_cfg.validate()
     config.validate()
     gamma = float(config.rollout.gamma)
@@ -235,33 +245,41 @@ def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> RunDir:
-    """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory."""
+    """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory.
+
+    Every chunk is checked before anything of it is written: a NaN or an infinity in the training state
+    (parameters, optimiser and normaliser statistics, …), in the evaluation returns, or an infinity in a metric
+    stops the run with a one-line :class:`~proxrl.errors.NonFiniteError` naming the value, the update and the
+    seed; the bad chunk's rows and checkpoint are not written, so the last good checkpoint stays. (A NaN metric
+    alone is not a fault: ``episodic_return`` is NaN in an update in which no episode ended, off-policy
+    learners report NaN before learning starts; a metric that turns NaN as the state does is named.)
+    Configurations holding a NaN or infinite option are refused before anything runs.
+
+    The run directory is locked while the run writes to it (see :meth:`RunDir.lock`). With
+    ``run_cfg.resume``, the run continues from its verified checkpoint, after its records are cut back to the
+    checkpoint's step (:meth:`RunDir.cut_back`), so that the records equal an uninterrupted run's; a directory
+    holding a config.json but no checkpoint yet (a run stopped before its first checkpoint) starts again from
+    scratch."""
+    check_finite_config(algo_config)
+    check_finite(run_cfg)
     run_cfg.validate()
     if run_cfg.compile_cache:
         enable_compilation_cache(run_cfg.compile_cache_dir)
-    config_record = {
-        "algo": runner.name,
-        "env": env_id,
-        "run": to_jsonable(run_cfg),
-        "algo_config": to_jsonable(algo_config),
-    }
-    config_record["run"].pop("out"), config_record["run"].pop("resume"), config_record["run"].pop("progress")
-
+    record = config_record(runner.name, env_id, run_cfg, algo_config)
     updates_per_chunk, num_chunks = plan(run_cfg, runner.steps_per_update)
     steps_per_chunk = updates_per_chunk * runner.steps_per_update
-    base = jax.random.key(run_cfg.seed)
-    seeds = np.arange(run_cfg.num_seeds)
-    state = runner.init(jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds))
-
     if run_cfg.resume is not None:
-        rd, state, start = _resume(run_cfg.resume, runner.name, config_record, state)
-        state = runner.resumed(state)
+        rd, start, checkpoint, record = _resume(Path(run_cfg.resume), runner.name, record, steps_per_chunk)
     else:
-        name = f"{runner.name}-{env_id.replace('/', '_')}"
-        rd = RunDir(name, run_cfg.out)
-        rd.write_config(config_record)
-        start = 0
-    eval_key = jax.random.fold_in(base, 1_000_003)
+        rd = RunDir(f"{runner.name}-{env_id.replace('/', '_')}", run_cfg.out, lock=True)
+        start, checkpoint = 0, None
+        try:
+            record = {**record, "run_id": uuid.uuid4().hex}
+            rd.write_config(record)
+            faults.inject("config")
+        except BaseException:
+            rd.close()
+            raise
 
     columns = [
         TextColumn("{task.description}"),
@@ -270,75 +288,326 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
         TimeElapsedColumn(),
     ]
     try:
-        with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
-            task = bar.add_task(
-                f"{runner.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
-            )
-            for c in range(start, num_chunks):
-                t0 = time.perf_counter()
-                state, metrics = runner.chunk(state, updates_per_chunk)
-                keys = jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds)
-                returns = runner.evaluate(state, keys, c)
-                seconds = time.perf_counter() - t0
-                means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
-                for u in range(updates_per_chunk):
-                    step = (c * updates_per_chunk + u + 1) * runner.steps_per_update
-                    rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
-                step = (c + 1) * steps_per_chunk
-                ci = mean_ci(returns)
-                rd.log_scalars(
-                    step,
-                    {
-                        "eval_return_mean": ci.mean,
-                        "eval_return_lo": ci.lo,
-                        "eval_return_hi": ci.hi,
-                        "chunk_seconds": seconds,
-                    }
-                    | {f"eval_return_seed{i}": float(r) for i, r in enumerate(returns)},
-                    table="eval",
+        base = jax.random.key(run_cfg.seed)
+        seeds = np.arange(run_cfg.num_seeds)
+        state = runner.init(jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds))
+        if checkpoint is not None:
+            state = runner.resumed(restore(checkpoint, state, f"checkpoint {str(rd.path / CHECKPOINT)!r}"))
+        eval_key = jax.random.fold_in(base, 1_000_003)
+        try:
+            with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
+                task = bar.add_task(
+                    f"{runner.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
                 )
-                rd.flush()  # TensorBoard events for this chunk, written while no JAX work runs
-                save_checkpoint(
-                    rd.path / CHECKPOINT,
-                    state,
-                    {"algo": runner.name, "chunk": c + 1, "step": step, "config": config_record},
-                )
-                bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+                for c in range(start, num_chunks):
+                    t0 = time.perf_counter()
+                    new_state, metrics = runner.chunk(state, updates_per_chunk)
+                    fault = non_finite(metrics, new_state)
+                    if fault is None:  # (a broken policy is not evaluated: some simulators fail on NaN)
+                        keys = jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds)
+                        returns = runner.evaluate(new_state, keys, c)
+                        fault = non_finite_returns(returns, updates_per_chunk - 1)
+                    if fault is not None:
+                        kept = (
+                            f"its checkpoint of step {c * steps_per_chunk:,} is kept"
+                            if c
+                            else "no checkpoint yet"
+                        )
+                        raise NonFiniteError(
+                            f"{fault.message(c * updates_per_chunk, runner.steps_per_update, run_cfg.seed)}; "
+                            f"the run stopped before writing that chunk's rows or checkpoint ({kept})"
+                        )
+                    seconds = time.perf_counter() - t0
+                    state = new_state
+                    means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
+                    for u in range(updates_per_chunk):
+                        step = (c * updates_per_chunk + u + 1) * runner.steps_per_update
+                        rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
+                    step = (c + 1) * steps_per_chunk
+                    ci = mean_ci(returns)
+                    rd.log_scalars(
+                        step,
+                        {"eval_return_mean": ci.mean, "eval_return_lo": ci.lo, "eval_return_hi": ci.hi}
+                        | {f"eval_return_seed{i}": float(r) for i, r in enumerate(returns)},
+                        table="eval",
+                    )
+                    rd.log({"step": step, "chunk_seconds": seconds}, table="timing")
+                    rd.flush()  # TensorBoard events for this chunk
+                    faults.inject("eval-row")
+                    save_checkpoint(
+                        rd.path / CHECKPOINT,
+                        state,
+                        {"algo": runner.name, "chunk": c + 1, "step": step, "config": record},
+                    )
+                    bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+        finally:
+            runner.close()
+        rd.flush()
+        _finish(rd, runner.name, env_id, run_cfg)
     finally:
-        runner.close()
-    rd.close()
-    _finish(rd, runner.name, env_id, run_cfg)
+        rd.close()
     return rd
 
 
-def _resume(path: Path, algo: str, config_record: dict, template: Any) -> tuple[RunDir, Any, int]:
-    path = Path(path)
-    if not path.is_dir():
-        raise ConfigError(f"--resume {str(path)!r} is not a run directory")
-    meta = read_metadata(path / CHECKPOINT)
-    if meta.get("algo") != algo:
-        raise ConfigError(f"--resume {str(path)!r} holds a {meta.get('algo')!r} run, not {algo!r}")
-    if _comparable(meta.get("config", {})) != _comparable(json.loads(json.dumps(config_record))):
-        raise ConfigError(f"--resume {str(path)!r} was run with another configuration; pass the same options")
-    state, _ = load_checkpoint(path / CHECKPOINT, template)
-    return RunDir.reopen(path), state, int(meta["chunk"])
+def config_record(algo: str, env_id: str, run_cfg: RunConfig, algo_config: Any) -> dict[str, Any]:
+    """The JSON record of a run's configuration, as config.json and every checkpoint hold it (plus the run's
+    ``run_id``): ``{"algo", "env", "run", "algo_config"}``; ``run`` less the options that only say where
+    and how to show it (out, resume, progress), ``algo_config`` as :func:`proxrl.config.to_record` writes it."""
+    run = to_record(run_cfg)
+    for name in ("out", "resume", "progress"):
+        run.pop(name)
+    algo_record = to_record(algo_config) if is_piece(algo_config) else to_jsonable(algo_config)
+    return json.loads(json.dumps({"algo": algo, "env": env_id, "run": run, "algo_config": algo_record}))
+
+
+def check_finite_config(config: Any) -> None:
+    """No option of ``config`` (a config dataclass, or a plain mapping of options) is a NaN or infinite float
+    (one-line ConfigError naming it)."""
+    if is_piece(config):
+        check_finite(config)
+    elif isinstance(config, Mapping):
+        for name, value in config.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A non-finite value of a chunk: what (``metric 'x'``, ``parameter …``, ``the evaluation return``), its
+    value, the update within the chunk (0-based) at which it was seen and the seed index; ``after``: seen at
+    the end of the chunk (the state and the evaluation are checked there); ``also``: a related finding."""
+
+    what: str
+    value: float
+    update: int
+    seed: int
+    after: bool = False
+    also: str = ""
+
+    def message(self, updates_before: int, steps_per_update: int, base_seed: int) -> str:
+        """One line naming the value, the run's update and step, and the seed."""
+        u = updates_before + self.update + 1
+        when = "after" if self.after else "at"
+        also = f" ({self.also})" if self.also else ""
+        return (
+            f"non-finite value: {self.what} is {self.value} {when} update {u} (step {u * steps_per_update:,}) "
+            f"of seed {self.seed} (--seed {base_seed}){also}"
+        )
+
+
+@jax.jit
+def _finite_per_seed(leaves: list[jax.Array]) -> list[jax.Array]:
+    """For each leaf ``[N, ...]``: whether each seed's values are all finite ``[N]``."""
+    return [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves]
+
+
+def _may_be_nan(metric: str) -> bool:
+    """Metrics that are NaN when undefined (no episode ended in the update)."""
+    return "episod" in metric
+
+
+def _first(values: np.ndarray, bad: np.ndarray) -> float:
+    """The first value of ``values`` (flattened) where ``bad`` holds."""
+    return float(values.reshape(-1)[np.argmax(bad.reshape(-1))])
+
+
+def non_finite(metrics: dict[str, np.ndarray], state: Any) -> Fault | None:
+    """The first non-finite value of a chunk, or None. ``metrics[name]``: ``[N, K, ...]``; ``state``: leaves
+    ``[N, ...]``. Faults: an infinity in a metric (at its update), a NaN or infinity in a floating leaf of the
+    state (seen after the chunk; named by the first metric of that seed that turned non-finite in the chunk, if
+    any, as where it began). A NaN metric alone is no fault (see :func:`train`)."""
+    found: list[Fault] = []
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+    arrays = {k: v.reshape(v.shape[0], v.shape[1], -1) for k, v in arrays.items()}  # [N, K, values]
+    for name, v in arrays.items():
+        inf = np.isinf(v).any(axis=2)  # [N, K]
+        if inf.any():
+            u = int(np.flatnonzero(inf.any(axis=0))[0])
+            seed = int(np.argmax(inf[:, u]))
+            found.append(Fault(f"metric {name!r}", _first(v[seed, u], np.isinf(v[seed, u])), u, seed))
+    last = next(iter(arrays.values())).shape[1] - 1 if arrays else 0
+    named = [
+        (jax.tree_util.keystr(path), leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+        if np.ndim(leaf) > 0 and jnp.issubdtype(getattr(leaf, "dtype", np.int32), jnp.inexact)
+    ]
+    fine = [np.asarray(ok) for ok in _finite_per_seed([leaf for _, leaf in named])] if named else []
+    for (path, leaf), ok in zip(named, fine, strict=True):
+        if ok.all():
+            continue
+        seed = int(np.argmin(ok))
+        values = np.asarray(leaf[seed])
+        fault = Fault(f"parameter {path}", _first(values, ~np.isfinite(values)), last, seed, after=True)
+        turned = []  # (update, metric) where a metric of this seed turned non-finite in this chunk
+        for name, v in arrays.items():
+            bad = ~np.isfinite(v[seed]).all(axis=1)  # [K]
+            starts = [u for u in np.flatnonzero(bad) if u == 0 or not bad[u - 1]]
+            if starts and not _may_be_nan(name):
+                turned.append((int(starts[0]), name))
+        if turned:
+            u, name = min(turned, key=lambda t: t[0])
+            row = arrays[name][seed, u]
+            also = f"parameter {path} is non-finite after the chunk"
+            fault = Fault(f"metric {name!r}", _first(row, ~np.isfinite(row)), u, seed, also=also)
+        found.append(fault)
+        break
+    return min(found, key=lambda f: (f.update, f.after)) if found else None
+
+
+def non_finite_returns(returns: np.ndarray, update: int) -> Fault | None:
+    """A non-finite evaluation return ``[N]`` (seen after the chunk's last update, ``update``), or None."""
+    bad = ~np.isfinite(np.asarray(returns, dtype=np.float64))
+    if not bad.any():
+        return None
+    seed = int(np.argmax(bad))
+    return Fault("the evaluation return", float(returns[seed]), update, seed, after=True)
+
+
+FREE_OPTIONS = ("total_steps", "compile_cache", "compile_cache_dir")
+"""Run options a resume may change: the step budget and where compilations are cached. Resuming with the same
+budget reproduces the uninterrupted run exactly; a larger budget re-plans budget-based schedules (e.g.
+learning-rate annealing) from the current update on."""
 
 
 def _comparable(record: dict) -> dict:
-    """A run's configuration less what a resume may change: the step budget (``total_steps``) and the cache
-    location. Resuming with the same
-    budget reproduces the uninterrupted run exactly; a larger budget re-plans budget-based schedules
-    (e.g. learning-rate annealing) from the current update on."""
-    free = ("total_steps", "compile_cache", "compile_cache_dir")
-    run = {k: v for k, v in record.get("run", {}).items() if k not in free}
-    algo = {k: v for k, v in record.get("algo_config", {}).items() if k not in free}
-    return {**record, "run": run, "algo_config": algo}
+    """A configuration record less what a resume may change (:data:`FREE_OPTIONS`) and the run's id."""
+    run = {k: v for k, v in record.get("run", {}).items() if k not in FREE_OPTIONS}
+    return {k: v for k, v in record.items() if k != "run_id"} | {"run": run}
+
+
+def first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...], Any, Any] | None:
+    """The first place where two JSON records differ: ``(path of keys, value in a, value in b)``; tables are
+    compared key by key, anything else as a whole; a key missing on one side has the value ``"missing"``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return (*path, key), a.get(key, "missing"), b.get(key, "missing")
+            diff = first_difference(a[key], b[key], (*path, key))
+            if diff is not None:
+                return diff
+        return None
+    return None if a == b and type(a) is type(b) else (path, a, b)
+
+
+def read_config_json(run_dir: Path) -> dict[str, Any] | None:
+    """The record in ``run_dir/config.json`` (None if there is none; a one-line ConfigError if it does not
+    parse)."""
+    p = Path(run_dir) / "config.json"
+    if not p.exists():
+        return None
+    try:
+        record = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+        raise ConfigError(f"config.json in {str(run_dir)!r} does not parse: {reason}") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"config.json in {str(run_dir)!r} does not hold a table of options")
+    return record
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The fields of a training checkpoint's metadata, checked."""
+
+    algo: str
+    chunk: int
+    step: int
+    config: dict[str, Any]
+
+
+def checkpoint_info(meta: dict[str, Any], path: Path) -> CheckpointInfo:
+    """The checked fields of a training checkpoint's metadata (one-line ConfigError naming a field that is
+    missing or of the wrong kind)."""
+    where = f"checkpoint {str(path)!r}"
+    kinds = {"algo": str, "chunk": int, "step": int, "config": dict}
+    for name, kind in kinds.items():
+        value = meta.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}: metadata field {name!r} is {value!r}, not a {kind.__name__}")
+    if meta["chunk"] < 1 or meta["step"] < 1:
+        raise ConfigError(
+            f"{where}: metadata fields chunk and step must be >= 1, got {meta['chunk']}, {meta['step']}"
+        )
+    config = meta["config"]
+    for name, kind in {"algo": str, "env": str, "run": dict, "algo_config": dict}.items():
+        if not isinstance(config.get(name), kind):
+            raise ConfigError(
+                f"{where}: configuration field {name!r} is {config.get(name)!r}, not a {kind.__name__}"
+            )
+    return CheckpointInfo(meta["algo"], meta["chunk"], meta["step"], config)
+
+
+def check_config_json(stored: dict[str, Any], info: CheckpointInfo, run_dir: Path) -> None:
+    """config.json agrees with the configuration the checkpoint holds (the options a resume may change,
+    :data:`FREE_OPTIONS`, aside); a one-line ConfigError names the first difference."""
+    diff = first_difference(_comparable(stored), _comparable(info.config))
+    if diff is None:
+        diff = first_difference(stored.get("run_id"), info.config.get("run_id"), ("run_id",))
+    if diff is not None:
+        where, ours, theirs = diff
+        raise ConfigError(
+            f"config.json in {str(run_dir)!r} disagrees with the checkpoint's configuration: "
+            f"{'.'.join(map(str, where)) or 'the record'} is {ours!r} in config.json, {theirs!r} in the checkpoint"
+        )
+
+
+def _option(path: tuple[str, ...]) -> str:
+    """The command-line option of a record path (``("algo_config", "step", "lr")`` → ``--lr``)."""
+    return "--" + str(path[-1]).replace("_", "-") if path else "the configuration"
+
+
+def _resume(
+    path: Path, algo: str, record: dict, steps_per_chunk: int
+) -> tuple[RunDir, int, Checkpoint | None, dict]:
+    """The locked run directory ``path``, cut back to its checkpoint, the chunk to continue from, the
+    verified checkpoint (None: a run stopped before its first checkpoint, started again from scratch) and the
+    configuration record with the run's id."""
+    if not path.is_dir():
+        raise ConfigError(f"--resume {str(path)!r} is not a run directory")
+    rd = RunDir.reopen(path)
+    rd.lock()
+    try:
+        rd.refuse_links()
+        stored = read_config_json(path)
+        if (path / CHECKPOINT).exists():
+            checkpoint = read_checkpoint(path / CHECKPOINT)
+            info = checkpoint_info(checkpoint.metadata, path / CHECKPOINT)
+            previous, start = info.config, info.chunk
+            if stored is not None:
+                check_config_json(stored, info, path)
+            if info.algo != algo or previous["algo"] != algo:
+                raise ConfigError(f"--resume {str(path)!r} holds a {info.algo!r} run, not {algo!r}")
+            if info.step != info.chunk * steps_per_chunk:
+                raise ConfigError(
+                    f"checkpoint {str(path / CHECKPOINT)!r} is at step {info.step} after {info.chunk} chunks, "
+                    f"not a multiple of this configuration's {steps_per_chunk} steps per chunk"
+                )
+        elif stored is not None:
+            checkpoint, previous, start = None, stored, 0
+            if stored.get("algo") != algo:
+                raise ConfigError(f"--resume {str(path)!r} holds a {stored.get('algo')!r} run, not {algo!r}")
+        else:
+            raise ConfigError(f"--resume {str(path)!r} holds no run (no config.json, no {CHECKPOINT})")
+        diff = first_difference(_comparable(previous), _comparable(record))
+        if diff is not None:
+            where, before, now = diff
+            raise ConfigError(
+                f"--resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
+                f"now {now!r}; pass the same options"
+            )
+        rd.cut_back(start * steps_per_chunk)
+        record = {**record, "run_id": previous.get("run_id") or uuid.uuid4().hex}
+        if stored != record:
+            rd.write_config(record)
+    except BaseException:
+        rd.close()
+        raise
+    return rd, start, checkpoint, record
 
 
 def latest_per_step(rows: np.ndarray) -> np.ndarray:
-    """The rows of an append-only table (a structured array with a ``step`` field) keeping, for each step,
-    the last row written, in step order. A run killed after logging a chunk but before its checkpoint is
-    resumed from the earlier checkpoint and logs that chunk again; the later rows are the resumed run's."""
+    """The rows of a table (a structured array with a ``step`` field) keeping, for each step, the last row
+    written, in step order. (A resume cuts the tables back to its checkpoint, so their steps do not repeat.)"""
     steps = rows["step"]
     last = {float(step): i for i, step in enumerate(steps)}
     return rows[sorted(last.values(), key=lambda i: steps[i])]
@@ -368,7 +637,13 @@ def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
         f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
         f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
         f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
-        f"- training time: {rows['chunk_seconds'].sum():.1f} s (compile included in the first chunk)\n\n"
+        f"- training time: {_training_seconds(rd):.1f} s (compile included in the first chunk)\n\n"
         "Files: `metrics.csv` (per update, mean over seeds), `eval.csv`, `tb/` (TensorBoard), "
         "`learning_curve.png`, `checkpoint.safetensors`.\n"
     )
+
+
+def _training_seconds(rd: RunDir) -> float:
+    """Wall-clock seconds of the run's chunks (timing.csv)."""
+    rows = np.atleast_1d(np.genfromtxt(rd.path / "timing.csv", delimiter=",", names=True))
+    return float(latest_per_step(rows)["chunk_seconds"].sum())
