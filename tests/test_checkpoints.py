@@ -12,7 +12,13 @@ import safetensors.numpy
 
 from proxrl.errors import ConfigError
 from proxrl.run.cache import enable_compilation_cache
-from proxrl.run.checkpoints import load_checkpoint, read_checkpoint, read_metadata, save_checkpoint
+from proxrl.run.checkpoints import (
+    load_checkpoint,
+    read_checkpoint,
+    read_metadata,
+    save_checkpoint,
+    verify_bytes,
+)
 from proxrl.run.records import RunDir, event_files, read_events
 
 
@@ -82,7 +88,13 @@ def test_every_single_bit_flip_is_refused_with_one_line(tmp_path, region):
     data = p.read_bytes()
     start = 8 + struct.unpack("<Q", data[:8])[0]  # the tensor data follows the header
     bits = range(start * 8, len(data) * 8) if region == "tensor data" else range(start * 8)
-    messages = [_refused(tmp_path / "flipped.safetensors", _flipped(data, bit)) for bit in bits]
+    messages = []
+    for bit in bits:  # (verify_bytes is what every read of a checkpoint file runs on its bytes)
+        with pytest.raises(ConfigError) as err:
+            verify_bytes(_flipped(data, bit), "flipped")
+        messages.append(str(err.value))
+    assert not [m for m in messages if "\n" in m]
+    assert _refused(tmp_path / "flipped.safetensors", _flipped(data, bits[len(bits) // 2]))  # through a file
     assert len(messages) == len(bits) > 300
     if region == "tensor data":
         assert all("is corrupt: tensor" in m and "does not match its hash" in m for m in messages)
