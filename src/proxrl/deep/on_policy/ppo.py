@@ -56,10 +56,12 @@ from proxrl.errors import (
     check_choice,
     check_in_range,
     check_int_at_least,
+    check_not_above,
+    check_not_below,
     check_positive,
 )
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
-from proxrl.prox.geometry import adaptive_beta, head_kl
+from proxrl.prox.geometry import BETA_MAX, BETA_MIN, adaptive_beta, head_kl
 from proxrl.prox.solvers import minibatch_epochs
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
@@ -97,14 +99,25 @@ class PPOSurrogate(Entropy):
     """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
     kl_target: float = 0.01
     """Target KL d_targ of the adaptive rule (β halves below d_targ/1.5, doubles above 1.5·d_targ)."""
+    beta_min: float = BETA_MIN
+    """Floor of the adaptive β ("kl_adaptive"; default 1/35, as PPO-paper-era implementations)."""
+    beta_max: float = BETA_MAX
+    """Ceiling of the adaptive β ("kl_adaptive"; default 35)."""
 
     def validate(self) -> None:
-        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0."""
+        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0, 0 < β_min ≤ β_max, and for "kl_adaptive" the
+        initial β within [β_min, β_max]."""
         super().validate()
         check_choice("surrogate", self.surrogate, SURROGATES)
         check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
         check_positive("kl_target", self.kl_target)
+        check_positive("beta_min", self.beta_min)
+        check_positive("beta_max", self.beta_max)
+        check_not_below("beta_max", self.beta_max, "beta_min", self.beta_min)
+        if self.surrogate == "kl_adaptive":
+            check_not_below("beta", self.beta, "beta_min", self.beta_min)
+            check_not_above("beta", self.beta, "beta_max", self.beta_max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +176,10 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
 
     surrogate :func:`~proxrl.prox.surrogates.clipped_ratio` ("clip") or :func:`~proxrl.prox.surrogates.ratio`
     ("none", "kl_fixed", "kl_adaptive"); geometry :func:`~proxrl.prox.geometry.head_kl` with β fixed or
-    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only; the clip is the other kinds' implicit
-    geometry); solver :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches``
-    steps of clipped Adam, the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
+    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only, the adaptive β kept within [``beta_min``,
+    ``beta_max``]; the clip is the other kinds' implicit geometry); solver
+    :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches`` steps of clipped Adam,
+    the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
     regression joins the same steps (the PPO paper's combined objective L − c_v·L^VF + c·S).
     """
     sur, step, norm_adv = config.surrogate, config.step, config.advantage.norm_adv
@@ -179,7 +193,8 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
         ),
     )
     geometry = head_kl(old) if kind.startswith("kl") else None
-    beta = {"kl_fixed": sur.beta, "kl_adaptive": adaptive_beta(sur.beta, sur.kl_target)}.get(kind)
+    adaptive = adaptive_beta(sur.beta, sur.kl_target, sur.beta_min, sur.beta_max)
+    beta = {"kl_fixed": sur.beta, "kl_adaptive": adaptive}.get(kind)
     tx = policy_optimiser(step, updates, step.update_epochs * step.num_minibatches)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
