@@ -3,7 +3,8 @@
 Each update k is the lecture's loop::
 
     data_k  = collect(π_θk)                   # num_envs × num_steps steps, JaxEnv.rollout (lax.scan)
-    Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments
+    Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments (or another
+                                              # estimator of the lecture's slide: --estimator)
     θ_{k+1} ≈ argmax_θ  L_k(θ; Â_k) + c·H     # update_epochs × num_minibatches Adam steps on
                                               # ppo_step: clip / ratio / KL, fixed or adaptive β
     φ_{k+1} ≈ argmin_φ ½·(V_φ(s) − R̂)²        # in the same steps, weighted by vf_coef
@@ -41,14 +42,15 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.config import Config
-from proxrl.deep.config import GAE, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
+from proxrl.deep.config import AdvantageEstimator, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
+    estimate,
     make_agent,
-    make_batch,
     num_updates,
     policy_optimiser,
+    policy_sigma,
     step_diagnostics,
 )
 from proxrl.errors import (
@@ -137,7 +139,9 @@ class PPOConfig(Config):
     rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=4, num_steps=128))
     network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
     step: PPOStep = dataclasses.field(default_factory=lambda: PPOStep(lr=2.5e-4, anneal_lr=True))
-    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(norm_adv=True, gae_lambda=0.95))
+    advantage: AdvantageEstimator = dataclasses.field(
+        default_factory=lambda: AdvantageEstimator(norm_adv=True, gae_lambda=0.95)
+    )
     surrogate: PPOSurrogate = dataclasses.field(default_factory=lambda: PPOSurrogate(ent_coef=0.01))
     critic: ClippedValueLoss = dataclasses.field(default_factory=ClippedValueLoss)
 
@@ -189,7 +193,10 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
     extras = (
         entropy_bonus(sur.ent_coef),
         value_regression(
-            agent.value, config.critic.vf_coef, sur.clip_eps if config.critic.clip_vloss else None
+            agent.value,
+            config.critic.vf_coef,
+            sur.clip_eps if config.critic.clip_vloss else None,
+            with_action=config.advantage.q_critic,
         ),
     )
     geometry = head_kl(old) if kind.startswith("kl") else None
@@ -213,7 +220,8 @@ def make_learner(
     collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    agent = make_agent(observation_space, action_space, config.network)
+    sigma_at = policy_sigma(config.network, config.rollout, total_steps)
+    agent = make_agent(observation_space, action_space, config.network, config.advantage.q_critic, sigma_at)
     updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = ppo_step(config, agent, updates)
 
@@ -224,11 +232,15 @@ def make_learner(
 
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
         key, k_step = jax.random.split(state.key)
-        # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
+        # Â_k: the selected estimator (default GAE(λ)) under V_φk or Q_φk
+        k_estimate = jax.random.fold_in(k_step, 1)  # only the Q forms over a box draw from it
+        batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
+        # σ_{k+1} for the next rollout, if scheduled
+        params = {**params, "actor": agent.scheduled(params["actor"], state.update + 1)}
         metrics.update(step_diagnostics(config.step, updates, batch, state.update))
+        metrics.update(agent.sigma_metrics(state.update))
         return PPOState(params, step_state, key, state.update + 1), metrics
 
     return agent.learner("ppo", init, learn, config.rollout)
