@@ -100,7 +100,7 @@ class PolicyNetwork(Network):
     """Gaussian policy's σ: "learned" (a parameter) or a decreasing hyperparameter, "linear" or "exponential" (continuous actions)."""
     sigma_start: float = 1.0
     """Scheduled σ: its value σ_0 at the first update."""
-    sigma_end: float = 0.1
+    sigma_end: float = 0.5
     """Scheduled σ: its final value (≤ sigma_start), reached after sigma_horizon environment steps and kept."""
     sigma_horizon: int = 0
     """Scheduled σ: environment steps over which σ decays (0: the run's whole budget, --total-steps); update k uses σ at the k·T·B steps collected before it."""
