@@ -18,7 +18,7 @@ practice the plain step η·g is preconditioned (RMSprop, as in SB3/CleanRL A2C,
 gradient norm is clipped, so each update is one optax step on the combined loss.
 
 Â: the ``estimator`` of the lecture's "possible estimators" slide (:func:`proxrl.deep.on_policy.common.estimate`,
-vmapped over environments; the critic R̂ regresses on matches it):
+vmapped over environments; the critic regresses on the matching target):
 
     "td"        Â = r_1 + γV(s_2) − V(s_1)
     "n_step"    Â = r_1 + γr_2 + … + γ^n V(s_{n+1}) − V(s_1)                  (n = n_steps)
@@ -116,7 +116,8 @@ def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> Pro
 def make_learner(
     config: A2CConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`a2c_step`.
+    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is the selected estimate (:func:`~proxrl.deep.on_policy.common.estimate`;
+    GAE(λ) under V_φk by default), then :func:`a2c_step`.
 
     Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step), ``kl``
     (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved), ``surrogate_gain``,

@@ -137,7 +137,7 @@ def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
 def make_learner(
     config: NPGConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → :func:`npg_step` → critic fit.
+    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is the estimate (GAE by default) → :func:`npg_step` → critic fit.
 
     Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``
     L(θ_{k+1}) − L(θ_k), ``step_norm``, ``expected_gain`` gᵀΔθ, ``grad_norm`` ‖g‖, ``cg_residual``, ``quad_kl``

@@ -212,7 +212,8 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
 def make_learner(
     config: PPOConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
+    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is the selected estimate (:func:`~proxrl.deep.on_policy.common.estimate`;
+    GAE(λ) under V_φk by default), then :func:`ppo_step`.
 
     Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
     batch, ``step_norm``; ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` averaged
