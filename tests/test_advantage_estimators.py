@@ -17,6 +17,7 @@ from proxrl.deep.on_policy.a2c import A2CConfig
 from proxrl.deep.on_policy.common import Agent, estimate
 from proxrl.deep.on_policy.npg import NPGConfig
 from proxrl.deep.on_policy.ppo import PPOConfig
+from proxrl.errors import ConfigError
 from proxrl.run.train import make_train
 from proxrl.types import Transition
 
@@ -115,8 +116,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("config_type", [A2CConfig, PPOConfig, NPGConfig], ids=lambda c: c.__name__)
-@pytest.mark.parametrize("case", list(CASES))
+# every estimator through A2C's config; PPO's and NPG's pieces (the same estimate) on two of them
+CONFIGS = [(case, A2CConfig) for case in CASES] + [
+    (case, config_type) for case in ("n_step", "q_n_step") for config_type in (PPOConfig, NPGConfig)
+]
+
+
+@pytest.mark.parametrize(("case", "config_type"), CONFIGS, ids=lambda x: getattr(x, "__name__", x))
 def test_estimator_against_hand_computed_rollout(case, config_type):
     options, adv0, adv1, ret0, ret1 = CASES[case]
     config = override(config_type(), gamma=GAMMA, **options).validate()
@@ -170,10 +176,10 @@ def test_n_step_with_n_1_is_td_and_q_n_step_with_n_1_is_the_sarsa_target():
     np.testing.assert_allclose(q1.adv, q.returns - np.repeat([0.5, 10.5, 20.5, 30.5, 40.5], 2), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("estimator", "env_id"), [("q", "CartPole-v1"), ("q_n_step", "Pendulum-v1")])
+@pytest.mark.parametrize(("estimator", "env_id"), [("q", "Pendulum-v1")])
 def test_a2c_steps_with_a_q_critic(estimator, env_id):
-    """A2C runs an update with Q_φ(s, ·) (CartPole) and Q_φ(s, a) (Pendulum: E_πQ from sampled actions); the
-    critic's regression moves φ. (A V_φ estimator other than GAE runs in the CLI test below.)"""
+    """A2C runs an update with Q_φ(s, a) (Pendulum: E_πQ from sampled actions); the critic's regression moves φ.
+    (Q_φ(s, ·) on CartPole runs in the CLI test below.)"""
     config = override(A2CConfig(), num_envs=2, num_steps=8, hidden=(16,), estimator=estimator, n_steps=3)
     trainer = gymnax_loop(config, env_id, 1)
     state = trainer.init(jax.random.key(0))
@@ -194,18 +200,35 @@ def test_a2c_steps_with_a_q_critic(estimator, env_id):
 
 
 def test_cli_flags_select_the_estimator(tmp_path):
-    """``proxrl train a2c --estimator n_step --n-steps 3`` trains with that estimator and records it."""
+    """``proxrl train a2c --estimator q_n_step --n-steps 3`` trains with that estimator (a Q_φ(s, ·) critic on
+    CartPole: one output per action in the checkpoint) and records it."""
     import json
 
     from proxrl.cli import main
 
     out = tmp_path / "run"
-    args = ["train", "a2c", "--estimator", "n_step", "--n-steps", "3", "--num-envs", "2", "--num-steps", "8"]
+    args = [
+        "train",
+        "a2c",
+        "--estimator",
+        "q_n_step",
+        "--n-steps",
+        "3",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "8",
+    ]
     args += ["--hidden", "16", "--total-steps", "64", "--eval-every", "64", "--eval-episodes", "1"]
     assert main([*args, "--no-progress", "--no-compile-cache", "--out", str(out)]) == 0
     record = json.loads((out / "config.json").read_text())
     advantage = record["algo_config"]["advantage"]
-    assert (advantage["estimator"], advantage["n_steps"]) == ("n_step", 3)
+    assert (advantage["estimator"], advantage["n_steps"]) == ("q_n_step", 3)
+    from safetensors.numpy import load_file
+
+    shapes = {name: array.shape for name, array in load_file(out / "checkpoint.safetensors").items()}
+    head = ".carry.learner.params['critic']['params']['q']['kernel']"  # Q_φ(s, ·): [seeds, 16, 2 actions]
+    assert shapes[head] == (1, 16, 2), shapes
 
 
 @pytest.mark.parametrize(
@@ -217,7 +240,11 @@ def test_cli_flags_select_the_estimator(tmp_path):
         ({"num_action_samples": 0}, "num_action_samples must be an integer >= 1, got 0"),
     ],
 )
-@pytest.mark.parametrize("config_type", [A2CConfig, PPOConfig, NPGConfig], ids=lambda c: c.__name__)
-def test_bad_estimator_options(config_type, change, message):
-    got = assert_one_line_config_error(override(config_type(), **change), make_train, "CartPole-v1")
+def test_bad_estimator_options(change, message):
+    for config_type in (A2CConfig, PPOConfig, NPGConfig):
+        config = override(config_type(), **change)
+        with pytest.raises(ConfigError) as err:
+            config.validate()
+        assert str(err.value) == message
+    got = assert_one_line_config_error(override(A2CConfig(), **change), make_train, "CartPole-v1")
     assert got == message

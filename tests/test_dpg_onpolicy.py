@@ -47,7 +47,15 @@ def test_sarsa_target_on_a_hand_built_rollout():
 
 
 def test_one_update_moves_actor_and_critic_toward_their_targets():
-    config = override(DPGOnPolicyConfig(), num_envs=2, num_steps=16, hidden=(16,), q_minibatches=2)
+    config = override(
+        DPGOnPolicyConfig(),
+        num_envs=2,
+        num_steps=16,
+        hidden=(16,),
+        q_epochs=2,
+        q_minibatches=2,
+        actor_steps=2,
+    )
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state = trainer.init(jax.random.key(0))
     new, metrics = jax.jit(trainer.update)(state)
