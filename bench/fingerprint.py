@@ -55,6 +55,7 @@ def cases() -> list[tuple[str, object, str, int]]:
     for name in ("dpg", "ddpg", "td3", "sac"):
         out.append((name, t[name](**OFF), "Pendulum-v1", 600))
     out.append(("offpolicy_ac", t["offpolicy_ac"](**OFF), "CartPole-v1", 600))
+    out.append(("dpg_onpolicy", t["dpg_onpolicy"](**ON), "Pendulum-v1", 1024))
     return out
 
 

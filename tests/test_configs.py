@@ -184,7 +184,9 @@ def test_options_are_flat_names_and_records_round_trip(algo):
     the JSON record of a config rebuilds the same config."""
     config = TRAINERS[algo].config()
     paths = options(config)
-    assert len(paths) == len(set(paths)) >= 12
+    assert (
+        len(paths) == len(set(paths)) >= 10
+    )  # the walk reaches every piece (the smallest config, dpg_onpolicy: 11)
     for name in paths:
         assert get(override(config, **{name: get(config, name)}), name) == get(config, name)
     changed = override(config, lr=0.123, num_envs=3)

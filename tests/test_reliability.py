@@ -195,8 +195,8 @@ def test_evaluate_refuses_corrupt_foreign_and_contradicted_checkpoints(args, ref
     _flip(cases["data"] / CHECKPOINT, size - 5)
     _flip(cases["header"] / CHECKPOINT, (reference / CHECKPOINT).read_bytes().index(b"tanh"))
     config = json.loads((reference / "config.json").read_text())
-    assert config["algo_config"]["activation"] == "tanh"
-    config["algo_config"]["activation"] = "relu"
+    assert config["algo_config"]["network"]["activation"] == "tanh"
+    config["algo_config"]["network"]["activation"] = "relu"
     (cases["activation"] / "config.json").write_text(json.dumps(config))
     run_id = config["run_id"]
     config = json.loads((reference / "config.json").read_text()) | {"run_id": "0" * 32}
@@ -208,7 +208,7 @@ def test_evaluate_refuses_corrupt_foreign_and_contradicted_checkpoints(args, ref
     expected = {
         "data": "is corrupt: tensor",
         "header": "is corrupt: its metadata does not match its hash",
-        "activation": "disagrees with the checkpoint's configuration: algo_config.activation is 'relu' in "
+        "activation": "disagrees with the checkpoint's configuration: algo_config.network.activation is 'relu' in "
         "config.json, 'tanh' in the checkpoint",
         "foreign": "disagrees with the checkpoint's configuration: run.seed is 0 in config.json, 1 in the "
         "checkpoint",

@@ -162,7 +162,7 @@ def test_evaluate_and_resume(run_dir):
         ),
         (["train", "ppo", "--env"], "Missing value for argument '--env'"),
         (["train", "a2c", "--hidden", "64", "x"], "Error parsing --hidden"),
-        (["lecture"], "Expected one of {expert, bandit, conditioning, mdp}"),
+        (["lecture"], "Expected one of {expert, bandit, conditioning, mdp, one-point}"),
         (["lecture", "bandit", "--no-such-option"], "Unrecognized options: --no-such-option"),
         (["evaluate"], "Missing from proxrl evaluate"),
         # options that mean nothing at NaN or infinity, and counts of zero

@@ -75,6 +75,24 @@ def check_in_range(
     return v
 
 
+def check_not_below(name: str, value: float, other_name: str, other: float) -> float:
+    """``value >= other``, where ``other`` is the value of the option ``other_name`` (a traced value passes)."""
+    if _traced(value) or _traced(other):
+        return value
+    if not float(value) >= float(other):
+        raise ConfigError(f"{name} must be >= {other_name} = {float(other):g}, got {_fmt(value)}")
+    return float(value)
+
+
+def check_not_above(name: str, value: float, other_name: str, other: float) -> float:
+    """``value <= other``, where ``other`` is the value of the option ``other_name`` (a traced value passes)."""
+    if _traced(value) or _traced(other):
+        return value
+    if not float(value) <= float(other):
+        raise ConfigError(f"{name} must be <= {other_name} = {float(other):g}, got {_fmt(value)}")
+    return float(value)
+
+
 def check_distribution(name: str, p: Sequence[float] | np.ndarray, size: int | None = None) -> np.ndarray:
     """A probability vector: finite, non-negative, summing to 1 (to 1e-6), of length ``size`` if given."""
     arr = np.asarray(p, dtype=float)

@@ -12,9 +12,9 @@ Each piece declares its options once and checks them once (``validate``); an alg
 | piece              | options                                          | the lecture's part                      |
 |--------------------|--------------------------------------------------|-----------------------------------------|
 | :class:`Rollout`   | num_envs, num_steps, gamma                        | data_k = collect(π_θk), discounted by γ |
-| :class:`Network`   | hidden, activation (+ log_std_init: :class:`PolicyNetwork`) | the parameterisation π_θ, V_φ, Q_φ |
+| :class:`Network`   | hidden, activation (+ log_std_init, sigma, sigma_start, sigma_end, sigma_horizon: :class:`PolicyNetwork`) | the parameterisation π_θ, V_φ, Q_φ |
 | :class:`Step`      | lr (+ max_grad_norm, anneal_lr, optimiser, rms_decay: :class:`PolicyStep`) | the policy step's size η and solver |
-| :class:`Advantage` | norm_adv (+ gae_lambda: :class:`GAE`)            | the estimate Â_k                        |
+| :class:`Advantage` | norm_adv (+ gae_lambda: :class:`GAE`; + estimator, n_steps: :class:`AdvantageEstimator`) | the estimate Â_k |
 | :class:`Entropy`   | ent_coef                                          | the surrogate's entropy bonus c·H(π_θ)  |
 
 Critic, replay and algorithm-specific pieces live beside the algorithms that use them.
@@ -27,7 +27,14 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
-from proxrl.errors import ConfigError, check_choice, check_in_range, check_int_at_least, check_positive
+from proxrl.errors import (
+    ConfigError,
+    check_choice,
+    check_in_range,
+    check_int_at_least,
+    check_not_above,
+    check_positive,
+)
 from proxrl.prox.solvers import PRECONDITIONERS
 from proxrl.types import Array
 
@@ -75,13 +82,37 @@ class Network:
             check_int_at_least("hidden layer width", width, 1)
 
 
+SIGMAS = ("learned", "linear", "exponential")
+"""How a Gaussian policy's σ is set: a parameter (learned), or a hyperparameter decreasing linearly or
+geometrically over the run (the lecture's options 1 and 2)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyNetwork(Network):
     """The actor and critic MLPs; the policy head is categorical on a discrete action set, diagonal Gaussian
-    with a learned, state-independent log σ on a box."""
+    on a box, with σ a learned, state-independent parameter or (sigma "linear"/"exponential") a hyperparameter
+    σ_k decreasing from sigma_start to sigma_end: σ_k = σ_0 + (σ_end − σ_0)·f or σ_0·(σ_end/σ_0)^f,
+    f = min(k·T·B / sigma_horizon, 1) at update k."""
 
     log_std_init: float = 0.0
-    """Initial log σ of the Gaussian policy (continuous actions)."""
+    """Initial log σ of the Gaussian policy when σ is learned (continuous actions)."""
+    sigma: str = "learned"
+    """Gaussian policy's σ: "learned" (a parameter) or a decreasing hyperparameter, "linear" or "exponential" (continuous actions)."""
+    sigma_start: float = 1.0
+    """Scheduled σ: its value σ_0 at the first update."""
+    sigma_end: float = 0.5
+    """Scheduled σ: its final value (≤ sigma_start), reached after sigma_horizon environment steps and kept."""
+    sigma_horizon: int = 0
+    """Scheduled σ: environment steps over which σ decays (0: the run's whole budget, --total-steps); update k uses σ at the k·T·B steps collected before it."""
+
+    def validate(self) -> None:
+        """The MLPs' checks; a known sigma; σ_start, σ_end > 0 with σ_end ≤ σ_start; horizon an integer ≥ 0."""
+        super().validate()
+        check_choice("sigma", self.sigma, SIGMAS)
+        check_positive("sigma_start", self.sigma_start)
+        check_positive("sigma_end", self.sigma_end)
+        check_not_above("sigma_end", self.sigma_end, "sigma_start", self.sigma_start)
+        check_int_at_least("sigma_horizon", self.sigma_horizon, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +170,42 @@ class GAE(Advantage):
     def validate(self) -> None:
         """λ ∈ [0, 1]."""
         check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+
+
+ESTIMATORS = ("gae", "td", "n_step", "mc", "q", "q_n_step")
+"""The advantage estimators of the lecture's "possible estimators" slide an actor-critic can select."""
+Q_ESTIMATORS = ("q", "q_n_step")
+"""The estimators that need an action-value critic Q_φ(s, a) instead of V_φ(s)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvantageEstimator(GAE):
+    """Â_k from the lecture's "possible estimators" slide, with V_φk or (the Q forms) Q_φk as the critic. td:
+    r_1 + γV(s_2) − V(s_1); n_step: r_1 + γr_2 + … + γ^{n−1}r_n + γ^n V(s_{n+1}) − V(s_1); gae: Σ_l (γλ)^l δ_{t+l}
+    (λ = 0: td, λ = 1: the return over the rest of the rollout); mc: the discounted return-to-go − V(s_1), its tail
+    beyond the rollout bootstrapped by V; q: Q(s_1, a_1) − E_{a∼π_k} Q(s_1, a); q_n_step: r_1 + … + γ^{n−1}r_n +
+    γ^n Q(s_{n+1}, a_{n+1}) − E_{a∼π_k} Q(s_1, a). Each window stops at an episode's end and at the end of the
+    rollout (bootstrapping there). The critic regresses on the matching target: the λ-, n-step, TD or Monte Carlo
+    return for V_φ; for Q_φ the SARSA target r + γQ_φk(s', a') (q) or the n-step SARSA return (q_n_step)."""
+
+    estimator: str = "gae"
+    """Advantage estimator: "gae", "td", "n_step", "mc" (critic V_φ), or "q", "q_n_step" (critic Q_φ(s, a))."""
+    n_steps: int = 5
+    """Rewards n summed before bootstrapping, for "n_step" and "q_n_step" (n ≥ 1; n = 1 is the TD form)."""
+    num_action_samples: int = 8
+    """Q forms with continuous actions: samples a ∼ π_θk(·|s) in the Monte Carlo estimate of E_π Q_φk(s, a)."""
+
+    @property
+    def q_critic(self) -> bool:
+        """The estimator needs an action-value critic Q_φ(s, a)."""
+        return self.estimator in Q_ESTIMATORS
+
+    def validate(self) -> None:
+        """λ ∈ [0, 1], a known estimator, n_steps and num_action_samples integers ≥ 1."""
+        super().validate()
+        check_choice("estimator", self.estimator, ESTIMATORS)
+        check_int_at_least("n_steps", self.n_steps, 1)
+        check_int_at_least("num_action_samples", self.num_action_samples, 1)
 
 
 @dataclasses.dataclass(frozen=True)

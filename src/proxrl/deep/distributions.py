@@ -19,7 +19,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
+from proxrl.errors import check_choice, check_int_at_least, check_not_above, check_positive
 from proxrl.types import Array, PRNGKey, ScheduleFn
 
 LOG_2PI_E = math.log(2 * math.pi * math.e)
@@ -108,8 +108,7 @@ def sigma_schedule(
     """
     sigma_0 = check_positive("sigma_0", sigma_0)
     sigma_min = check_positive("sigma_min", sigma_min)
-    if sigma_min > sigma_0:
-        raise ConfigError(f"sigma_min must be <= sigma_0 = {sigma_0:g}, got {sigma_min:g}")
+    sigma_min = check_not_above("sigma_min", sigma_min, "sigma_0", sigma_0)  # a traced value passes
     num_steps = check_int_at_least("num_steps", num_steps, 1)
     check_choice("kind", kind, ("linear", "exponential"))
 

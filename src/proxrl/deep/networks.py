@@ -10,7 +10,7 @@ the mean action), 1.0 for value heads; zero biases.
 |---------------------------------|---------------------------------|------------------------|
 | ``CategoricalPolicy``           | logits ``[..., A]``             | A2C, PPO (discrete)    |
 | ``GaussianPolicy``              | (μ, log σ), σ a parameter       | A2C, PPO (continuous)  |
-| ``ScheduledGaussianPolicy``     | (μ, log σ_k), σ_k passed in     | PG with σ scheduled    |
+| ``ScheduledGaussianPolicy``     | (μ, log σ_k), σ_k scheduled     | on-policy, ``--sigma`` |
 | ``StateDependentGaussianPolicy``| (μ(s), log σ(s))                | SAC (tanh-squashed)    |
 | ``DeterministicPolicy``         | μ_θ(s) in [low, high]           | DPG, DDPG, TD3         |
 | ``ValueNetwork``                | V_φ(s) ``[...]``                | A2C, PPO               |
@@ -138,20 +138,29 @@ class GaussianPolicy(nn.Module):
 
 
 class ScheduledGaussianPolicy(nn.Module):
-    """π_θ(·|s) = N(μ_θ(s), σ_k² I) with σ_k a hyperparameter passed at call time (not learned).
+    """π_θ(·|s) = N(μ_θ(s), σ_k² I) with σ_k a hyperparameter (the lecture's option 2), not learned.
 
-    ``σ_k`` usually comes from :func:`~proxrl.deep.distributions.sigma_schedule`. Returns
-    ``(mean[..., d], log σ_k broadcast to [..., d])``.
+    ``σ_k`` is passed at call time, or, when the call gives none, read from the variable ``sigma`` of the
+    collection ``"schedule"`` (initially ``sigma_init``), which the learner overwrites with σ_k before each
+    update's rollout (:meth:`proxrl.deep.on_policy.common.Agent.scheduled`). Either way σ_k enters through
+    ``stop_gradient``: no step moves it. σ_k usually comes from
+    :func:`~proxrl.deep.distributions.sigma_schedule`. Returns ``(mean[..., d], log σ_k broadcast to [..., d])``.
     """
 
     action_dim: int
     hidden: Sequence[int] = (64, 64)
     activation: Activation = nn.tanh
+    sigma_init: float = 1.0
 
     @nn.compact
-    def __call__(self, obs: Array, sigma: Array | float) -> tuple[Array, Array]:
+    def __call__(self, obs: Array, sigma: Array | float | None = None) -> tuple[Array, Array]:
         mean = dense(self.action_dim, POLICY_GAIN, name="mean")(MLP(self.hidden, self.activation)(obs))
-        return mean, jnp.broadcast_to(jnp.log(jnp.asarray(sigma, mean.dtype)), mean.shape)
+        if sigma is None:
+            sigma = self.variable(
+                "schedule", "sigma", lambda: jnp.asarray(self.sigma_init, jnp.float32)
+            ).value
+        log_sigma = jnp.log(jax.lax.stop_gradient(jnp.asarray(sigma, mean.dtype)))
+        return mean, jnp.broadcast_to(log_sigma, mean.shape)
 
 
 class StateDependentGaussianPolicy(nn.Module):

@@ -13,6 +13,7 @@ from proxrl.deep.implicit import ac as implicit_ac
 from proxrl.deep.implicit import es
 from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
 from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
+from proxrl.deep.on_policy import dpg as dpg_onpolicy
 from proxrl.errors import ConfigError
 from proxrl.types import Learner
 
@@ -54,6 +55,11 @@ TRAINERS: dict[str, Entry] = {
         dpg.DPGConfig,
         dpg.make_learner,
         "DPG: deterministic policy gradient with a replay buffer, no target networks (continuous actions).",
+    ),
+    "dpg_onpolicy": Entry(
+        dpg_onpolicy.DPGOnPolicyConfig,
+        dpg_onpolicy.make_learner,
+        "DPG, the lecture's on-policy form: fresh rollouts from μ_θ plus noise, SARSA critic target, no replay.",
     ),
     "ddpg": Entry(
         ddpg.DDPGConfig,

@@ -79,22 +79,48 @@ def fisher_vector_product(
     return fvp
 
 
-def adapt_beta(beta: Array | float, kl: Array | float, kl_target: Array | float) -> Array:
-    """The PPO paper's adaptive KL coefficient, applied once per update with d = the measured KL:
+BETA_MIN = 1.0 / 35.0
+"""Default floor of PPO's adaptive KL coefficient β (as in PPO-paper-era implementations, e.g. Patrick
+Coady's 2017 TRPO/PPO code, which keeps β within [1/35, 35])."""
+BETA_MAX = 35.0
+"""Default ceiling of PPO's adaptive KL coefficient β (see :data:`BETA_MIN`)."""
 
-    d < d_targ / 1.5  ⇒  β ← β / 2        (the step moved too little: penalise less)
-    d > d_targ · 1.5  ⇒  β ← β · 2        (it moved too far: penalise more)
+
+def adapt_beta(
+    beta: Array | float,
+    kl: Array | float,
+    kl_target: Array | float,
+    beta_min: Array | float = 0.0,
+    beta_max: Array | float = float("inf"),
+) -> Array:
+    """The PPO paper's adaptive KL coefficient, applied once per update with d = the measured KL, kept within
+    ``[beta_min, beta_max]``:
+
+    d < d_targ / 1.5  ⇒  β ← max(β / 2, β_min)   (the step moved too little: penalise less)
+    d > d_targ · 1.5  ⇒  β ← min(β · 2, β_max)   (it moved too far: penalise more)
     otherwise            β unchanged.
+
+    Without the bounds β can only halve while the step is limited by something else (the optimiser's step
+    size, the number of epochs): it then collapses toward 0 (the penalty vanishes) and needs as many
+    doublings to recover when the KL overshoots. The defaults leave β unbounded; PPO passes
+    :data:`BETA_MIN` and :data:`BETA_MAX` (its options ``beta_min``, ``beta_max``).
     """
     beta = jnp.asarray(beta, jnp.float32)
     beta = jnp.where(kl < kl_target / 1.5, beta / 2.0, beta)
-    return jnp.where(kl > kl_target * 1.5, beta * 2.0, beta)
+    beta = jnp.where(kl > kl_target * 1.5, beta * 2.0, beta)
+    return jnp.clip(beta, beta_min, beta_max)
 
 
-def adaptive_beta(beta: Array | float, kl_target: Array | float) -> Coefficient:
-    """β starting at ``beta``, adapted after each step from the KL it moved (``metrics["kl"]``)."""
+def adaptive_beta(
+    beta: Array | float,
+    kl_target: Array | float,
+    beta_min: Array | float = 0.0,
+    beta_max: Array | float = float("inf"),
+) -> Coefficient:
+    """β starting at ``beta``, adapted after each step from the KL it moved (``metrics["kl"]``) and kept within
+    ``[beta_min, beta_max]`` (:func:`adapt_beta`)."""
 
     def adapt(b: Array, metrics: Metrics) -> Array:
-        return adapt_beta(b, metrics["kl"], kl_target)
+        return adapt_beta(b, metrics["kl"], kl_target, beta_min, beta_max)
 
     return Coefficient(beta, adapt)

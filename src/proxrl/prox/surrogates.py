@@ -168,14 +168,19 @@ def entropy_bonus(coef: Array | float, dist: Callable[[Any], Any] | None = None)
 
 
 def value_regression(
-    critic: Callable[[Params, Array], Array], coef: Array | float, clip_eps: Array | float | None = None
+    critic: Callable[..., Array],
+    coef: Array | float,
+    clip_eps: Array | float | None = None,
+    with_action: bool = False,
 ) -> Term:
-    """``−c_v·ℓ_V(φ)`` with ℓ_V :func:`value_loss` of ``V_φ = critic(θ["critic"], batch.obs)`` toward
+    """``−c_v·ℓ_V(φ)`` with ℓ_V :func:`value_loss` of ``V_φ = critic(θ["critic"], batch.obs)`` (with
+    ``with_action``, an action-value critic ``Q_φ = critic(θ["critic"], batch.obs, batch.action)``) toward
     ``batch.returns``: the critic fitted in the same optimiser steps as the policy (A2C, PPO). φ and θ are
     separate variables, so adding it leaves the maximiser in θ unchanged. Metric ``value_loss``."""
 
     def term(theta: Params, pi: Any, theta_k: Params, batch: Any) -> tuple[Array, dict]:
-        loss = value_loss(critic(theta["critic"], batch.obs), batch.value_old, batch.returns, clip_eps)
+        inputs = (batch.obs, batch.action) if with_action else (batch.obs,)
+        loss = value_loss(critic(theta["critic"], *inputs), batch.value_old, batch.returns, clip_eps)
         return -(coef * loss), {"value_loss": loss}
 
     return term

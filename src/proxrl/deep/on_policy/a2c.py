@@ -17,11 +17,20 @@ its gradient is ∇log π_θ) with the squared Euclidean distance as D; PPO/NPG 
 practice the plain step η·g is preconditioned (RMSprop, as in SB3/CleanRL A2C, or Adam) and the global
 gradient norm is clipped, so each update is one optax step on the combined loss.
 
-Â: GAE(λ) under V_φk (:func:`proxrl.estimators.gae`, vmapped over environments). The default λ = 1
-gives A2C's n-step return ``R̂_t = r_t + γr_{t+1} + … + γ^{T−t}V_φk(s_T)`` bootstrapped at the end of
-the rollout, minus V_φk(s_t) (the same as :func:`proxrl.estimators.n_step_returns` within an episode);
-λ = 0 gives the lecture's TD error. A termination never bootstraps; a truncation bootstraps from V at
-the true next observation. Everything else (agent, episode statistics, explained variance, deterministic
+Â: the ``estimator`` of the lecture's "possible estimators" slide (:func:`proxrl.deep.on_policy.common.estimate`,
+vmapped over environments; the critic regresses on the matching target):
+
+    "td"        Â = r_1 + γV(s_2) − V(s_1)
+    "n_step"    Â = r_1 + γr_2 + … + γ^n V(s_{n+1}) − V(s_1)                  (n = n_steps)
+    "gae"       Â = GAE(λ) (default, λ = 1)
+    "mc"        Â = discounted return-to-go − V(s_1)
+    "q"         Â = Q_φ(s_1, a_1) − E_{a'∼π_θk}[Q_φ(s_1, a')]                  (critic Q_φ, SARSA target)
+    "q_n_step"  Â = r_1 + … + γ^n Q_φ(s_{n+1}, a_{n+1}) − E_{a'∼π_θk}[Q_φ(s_1, a')]
+
+The default GAE with λ = 1 gives A2C's n-step return ``R̂_t = r_t + γr_{t+1} + … + γ^{T−t}V_φk(s_T)``
+bootstrapped at the end of the rollout, minus V_φk(s_t) (the same as "n_step" with n ≥ T and as "mc");
+λ = 0 gives the lecture's TD error. A termination never bootstraps; a truncation bootstraps from the critic
+at the true next observation. Everything else (agent, episode statistics, explained variance, deterministic
 evaluation, batch construction) is shared with PPO (:mod:`proxrl.deep.on_policy.common`)::
 
     from proxrl.run.train import make_train
@@ -40,14 +49,15 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.config import Config
-from proxrl.deep.config import GAE, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
+from proxrl.deep.config import AdvantageEstimator, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
+    estimate,
     make_agent,
-    make_batch,
     num_updates,
     policy_optimiser,
+    policy_sigma,
     step_diagnostics,
 )
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
@@ -66,7 +76,9 @@ class A2CConfig(Config):
     rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=8, num_steps=5))
     network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
     step: PolicyStep = dataclasses.field(default_factory=lambda: PolicyStep(lr=7e-4, optimiser="rmsprop"))
-    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(gae_lambda=1.0))
+    advantage: AdvantageEstimator = dataclasses.field(
+        default_factory=lambda: AdvantageEstimator(gae_lambda=1.0)
+    )
     surrogate: Entropy = dataclasses.field(default_factory=Entropy)
     critic: ValueLoss = dataclasses.field(default_factory=ValueLoss)
 
@@ -79,6 +91,8 @@ class A2CState(NamedTuple):
     step: StepState
     update: Array
     """Updates done so far."""
+    key: PRNGKey
+    """For the Monte Carlo E_π Q of the Q estimators over a box (unused otherwise)."""
 
 
 def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> ProxStep:
@@ -91,7 +105,8 @@ def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> Pro
     clipped, preconditioned optimiser (RMSprop or Adam; the learning rate annealed when ``anneal_lr``).
     """
     tx = policy_optimiser(config.step, updates)
-    extras = (entropy_bonus(config.surrogate.ent_coef), value_regression(agent.value, config.critic.vf_coef))
+    critic = value_regression(agent.value, config.critic.vf_coef, with_action=config.advantage.q_critic)
+    extras = (entropy_bonus(config.surrogate.ent_coef), critic)
     problem = Problem(score_function(config.advantage.norm_adv), extras=extras, policy=agent.policy_on)
     return prox_step(
         problem, gradient_steps(tx), moved=head_kl(lambda batch: agent.distribution(batch.dist_old))
@@ -101,7 +116,8 @@ def a2c_step(config: A2CConfig, agent: Agent, updates: int | None = None) -> Pro
 def make_learner(
     config: A2CConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`a2c_step`.
+    """A2C as a :class:`~proxrl.types.Learner`: ``learn`` is the selected estimate (:func:`~proxrl.deep.on_policy.common.estimate`;
+    GAE(λ) under V_φk by default), then :func:`a2c_step`.
 
     Per-update metrics: ``policy_loss``, ``value_loss``, ``entropy`` (at θ_k, the terms of the step), ``kl``
     (exact mean KL(π_θ_{k+1}, π_θk) over the batch: the divergence actually moved), ``surrogate_gain``,
@@ -109,21 +125,27 @@ def make_learner(
     ``learning_rate``; the collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    agent = make_agent(observation_space, action_space, config.network)
+    sigma_at = policy_sigma(config.network, config.rollout, total_steps)
+    agent = make_agent(observation_space, action_space, config.network, config.advantage.q_critic, sigma_at)
     updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = a2c_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> A2CState:
         k_actor, k_critic = jax.random.split(key)
         params = agent.init(k_actor, k_critic, obs)
-        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32))
+        # the estimate's key is folded from the seed, so θ's and φ's initialisation keys stay split(key)
+        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32), jax.random.fold_in(key, 1))
 
     def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
-        # Â_k = GAE(λ) under V_φk (λ = 1: n-step returns)
-        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
+        # Â_k: the selected estimator under V_φk or Q_φk (default GAE with λ = 1: n-step returns)
+        key, k_estimate = jax.random.split(state.key)
+        batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1} = θ_k + η·g: one (preconditioned, clipped) gradient step
         params, step_state, metrics = step.update(state.params, state.step, batch, None)
+        # σ_{k+1} for the next rollout, if scheduled
+        params = {**params, "actor": agent.scheduled(params["actor"], state.update + 1)}
         metrics.update(step_diagnostics(config.step, updates, batch, state.update))
-        return A2CState(params, step_state, state.update + 1), metrics
+        metrics.update(agent.sigma_metrics(state.update))
+        return A2CState(params, step_state, state.update + 1, key), metrics
 
     return agent.learner("a2c", init, learn, config.rollout)

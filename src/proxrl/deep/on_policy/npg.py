@@ -2,7 +2,7 @@
 
 The lecture's NPG (gradient form) with an advantage critic::
 
-    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h|s_h)|_{θ=θ_k} · Â_h          Â: GAE(λ) under V_φk
+    g       = (1/N) Σ_{i,h} ∇_θ log π_θ(a_h|s_h)|_{θ=θ_k} · Â_h          Â: GAE(λ) under V_φk (or --estimator)
     F_θk    = (1/N) Σ_{i,h} E_{a∼π_θk(·|s_h)}[∇log π_θk(a|s_h) ∇log π_θk(a|s_h)ᵀ]
     θ_{k+1} = θ_k + η·F_θk⁻¹ g
             = argmax_θ (θ − θ_k)ᵀ g − (1/2η)·(θ − θ_k)ᵀ F_θk (θ − θ_k)
@@ -24,7 +24,8 @@ solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step
 With ``step="trust_region"`` and ``line_search=True`` this is TRPO.
 
 The critic V_φ is fitted after the policy step by ``vf_epochs`` × ``vf_minibatches`` Adam steps on
-½(V_φ(s) − R̂)² toward the GAE λ-returns R̂ computed under V_φk. Truncation bootstraps from V at the true
+½(V_φ(s) − R̂)² toward the GAE λ-returns R̂ computed under V_φk (with another ``estimator``, toward its
+targets; the Q forms fit Q_φ(s, a) on SARSA targets, :func:`proxrl.deep.on_policy.common.estimate`). Truncation bootstraps from V at the true
 next observation and termination never does (the shared :func:`proxrl.deep.on_policy.common.make_batch`).
 """
 
@@ -38,14 +39,15 @@ import jax.numpy as jnp
 import optax
 
 from proxrl.config import Config
-from proxrl.deep.config import GAE, PolicyNetwork, Rollout
+from proxrl.deep.config import AdvantageEstimator, PolicyNetwork, Rollout
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
     Batch,
+    estimate,
     explained_variance,
     make_agent,
-    make_batch,
+    policy_sigma,
 )
 from proxrl.errors import ConfigError, check_int_at_least, check_positive
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
@@ -86,7 +88,9 @@ class NPGConfig(Config):
     rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=8, num_steps=256))
     network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
     step: NaturalStep = dataclasses.field(default_factory=NaturalStep)
-    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(norm_adv=True, gae_lambda=0.95))
+    advantage: AdvantageEstimator = dataclasses.field(
+        default_factory=lambda: AdvantageEstimator(norm_adv=True, gae_lambda=0.95)
+    )
     critic: ValueFit = dataclasses.field(default_factory=ValueFit)
 
     def check(self) -> None:
@@ -106,6 +110,8 @@ class NPGState(NamedTuple):
     step: StepState
     opt_state: optax.OptState
     key: PRNGKey
+    update: Array
+    """Updates done so far (the scheduled σ's clock)."""
 
 
 def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
@@ -131,7 +137,7 @@ def npg_step(config: NPGConfig, agent: Agent) -> ProxStep:
 def make_learner(
     config: NPGConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE → :func:`npg_step` → critic fit.
+    """NPG / TRPO as a :class:`~proxrl.types.Learner`: ``learn`` is the estimate (GAE by default) → :func:`npg_step` → critic fit.
 
     Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``
     L(θ_{k+1}) − L(θ_k), ``step_norm``, ``expected_gain`` gᵀΔθ, ``grad_norm`` ‖g‖, ``cg_residual``, ``quad_kl``
@@ -139,22 +145,25 @@ def make_learner(
     steps), ``entropy`` (at θ_k) and ``explained_variance``.
     """
     config.validate()
-    agent = make_agent(observation_space, action_space, config.network)
+    sigma_at = policy_sigma(config.network, config.rollout, total_steps)
+    agent = make_agent(observation_space, action_space, config.network, config.advantage.q_critic, sigma_at)
     step = npg_step(config, agent)
     tx = optimiser(config.critic.vf_lr, config.critic.vf_max_grad_norm, eps=1e-5)
 
     def init(key: PRNGKey, obs: Array) -> NPGState:
         key, k_actor, k_critic = jax.random.split(key, 3)
         params = agent.init(k_actor, k_critic, obs)
-        return NPGState(params, step.init(params["actor"]), tx.init(params["critic"]), key)
+        zero = jnp.zeros((), jnp.int32)
+        return NPGState(params, step.init(params["actor"]), tx.init(params["critic"]), key, zero)
 
     def critic_loss(phi: Params, batch: Batch) -> tuple[Array, Metrics]:
-        return value_loss(agent.value(phi, batch.obs), batch.value_old, batch.returns), {}
+        return value_loss(agent.value(phi, batch.obs, batch.action), batch.value_old, batch.returns), {}
 
     def learn(state: NPGState, traj: Transition) -> tuple[NPGState, Metrics]:
         key, k_fit = jax.random.split(state.key)
-        # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
+        # Â_k: the selected estimator (default GAE(λ)) under V_φk or Q_φk
+        k_estimate = jax.random.fold_in(k_fit, 1)  # only the Q forms over a box draw from it
+        batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1} = θ_k + η·(F + λI)⁻¹ g  (CG; trust-region η; optional backtracking)
         theta, step_state, metrics = step.update(state.params["actor"], state.step, batch, None)
         # φ_{k+1}: regression of V_φ on the λ-returns
@@ -181,7 +190,11 @@ def make_learner(
             entropy=jnp.mean(agent.distribution(batch.dist_old).entropy()),
             explained_variance=explained_variance(batch.value_old, batch.returns),
         )
-        return NPGState({"actor": theta, "critic": phi}, step_state, opt_state, key), metrics
+        theta = agent.scheduled(theta, state.update + 1)  # σ_{k+1}, if scheduled
+        metrics.update(agent.sigma_metrics(state.update))
+        return NPGState(
+            {"actor": theta, "critic": phi}, step_state, opt_state, key, state.update + 1
+        ), metrics
 
     # "npg" is the registry key (TRPO is npg with step="trust_region", line_search=True)
     return agent.learner("npg", init, learn, config.rollout)

@@ -3,7 +3,8 @@
 Each update k is the lecture's loop::
 
     data_k  = collect(π_θk)                   # num_envs × num_steps steps, JaxEnv.rollout (lax.scan)
-    Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments
+    Â_k     = GAE(λ) with V_φk                # estimators.gae, vmapped over environments (or another
+                                              # estimator of the lecture's slide: --estimator)
     θ_{k+1} ≈ argmax_θ  L_k(θ; Â_k) + c·H     # update_epochs × num_minibatches Adam steps on
                                               # ppo_step: clip / ratio / KL, fixed or adaptive β
     φ_{k+1} ≈ argmin_φ ½·(V_φ(s) − R̂)²        # in the same steps, weighted by vf_coef
@@ -41,14 +42,15 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.config import Config
-from proxrl.deep.config import GAE, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
+from proxrl.deep.config import AdvantageEstimator, Entropy, PolicyNetwork, PolicyStep, Rollout, ValueLoss
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
+    estimate,
     make_agent,
-    make_batch,
     num_updates,
     policy_optimiser,
+    policy_sigma,
     step_diagnostics,
 )
 from proxrl.errors import (
@@ -56,10 +58,12 @@ from proxrl.errors import (
     check_choice,
     check_in_range,
     check_int_at_least,
+    check_not_above,
+    check_not_below,
     check_positive,
 )
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
-from proxrl.prox.geometry import adaptive_beta, head_kl
+from proxrl.prox.geometry import BETA_MAX, BETA_MIN, adaptive_beta, head_kl
 from proxrl.prox.solvers import minibatch_epochs
 from proxrl.prox.surrogates import clipped_ratio, entropy_bonus, ratio, value_regression
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
@@ -97,14 +101,25 @@ class PPOSurrogate(Entropy):
     """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
     kl_target: float = 0.01
     """Target KL d_targ of the adaptive rule (β halves below d_targ/1.5, doubles above 1.5·d_targ)."""
+    beta_min: float = BETA_MIN
+    """Floor of the adaptive β ("kl_adaptive"; default 1/35, as PPO-paper-era implementations)."""
+    beta_max: float = BETA_MAX
+    """Ceiling of the adaptive β ("kl_adaptive"; default 35)."""
 
     def validate(self) -> None:
-        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0."""
+        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0, 0 < β_min ≤ β_max, and for "kl_adaptive" the
+        initial β within [β_min, β_max]."""
         super().validate()
         check_choice("surrogate", self.surrogate, SURROGATES)
         check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
         check_positive("kl_target", self.kl_target)
+        check_positive("beta_min", self.beta_min)
+        check_positive("beta_max", self.beta_max)
+        check_not_below("beta_max", self.beta_max, "beta_min", self.beta_min)
+        if self.surrogate == "kl_adaptive":
+            check_not_below("beta", self.beta, "beta_min", self.beta_min)
+            check_not_above("beta", self.beta, "beta_max", self.beta_max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +139,9 @@ class PPOConfig(Config):
     rollout: Rollout = dataclasses.field(default_factory=lambda: Rollout(num_envs=4, num_steps=128))
     network: PolicyNetwork = dataclasses.field(default_factory=PolicyNetwork)
     step: PPOStep = dataclasses.field(default_factory=lambda: PPOStep(lr=2.5e-4, anneal_lr=True))
-    advantage: GAE = dataclasses.field(default_factory=lambda: GAE(norm_adv=True, gae_lambda=0.95))
+    advantage: AdvantageEstimator = dataclasses.field(
+        default_factory=lambda: AdvantageEstimator(norm_adv=True, gae_lambda=0.95)
+    )
     surrogate: PPOSurrogate = dataclasses.field(default_factory=lambda: PPOSurrogate(ent_coef=0.01))
     critic: ClippedValueLoss = dataclasses.field(default_factory=ClippedValueLoss)
 
@@ -163,9 +180,10 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
 
     surrogate :func:`~proxrl.prox.surrogates.clipped_ratio` ("clip") or :func:`~proxrl.prox.surrogates.ratio`
     ("none", "kl_fixed", "kl_adaptive"); geometry :func:`~proxrl.prox.geometry.head_kl` with β fixed or
-    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only; the clip is the other kinds' implicit
-    geometry); solver :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches``
-    steps of clipped Adam, the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
+    :func:`~proxrl.prox.geometry.adaptive_beta` (KL kinds only, the adaptive β kept within [``beta_min``,
+    ``beta_max``]; the clip is the other kinds' implicit geometry); solver
+    :func:`~proxrl.prox.solvers.minibatch_epochs` (``update_epochs × num_minibatches`` steps of clipped Adam,
+    the learning rate annealed linearly over the run when ``anneal_lr``). The critic's
     regression joins the same steps (the PPO paper's combined objective L − c_v·L^VF + c·S).
     """
     sur, step, norm_adv = config.surrogate, config.step, config.advantage.norm_adv
@@ -175,11 +193,15 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
     extras = (
         entropy_bonus(sur.ent_coef),
         value_regression(
-            agent.value, config.critic.vf_coef, sur.clip_eps if config.critic.clip_vloss else None
+            agent.value,
+            config.critic.vf_coef,
+            sur.clip_eps if config.critic.clip_vloss else None,
+            with_action=config.advantage.q_critic,
         ),
     )
     geometry = head_kl(old) if kind.startswith("kl") else None
-    beta = {"kl_fixed": sur.beta, "kl_adaptive": adaptive_beta(sur.beta, sur.kl_target)}.get(kind)
+    adaptive = adaptive_beta(sur.beta, sur.kl_target, sur.beta_min, sur.beta_max)
+    beta = {"kl_fixed": sur.beta, "kl_adaptive": adaptive}.get(kind)
     tx = policy_optimiser(step, updates, step.update_epochs * step.num_minibatches)
     problem = Problem(surrogate, geometry, extras, policy=agent.policy_on)
     return prox_step(
@@ -190,7 +212,8 @@ def ppo_step(config: PPOConfig, agent: Agent, updates: int | None = None) -> Pro
 def make_learner(
     config: PPOConfig, observation_space: Space, action_space: Space, total_steps: int | None = None
 ) -> Learner:
-    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is GAE(λ) under V_φk, then :func:`ppo_step`.
+    """PPO as a :class:`~proxrl.types.Learner`: ``learn`` is the selected estimate (:func:`~proxrl.deep.on_policy.common.estimate`;
+    GAE(λ) under V_φk by default), then :func:`ppo_step`.
 
     Per-update metrics: the step's (``surrogate_gain``, ``kl`` the exact mean KL(π_θ_{k+1}, π_θk) over the
     batch, ``step_norm``; ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``, ``clip_frac`` averaged
@@ -198,7 +221,8 @@ def make_learner(
     collection loop adds ``episodic_return`` and ``episodes``.
     """
     config.validate()
-    agent = make_agent(observation_space, action_space, config.network)
+    sigma_at = policy_sigma(config.network, config.rollout, total_steps)
+    agent = make_agent(observation_space, action_space, config.network, config.advantage.q_critic, sigma_at)
     updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = ppo_step(config, agent, updates)
 
@@ -209,11 +233,15 @@ def make_learner(
 
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
         key, k_step = jax.random.split(state.key)
-        # Â_k = GAE(λ) under V_φk
-        batch = make_batch(agent, state.params, traj, config.rollout.gamma, config.advantage.gae_lambda)
+        # Â_k: the selected estimator (default GAE(λ)) under V_φk or Q_φk
+        k_estimate = jax.random.fold_in(k_step, 1)  # only the Q forms over a box draw from it
+        batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
+        # σ_{k+1} for the next rollout, if scheduled
+        params = {**params, "actor": agent.scheduled(params["actor"], state.update + 1)}
         metrics.update(step_diagnostics(config.step, updates, batch, state.update))
+        metrics.update(agent.sigma_metrics(state.update))
         return PPOState(params, step_state, key, state.update + 1), metrics
 
     return agent.learner("ppo", init, learn, config.rollout)

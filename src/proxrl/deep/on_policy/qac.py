@@ -52,6 +52,7 @@ from proxrl.deep.on_policy.common import (
     make_agent,
     num_updates,
     policy_optimiser,
+    policy_sigma,
 )
 from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
 from proxrl.estimators import q_advantages
@@ -134,6 +135,8 @@ class QACState(NamedTuple):
     step: StepState
     critic_opt: optax.OptState
     key: PRNGKey
+    update: Array
+    """Updates done so far (the scheduled σ's clock)."""
 
 
 class QBatch(NamedTuple):
@@ -255,7 +258,8 @@ def make_learner(
         raise ConfigError(
             "gradient='all_actions' needs a discrete action space; use gradient='sampled' for Box actions"
         )
-    agent = make_agent(observation_space, action_space, config.network)
+    sigma_at = policy_sigma(config.network, config.rollout, total_steps)
+    agent = make_agent(observation_space, action_space, config.network, sigma_at=sigma_at)
     critic = make_critic(
         action_space,
         tuple(config.network.hidden),
@@ -269,10 +273,11 @@ def make_learner(
     def init(key: PRNGKey, obs: Array) -> QACState:
         key, k_actor, k_critic, k_act = jax.random.split(key, 4)
         x = features(agent, obs)
-        theta = agent.actor.init(k_actor, x)
+        theta = agent.scheduled(agent.actor.init(k_actor, x), jnp.zeros((), jnp.int32))  # σ_0, if scheduled
         action = agent.distribution(agent.actor.apply(theta, x)).sample(seed=k_act)
         phi = critic.init(k_critic, x, action)
-        return QACState({"actor": theta, "critic": phi}, step.init(theta), tx_critic.init(phi), key)
+        zero = jnp.zeros((), jnp.int32)
+        return QACState({"actor": theta, "critic": phi}, step.init(theta), tx_critic.init(phi), key, zero)
 
     def critic_loss(phi: Params, data: tuple[Array, Array, Array]) -> tuple[Array, Metrics]:
         obs, action, y = data
@@ -320,8 +325,9 @@ def make_learner(
             explained_variance=explained_variance(q_sa, y),
             q_mean=jnp.mean(q_sa),
         )
-        params = {"actor": theta, "critic": phi}
-        return QACState(params, step_state, critic_opt, key), metrics
+        metrics.update(agent.sigma_metrics(state.update))
+        params = {"actor": agent.scheduled(theta, state.update + 1), "critic": phi}  # σ_{k+1}, if scheduled
+        return QACState(params, step_state, critic_opt, key, state.update + 1), metrics
 
     def act(state: QACState, obs: Array, key: PRNGKey) -> Array:
         return agent.distribution(agent.actor.apply(state.params["actor"], features(agent, obs))).sample(

@@ -49,6 +49,7 @@ from proxrl.deep.on_policy.common import (
     make_agent,
     num_updates,
     policy_optimiser,
+    policy_sigma,
 )
 from proxrl.errors import check_choice, check_int_at_least, check_positive
 from proxrl.estimators import discounted_returns
@@ -103,6 +104,8 @@ class REINFORCEState(NamedTuple):
     params: Params
     step: StepState
     critic_opt: optax.OptState
+    update: Array
+    """Updates done so far (the scheduled σ's clock)."""
 
 
 class ReturnBatch(NamedTuple):
@@ -174,7 +177,12 @@ def make_learner(
     steps); with ``baseline="value"`` also ``value_loss`` (at φ_k) and ``explained_variance`` (V_φk against R).
     """
     config.validate()
-    agent = make_agent(observation_space, action_space, config.network)
+    agent = make_agent(
+        observation_space,
+        action_space,
+        config.network,
+        sigma_at=policy_sigma(config.network, config.rollout, total_steps),
+    )
     use_value = config.critic.baseline == "value"
     updates = None if total_steps is None else num_updates(total_steps, config.rollout.size)
     step = reinforce_step(config, agent, updates)
@@ -183,9 +191,10 @@ def make_learner(
     def init(key: PRNGKey, obs: Array) -> REINFORCEState:
         k_actor, k_critic = jax.random.split(key)
         params = agent.init(k_actor, k_critic, obs)
+        zero = jnp.zeros((), jnp.int32)
         if not use_value:
-            return REINFORCEState({"actor": params["actor"]}, step.init(params["actor"]), ())
-        return REINFORCEState(params, step.init(params["actor"]), tx_critic.init(params["critic"]))
+            return REINFORCEState({"actor": params["actor"]}, step.init(params["actor"]), (), zero)
+        return REINFORCEState(params, step.init(params["actor"]), tx_critic.init(params["critic"]), zero)
 
     def learn(state: REINFORCEState, traj: Transition) -> tuple[REINFORCEState, Metrics]:
         params = state.params
@@ -209,7 +218,7 @@ def make_learner(
         # θ_{k+1} = θ_k + η·g (one Adam step)
         batch = ReturnBatch(obs, traj.action, adv, mask, agent.actor.apply(params["actor"], obs))
         theta, step_state, metrics = step.update(params["actor"], state.step, batch, None)
-        new_params, critic_opt = {"actor": theta}, state.critic_opt
+        new_params, critic_opt = {"actor": agent.scheduled(theta, state.update + 1)}, state.critic_opt
 
         # φ_{k+1}: vf_steps full-batch Adam steps on ½(V_φ(s) − R)², the baseline's regression
         if use_value:
@@ -233,6 +242,7 @@ def make_learner(
 
         count = jnp.maximum(jnp.sum(mask), 1.0)
         metrics.update(kept_frac=jnp.mean(mask), mean_return=jnp.sum(mask * returns) / count)
-        return REINFORCEState(new_params, step_state, critic_opt), metrics
+        metrics.update(agent.sigma_metrics(state.update))
+        return REINFORCEState(new_params, step_state, critic_opt, state.update + 1), metrics
 
     return agent.learner("reinforce", init, learn, config.rollout)

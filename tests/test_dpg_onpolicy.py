@@ -1,0 +1,89 @@
+"""DPG in the lecture's on-policy form: the SARSA target on a hand-built rollout, one update from the learner,
+bad input. (Learning on Pendulum: bench/bench_dpg_onpolicy.py, figures in docs/methods/dpg.md.)"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_config_error, gymnax_loop
+from proxrl.config import override
+from proxrl.deep.on_policy.dpg import DPGOnPolicyConfig, sarsa_targets
+from proxrl.errors import ConfigError
+from proxrl.run.train import make_train
+from proxrl.types import Transition
+
+
+def test_sarsa_target_on_a_hand_built_rollout():
+    """T = 4 steps in 2 environments, γ = 0.5, Q(s, a) = s + 10a and μ(s) = −s (observations are scalars s).
+    Environment 0 terminates at h = 1; environment 1 is truncated there. The target at h bootstraps from the
+    rollout's next (s_{h+1}, a_{h+1}) where the episode continues in the rollout, from (s', μ(s')) at the
+    true next observation after the last step or the truncation, and not at all after the termination."""
+    obs = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    action = np.array([[0.5, 0.5], [-1.0, -1.0], [0.2, 0.2], [0.1, 0.1]])
+    next_obs = np.array([[1.0, 1.0], [7.0, 7.0], [3.0, 3.0], [4.0, 4.0]])  # 7: the true final observation
+    terminated = np.array([[False, False], [True, False], [False, False], [False, False]])
+    traj = Transition(
+        obs=jnp.asarray(obs)[..., None],
+        action=jnp.asarray(action)[..., None],
+        reward=jnp.ones((4, 2)),
+        terminated=jnp.asarray(terminated),
+        truncated=jnp.asarray(terminated[:, ::-1]),
+        next_obs=jnp.asarray(next_obs)[..., None],
+    )
+    q = lambda s, a: s[..., 0] + 10.0 * a[..., 0]
+    mu = lambda s: -s
+    y = np.asarray(sarsa_targets(q, mu, traj, 0.5))
+    # h = 0: Q(s_1, a_1) = 1 − 10 = −9 → 1 + 0.5·(−9) = −3.5 in both environments
+    # h = 1: terminated → 1; truncated → 1 + 0.5·Q(7, μ(7)) = 1 + 0.5·(7 − 70) = −30.5
+    # h = 2: Q(s_3, a_3) = 3 + 1 = 4 → 3; h = 3 (last): Q(4, μ(4)) = 4 − 40 = −36 → −17
+    np.testing.assert_allclose(y[:, 0], [-3.5, 1.0, 3.0, -17.0])
+    np.testing.assert_allclose(y[:, 1], [-3.5, -30.5, 3.0, -17.0])
+    # the replay form's target would use μ(s_{h+1}) instead of the rollout's a_{h+1}: h = 0 gives 1 + 0.5·(1 − 10)
+    # only because a_1 = μ(s_1) = −1 here; at h = 2, μ(3) = −3 ≠ a_3 = 0.1, and the SARSA target is 3, not −15
+    assert y[2, 0] != 1 + 0.5 * q(np.array([3.0]), mu(np.array([3.0])))
+
+
+def test_one_update_moves_actor_and_critic_toward_their_targets():
+    config = override(
+        DPGOnPolicyConfig(),
+        num_envs=2,
+        num_steps=16,
+        hidden=(16,),
+        q_epochs=2,
+        q_minibatches=2,
+        actor_steps=2,
+    )
+    trainer = gymnax_loop(config, "Pendulum-v1", 1)
+    state = trainer.init(jax.random.key(0))
+    new, metrics = jax.jit(trainer.update)(state)
+    for name in ("critic_loss", "q", "target_q", "actor_loss", "surrogate_gain", "step_norm"):
+        assert np.isfinite(float(metrics[name])), name
+    assert float(metrics["surrogate_gain"]) > 0  # the actor's step raised (1/N) Σ Q_φk(s, μ_θ(s))
+    old, fresh = state.carry.learner.params, new.carry.learner.params
+    for part in ("actor", "critic"):
+        diff = sum(
+            float(jnp.sum(jnp.abs(a - b)))
+            for a, b in zip(jax.tree.leaves(old[part]), jax.tree.leaves(fresh[part]), strict=True)
+        )
+        assert diff > 0, part
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"q_epochs": 0}, "q_epochs must be an integer >= 1, got 0"),
+        ({"q_minibatches": 3}, "q_minibatches must divide num_envs·num_steps = 256, got 3"),
+        ({"exploration_noise": -0.1}, "exploration_noise must lie in [0, inf), got -0.1"),
+    ],
+)
+def test_bad_config(change, message):
+    config = override(DPGOnPolicyConfig(), **change)
+    assert assert_one_line_config_error(config, make_train, "Pendulum-v1") == message
+
+
+def test_needs_box_actions():
+    with pytest.raises(ConfigError, match="On-policy DPG needs a continuous"):
+        make_train(DPGOnPolicyConfig(), "CartPole-v1", 10_000)
