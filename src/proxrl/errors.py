@@ -186,3 +186,14 @@ def _bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} PiB"
+
+
+SEED_LIMIT = 2**32
+"""Seeds are integers in [0, 2³²): JAX's threefry keys hold 32-bit words."""
+
+
+def check_seed(name: str, value: int) -> int:
+    """An integer seed in [0, 2³²)."""
+    if isinstance(value, bool) or int(value) != value or not 0 <= int(value) < SEED_LIMIT:
+        raise ConfigError(f"{name} must be an integer in [0, 2^32), got {_fmt(value)}")
+    return int(value)

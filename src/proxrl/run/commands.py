@@ -18,7 +18,7 @@ from proxrl.run.checkpoints import read_checkpoint, restore
 from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import Runner
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import mean_ci, return_range
 from proxrl.run.train import (
     CHECKPOINT,
     RunConfig,
@@ -127,7 +127,7 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     num_seeds = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(jax.random.key(cmd.seed), num_seeds)
     returns = runner.evaluate(state, keys, cmd.seed)
-    ci = mean_ci(returns)
+    ci = mean_ci(returns, bounds=return_range(env))
     lines = [
         f"# Evaluation of {algo} on {env}",
         "",

@@ -22,9 +22,8 @@ if TYPE_CHECKING:
 
 
 def latest_per_step(rows: np.ndarray) -> np.ndarray:
-    """The rows of an append-only table (a structured array with a ``step`` field) keeping, for each step,
-    the last row written, in step order. A run killed after logging a chunk but before its checkpoint is
-    resumed from the earlier checkpoint and logs that chunk again; the later rows are the resumed run's."""
+    """The rows of a table (a structured array with a ``step`` field) keeping, for each step, the last row
+    written, in step order. (A resume cuts the tables back to its checkpoint, so their steps do not repeat.)"""
     steps = rows["step"]
     last = {float(step): i for i, step in enumerate(steps)}
     return rows[sorted(last.values(), key=lambda i: steps[i])]
@@ -72,8 +71,14 @@ def finish_run(
         f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
         f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
         f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
-        f"- training time: {rows['chunk_seconds'].sum():.1f} s (compile included in the first chunk)\n"
+        f"- training time: {training_seconds(rd):.1f} s (compile included in the first chunk)\n"
         f"- learning curve: {drawn.describe()}\n\n"
-        "Files: `metrics.csv` (per update, mean over seeds), `eval.csv`, `tb/` (TensorBoard), "
-        "`learning_curve.png`, `checkpoint.safetensors`.\n"
+        "Files: `metrics.csv` (per update, mean over seeds), `eval.csv`, `timing.csv` (wall-clock seconds per "
+        "chunk), `tb/` (TensorBoard), `learning_curve.png`, `checkpoint.safetensors`.\n"
     )
+
+
+def training_seconds(rd: RunDir) -> float:
+    """Wall-clock seconds of the run's chunks (timing.csv)."""
+    rows = np.atleast_1d(np.genfromtxt(rd.path / "timing.csv", delimiter=",", names=True))
+    return float(latest_per_step(rows)["chunk_seconds"].sum())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import uuid
 import warnings
@@ -37,21 +38,28 @@ import jax.numpy as jnp
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from proxrl.config import check_finite, is_piece, override, to_record
+from proxrl.config import check_finite, check_numbers, is_piece, override, to_record
 from proxrl.deep import loops, registry
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import JaxEnv, Space
 from proxrl.deep.loops import Normalization
 from proxrl.deep.on_policy.common import num_updates
-from proxrl.errors import ConfigError, NonFiniteError, check_choice, check_int_at_least
+from proxrl.errors import (
+    ConfigError,
+    NonFiniteError,
+    check_choice,
+    check_int_at_least,
+    check_memory,
+    check_seed,
+)
 from proxrl.run import faults
 from proxrl.run.cache import enable_compilation_cache
 from proxrl.run.checkpoints import Checkpoint, read_checkpoint, restore, save_checkpoint
 from proxrl.run.host import HostRunner, gym_spaces
-from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir, to_jsonable
 from proxrl.run.runner import Runner
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import mean_ci, return_range
+from proxrl.run.summary import finish_run, latest_per_step  # noqa: F401  (latest_per_step re-exported)
 from proxrl.types import Learner, Metrics, PRNGKey
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -66,7 +74,10 @@ class RunConfig:
     total_steps: int = 100_000
     """Environment steps per seed."""
     eval_every: int = 10_000
-    """Environment steps between evaluations, metric rows and checkpoints."""
+    """Environment steps between evaluations and checkpoints (rounded down to whole updates, at least one)."""
+    log_every: int = 1_000
+    """Environment steps between rows of metrics.csv: each row is the mean over the updates since the last one
+    (whole updates, at least one: on-policy algorithms log every update)."""
     eval_episodes: int = 10
     """Deterministic episodes per evaluation (per seed)."""
     seed: int = 0
@@ -94,11 +105,19 @@ class RunConfig:
     """Scale rewards by the running standard deviation of the discounted return (saved with checkpoints)."""
 
     def validate(self) -> None:
+        """One-line ConfigError naming the first bad option."""
+        check_numbers(self)
         check_choice("backend", self.backend, BACKENDS)
         check_int_at_least("num_seeds", self.num_seeds)
         check_int_at_least("total_steps", self.total_steps)
         check_int_at_least("eval_every", self.eval_every)
+        check_int_at_least("log_every", self.log_every)
         check_int_at_least("eval_episodes", self.eval_episodes)
+        check_seed("seed", self.seed)
+        for name in ("out", "resume", "compile_cache_dir"):
+            value = getattr(self, name)
+            if value is not None and str(value) in ("", "."):
+                raise ConfigError(f"--{name.replace('_', '-')} must name a directory, got {str(value)!r}")
 
 
 BACKENDS = ("auto", "gymnax", "gymnasium")
@@ -173,8 +192,11 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
         env = loops.env_for(env_id)
         learner = _learner(config, env_id, env.observation_space, env.action_space, budget)
+        check_run_memory(learner, env.observation_space, run_cfg.num_seeds)
         return JaxRunner(learner, env, norm, run_cfg.eval_episodes)
-    learner = _learner(config, env_id, *gym_spaces(env_id), budget)
+    observation_space, action_space = gym_spaces(env_id)
+    learner = _learner(config, env_id, observation_space, action_space, budget)
+    check_run_memory(learner, observation_space, run_cfg.num_seeds)
     return HostRunner(learner, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed)
 
 
@@ -224,17 +246,69 @@ def make_evaluate(
 
 
 def plan(run_cfg: RunConfig, steps_per_update: int) -> tuple[int, int]:
-    """``(updates per chunk K, number of chunks)``: ``K = eval_every // steps_per_update`` (at least 1)
-    and the budget rounded to the nearest whole number of chunks (at least one), so a run takes
-    ``planned_steps`` = K·chunks·steps_per_update environment steps per seed."""
-    k = max(1, run_cfg.eval_every // steps_per_update)
-    return k, max(1, round(run_cfg.total_steps / (k * steps_per_update)))
+    """``(updates per chunk K, number of chunks)``: the budget is ``U = total_steps // steps_per_update`` whole
+    updates, cut into chunks of ``K = eval_every // steps_per_update`` updates (at least 1, at most U); the last
+    chunk holds what is left (:func:`chunk_updates`), so a run takes exactly U updates."""
+    updates = max(1, run_cfg.total_steps // steps_per_update)
+    k = min(max(1, run_cfg.eval_every // steps_per_update), updates)
+    return k, -(-updates // k)
+
+
+def chunk_updates(run_cfg: RunConfig, steps_per_update: int, chunk: int) -> int:
+    """Updates in chunk ``chunk`` (0-based) of :func:`plan`: K, but what is left of the budget in the last."""
+    k, chunks = plan(run_cfg, steps_per_update)
+    updates = max(1, run_cfg.total_steps // steps_per_update)
+    return k if chunk < chunks - 1 else updates - k * (chunks - 1)
+
+
+def planned_steps_after(run_cfg: RunConfig, steps_per_update: int, chunks: int) -> int:
+    """Environment steps at the end of the first ``chunks`` chunks of :func:`plan`."""
+    k, _ = plan(run_cfg, steps_per_update)
+    return min(chunks * k, max(1, run_cfg.total_steps // steps_per_update)) * steps_per_update
 
 
 def planned_steps(run_cfg: RunConfig, steps_per_update: int) -> int:
-    """Environment steps per seed that :func:`train` will take (see :func:`plan`)."""
-    k, chunks = plan(run_cfg, steps_per_update)
-    return k * chunks * steps_per_update
+    """Environment steps per seed that :func:`train` will take: whole updates, the budget rounded down to a
+    multiple of ``steps_per_update`` (:func:`budget_note` says so when it is not one)."""
+    return max(1, run_cfg.total_steps // steps_per_update) * steps_per_update
+
+
+def budget_note(run_cfg: RunConfig, steps_per_update: int) -> str | None:
+    """A one-line note when the budget is not a whole number of updates (None when it is)."""
+    if run_cfg.total_steps % steps_per_update == 0:
+        return None
+    planned = planned_steps(run_cfg, steps_per_update)
+    return (
+        f"note: --total-steps {run_cfg.total_steps:,} is not a multiple of the {steps_per_update:,} steps of one "
+        f"update (num_envs·num_steps); training {planned:,} steps ({planned // steps_per_update:,} updates)"
+    )
+
+
+def estimated_bytes(learner: Learner, observation_space: Space, num_seeds: int) -> int:
+    """Bytes the training state of ``num_seeds`` seeds (parameters, optimiser state, replay buffer, …) and one
+    rollout hold, from the shapes alone (``jax.eval_shape``: nothing is allocated)."""
+    shape = (learner.num_envs, *observation_space.shape)
+    obs = jax.ShapeDtypeStruct(shape, jnp.float32)
+    state = jax.eval_shape(learner.init, jax.ShapeDtypeStruct((), jax.random.key(0).dtype), obs)
+    state_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(state))
+    obs_size = int(np.prod(observation_space.shape)) if observation_space.shape else 1
+    rollout_bytes = learner.num_envs * learner.num_steps * (2 * obs_size + 8) * 4
+    return num_seeds * (state_bytes + rollout_bytes)
+
+
+def check_run_memory(learner: Learner, observation_space: Space, num_seeds: int) -> None:
+    """Refuse, before anything is allocated, a run whose state and rollouts exceed the memory available."""
+    check_memory(
+        estimated_bytes(learner, observation_space, num_seeds),
+        "training state and rollouts",
+        "num_seeds, num_envs·num_steps, buffer_size and the network sizes",
+    )
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """The mean of the finite-or-NaN values (NaN when all are NaN: the quantity was not measured)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
 def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
@@ -268,8 +342,16 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
     record = config_record(runner.name, env_id, run_cfg, algo_config)
     updates_per_chunk, num_chunks = plan(run_cfg, runner.steps_per_update)
     steps_per_chunk = updates_per_chunk * runner.steps_per_update
+    note = budget_note(run_cfg, runner.steps_per_update)
+    if note is not None:
+        print(note, file=sys.stderr)
     if run_cfg.resume is not None:
-        rd, start, checkpoint, record = _resume(Path(run_cfg.resume), runner.name, record, steps_per_chunk)
+        rd, start, checkpoint, record = _resume(
+            Path(run_cfg.resume),
+            runner.name,
+            record,
+            lambda c: planned_steps_after(run_cfg, runner.steps_per_update, c),
+        )
     else:
         rd = RunDir(f"{runner.name}-{env_id.replace('/', '_')}", run_cfg.out, lock=True)
         start, checkpoint = 0, None
@@ -301,12 +383,13 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
                 )
                 for c in range(start, num_chunks):
                     t0 = time.perf_counter()
-                    new_state, metrics = runner.chunk(state, updates_per_chunk)
+                    n = chunk_updates(run_cfg, runner.steps_per_update, c)
+                    new_state, metrics = runner.chunk(state, n)
                     fault = non_finite(metrics, new_state)
                     if fault is None:  # (a broken policy is not evaluated: some simulators fail on NaN)
                         keys = jax.random.split(jax.random.fold_in(eval_key, c), run_cfg.num_seeds)
                         returns = runner.evaluate(new_state, keys, c)
-                        fault = non_finite_returns(returns, updates_per_chunk - 1)
+                        fault = non_finite_returns(returns, n - 1)
                     if fault is not None:
                         kept = (
                             f"its checkpoint of step {c * steps_per_chunk:,} is kept"
@@ -320,11 +403,13 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
                     seconds = time.perf_counter() - t0
                     state = new_state
                     means = _mean_scalars({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in metrics.items()})
-                    for u in range(updates_per_chunk):
-                        step = (c * updates_per_chunk + u + 1) * runner.steps_per_update
-                        rd.log_scalars(step, {k: float(v[u]) for k, v in means.items()})
-                    step = (c + 1) * steps_per_chunk
-                    ci = mean_ci(returns)
+                    group = max(1, run_cfg.log_every // runner.steps_per_update)
+                    for u0 in range(0, n, group):  # one row per log_every steps: the mean of its updates
+                        u1 = min(u0 + group, n)
+                        step = (c * updates_per_chunk + u1) * runner.steps_per_update
+                        rd.log_scalars(step, {k: _nanmean(v[u0:u1]) for k, v in means.items()})
+                    step = (c * updates_per_chunk + n) * runner.steps_per_update
+                    ci = mean_ci(returns, bounds=return_range(env_id))
                     rd.log_scalars(
                         step,
                         {"eval_return_mean": ci.mean, "eval_return_lo": ci.lo, "eval_return_hi": ci.hi}
@@ -343,7 +428,7 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
         finally:
             runner.close()
         rd.flush()
-        _finish(rd, runner.name, env_id, run_cfg)
+        finish_run(rd, runner.name, env_id, run_cfg)
     finally:
         rd.close()
     return rd
@@ -557,7 +642,7 @@ def _option(path: tuple[str, ...]) -> str:
 
 
 def _resume(
-    path: Path, algo: str, record: dict, steps_per_chunk: int
+    path: Path, algo: str, record: dict, steps_after: Callable[[int], int]
 ) -> tuple[RunDir, int, Checkpoint | None, dict]:
     """The locked run directory ``path``, cut back to its checkpoint, the chunk to continue from, the
     verified checkpoint (None: a run stopped before its first checkpoint, started again from scratch) and the
@@ -577,10 +662,11 @@ def _resume(
                 check_config_json(stored, info, path)
             if info.algo != algo or previous["algo"] != algo:
                 raise ConfigError(f"--resume {str(path)!r} holds a {info.algo!r} run, not {algo!r}")
-            if info.step != info.chunk * steps_per_chunk:
+            if info.step != steps_after(info.chunk):
                 raise ConfigError(
-                    f"checkpoint {str(path / CHECKPOINT)!r} is at step {info.step} after {info.chunk} chunks, "
-                    f"not a multiple of this configuration's {steps_per_chunk} steps per chunk"
+                    f"checkpoint {str(path / CHECKPOINT)!r} is at step {info.step:,} after {info.chunk} chunks, "
+                    f"where this budget's chunks end at step {steps_after(info.chunk):,} (a run whose last chunk "
+                    "was cut short cannot be extended)"
                 )
         elif stored is not None:
             checkpoint, previous, start = None, stored, 0
@@ -595,7 +681,7 @@ def _resume(
                 f"--resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
                 f"now {now!r}; pass the same options"
             )
-        rd.cut_back(start * steps_per_chunk)
+        rd.cut_back(steps_after(start))
         record = {**record, "run_id": previous.get("run_id") or uuid.uuid4().hex}
         if stored != record:
             rd.write_config(record)
@@ -603,47 +689,3 @@ def _resume(
         rd.close()
         raise
     return rd, start, checkpoint, record
-
-
-def latest_per_step(rows: np.ndarray) -> np.ndarray:
-    """The rows of a table (a structured array with a ``step`` field) keeping, for each step, the last row
-    written, in step order. (A resume cuts the tables back to its checkpoint, so their steps do not repeat.)"""
-    steps = rows["step"]
-    last = {float(step): i for i, step in enumerate(steps)}
-    return rows[sorted(last.values(), key=lambda i: steps[i])]
-
-
-def _finish(rd: RunDir, algo: str, env_id: str, run_cfg: RunConfig) -> None:
-    """Learning-curve PNG (mean and 95% band over seeds) and summary.md from eval.csv."""
-    rows = latest_per_step(np.atleast_1d(np.genfromtxt(rd.path / "eval.csv", delimiter=",", names=True)))
-    cols = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
-    per_seed = np.stack([rows[n] for n in cols], axis=1)  # [E, N]
-    steps = rows["step"]
-    fig, ax = figure()
-    seeds = f"{len(cols)} seed{'s' if len(cols) > 1 else ''}"
-    band(ax[0, 0], steps, per_seed.T, f"{algo} ({seeds})")
-    ax[0, 0].set(
-        xlabel="environment steps (per seed)", ylabel="evaluation return", title=f"{algo} on {env_id}"
-    )
-    ax[0, 0].legend()
-    rd.save_figure(fig, "learning_curve")
-    final = mean_ci(per_seed[-1])
-    best = per_seed.max(axis=0)
-    rd.write_summary(
-        f"# {algo} on {env_id}\n\n"
-        f"{seeds} × {int(steps[-1]):,} environment steps"
-        f"{', seeds trained together (vmapped)' if len(cols) > 1 else ''}.\n\n"
-        f"- final evaluation return: {final.mean:.1f} ({final.interval()}), "
-        f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
-        f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
-        f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
-        f"- training time: {_training_seconds(rd):.1f} s (compile included in the first chunk)\n\n"
-        "Files: `metrics.csv` (per update, mean over seeds), `eval.csv`, `tb/` (TensorBoard), "
-        "`learning_curve.png`, `checkpoint.safetensors`.\n"
-    )
-
-
-def _training_seconds(rd: RunDir) -> float:
-    """Wall-clock seconds of the run's chunks (timing.csv)."""
-    rows = np.atleast_1d(np.genfromtxt(rd.path / "timing.csv", delimiter=",", names=True))
-    return float(latest_per_step(rows)["chunk_seconds"].sum())
