@@ -13,7 +13,7 @@ import tyro
 from proxrl.config import check_finite, from_record
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
-from proxrl.errors import ConfigError, check_int_at_least
+from proxrl.errors import ConfigError, check_int_at_least, check_seed
 from proxrl.run.checkpoints import read_checkpoint, restore
 from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
@@ -123,6 +123,10 @@ def load_run(run_dir: Path, eval_episodes: int = 10) -> tuple[str, str, Any, Run
 
 def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     check_int_at_least("episodes", cmd.episodes)
+    check_int_at_least("gif_steps", cmd.gif_steps)
+    check_seed("seed", cmd.seed)
+    if cmd.gif is not None and (str(cmd.gif) in ("", ".") or cmd.gif.is_dir()):
+        raise ConfigError(f"--gif must name a file, got {str(cmd.gif)!r}")
     algo, env, _, runner, state = load_run(cmd.run_dir, cmd.episodes)
     num_seeds = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(jax.random.key(cmd.seed), num_seeds)

@@ -342,9 +342,6 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
     record = config_record(runner.name, env_id, run_cfg, algo_config)
     updates_per_chunk, num_chunks = plan(run_cfg, runner.steps_per_update)
     steps_per_chunk = updates_per_chunk * runner.steps_per_update
-    note = budget_note(run_cfg, runner.steps_per_update)
-    if note is not None:
-        print(note, file=sys.stderr)
     if run_cfg.resume is not None:
         rd, start, checkpoint, record = _resume(
             Path(run_cfg.resume),
@@ -363,6 +360,9 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
             rd.close()
             raise
 
+    note = budget_note(run_cfg, runner.steps_per_update)
+    if note is not None:
+        print(note, file=sys.stderr)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
