@@ -5,8 +5,9 @@
 #   sb3    Stable-Baselines3 on PyTorch 2.13.0 (CPU), Gymnasium with MuJoCo
 #   sbx    SBX (Stable-Baselines3 on JAX), Gymnasium with MuJoCo
 #   rejax  Rejax on gymnax 0.0.9 (Rejax 0.1.3 does not run on gymnax 1.x, whose step returns 6 values)
+#   evosax evosax 0.3.x (OpenAI-ES, bench/bench_es_peers.py) on gymnax 1.x (six: gymnax's MNIST module imports it)
 #
-# Usage:   bash bench/setup_peers.sh [sb3] [sbx] [rejax]      (no argument: all three)
+# Usage:   bash bench/setup_peers.sh [sb3] [sbx] [rejax] [evosax]      (no argument: all four)
 # Where:   $PEERS_DIR/<name>/bin/python, PEERS_DIR defaulting to ~/.cache/proxrl-peers
 # Python:  $PEERS_PYTHON (default python3) creates the venvs; 3.11 is what the figures in RESULTS.md used.
 # pip:     $PEERS_PIP_ARGS is passed to every `pip install` (e.g. an extra index holding PyTorch's CPU-only
@@ -42,15 +43,16 @@ install_peer() {  # install_peer NAME PIP-REQUIREMENT...
 
 peers=("$@")
 if [[ ${#peers[@]} -eq 0 ]]; then
-    peers=(sb3 sbx rejax)
+    peers=(sb3 sbx rejax evosax)
 fi
 for peer in "${peers[@]}"; do
     case "$peer" in
         sb3) install_peer sb3 "torch==2.13.0" stable-baselines3 "gymnasium[mujoco]" ;;
         sbx) install_peer sbx sbx-rl "gymnasium[mujoco]" ;;
         rejax) install_peer rejax rejax "gymnax==0.0.9" ;;
+        evosax) install_peer evosax "evosax>=0.3,<0.4" "gymnax>=1.0" six ;;
         *)
-            echo "unknown peer '$peer' (choose from: sb3 sbx rejax)" >&2
+            echo "unknown peer '$peer' (choose from: sb3 sbx rejax evosax)" >&2
             exit 2
             ;;
     esac

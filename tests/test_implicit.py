@@ -6,6 +6,8 @@ The ES learning check runs on gymnax CartPole-v1 (5 seeds in two vmapped calls, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +21,9 @@ from proxrl.deep.implicit import ac, es
 from proxrl.deep.implicit.policy import ImplicitNetwork, ImplicitPolicy, implicit_policy
 from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace
 from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.off_policy import sac, td3
 from proxrl.deep.off_policy.common import CriticBatch
+from proxrl.deep.on_policy import ppo
 from proxrl.errors import ConfigError
 from proxrl.run.train import make_evaluate, make_train
 from proxrl.types import Transition
@@ -200,8 +204,11 @@ def test_implicit_ac_trains_and_repeats():
     "options, message",
     [
         (dict(num_envs=5), "must be even with antithetic pairs"),
+        (dict(num_envs=1), "num_envs (the population) must be >= 2"),
         (dict(num_envs=1, antithetic=False), "num_envs (the population) must be >= 2"),
         (dict(sigma=0.0), "sigma must be a finite number > 0"),
+        (dict(sigma=-0.1), "sigma must be a finite number > 0"),
+        (dict(shift=float("nan")), "shift must be a finite number"),
         (dict(top_b=40), "top_b must be <= the number of pairs (32)"),
         (dict(shaping="fancy"), "shaping must be one of"),
         (dict(noise_dim=-1), "noise_dim must be an integer >= 0"),
@@ -216,8 +223,34 @@ def test_es_bad_config_is_one_line(options, message):
 def test_cli_bad_input_exits_2(capsys):
     assert main(["train", "es", "--num-envs", "7"]) == 2
     assert "even with antithetic pairs" in capsys.readouterr().err
+    for bad, message in [
+        (["--sigma", "0"], "sigma must be a finite number > 0"),
+        (["--sigma", "-0.5"], "sigma must be a finite number > 0"),
+        (["--num-envs", "1", "--no-antithetic"], "must be >= 2"),
+    ]:
+        assert main(["train", "es", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
     assert main(["train", "implicit_ac", "--env", "CartPole-v1"]) == 2
     assert "needs a continuous (Box) action space" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (ppo.PPOConfig(), "ppo cannot train an implicit policy: it needs log π_θ(a|s)"),
+        (sac.SACConfig(), "sac cannot train an implicit policy: it needs log π_θ(a|s)"),
+        (td3.TD3Config(), "td3 cannot train an implicit policy: its actor is a deterministic μ_θ(s)"),
+    ],
+)
+def test_implicit_policy_with_an_explicit_algorithm_is_one_line(config, message):
+    """An implicit policy (no density) handed to an algorithm that needs log π_θ, or whose actor has no noise
+    input, fails before anything is built instead of being read as that algorithm's own network."""
+    config = dataclasses.replace(config, network=ImplicitNetwork(hidden=tuple(config.network.hidden)))
+    with pytest.raises(ConfigError) as err:
+        make_train(config, "Pendulum-v1", 1000)
+    assert message in str(err.value) and "use es or implicit_ac" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_policy_shapes():

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from proxrl.deep.implicit import ac as implicit_ac
 from proxrl.deep.implicit import es
+from proxrl.deep.implicit.policy import ImplicitNetwork
 from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
 from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
 from proxrl.deep.on_policy import dpg as dpg_onpolicy
@@ -94,10 +95,34 @@ TRAINERS: dict[str, Entry] = {
 }
 
 
+IMPLICIT: tuple[str, ...] = ("es", "implicit_ac")
+"""The algorithms that train an implicit policy a = g_θ(s, ξ) (whose density is not available)."""
+
+LOG_PI: tuple[str, ...] = ("reinforce", "npg", "qac", "a2c", "ppo", "sac", "offpolicy_ac")
+"""The algorithms whose update needs log π_θ(a|s) (score function, ratio, KL or entropy)."""
+
+
+def check_policy_class(name: str, config: Any) -> None:
+    """An implicit policy (:class:`~proxrl.deep.implicit.policy.ImplicitNetwork`) only with the algorithms that
+    train one (:data:`IMPLICIT`): a one-line :class:`ConfigError` otherwise, since the others would read it as
+    their own network and drop the noise input."""
+    network = getattr(config, "network", None)
+    if name in IMPLICIT or not isinstance(network, ImplicitNetwork):
+        return
+    why = (
+        "it needs log π_θ(a|s), which an implicit policy a = g_θ(s, ξ) does not have"
+        if name in LOG_PI
+        else "its actor is a deterministic μ_θ(s) with no noise input"
+    )
+    raise ConfigError(f"{name} cannot train an implicit policy: {why}; use {' or '.join(IMPLICIT)}")
+
+
 def entry_for(config: Any) -> tuple[str, Entry]:
-    """``(name, entry)`` of the algorithm whose config type ``config`` is (a :class:`ConfigError` otherwise)."""
+    """``(name, entry)`` of the algorithm whose config type ``config`` is (a :class:`ConfigError` otherwise, and
+    for an implicit policy given to an algorithm that cannot train one: :func:`check_policy_class`)."""
     for name, entry in TRAINERS.items():
         if type(config) is entry.config:
+            check_policy_class(name, config)
             return name, entry
     raise ConfigError(
         f"{type(config).__name__} is not the config of a registered algorithm ({', '.join(TRAINERS)})"

@@ -61,6 +61,33 @@ PRESETS: dict[str, dict[str, Preset]] = {
             _MUJOCO_OFF_POLICY_RUN,
         ),
     },
+    "es": {
+        "pendulum": Preset(
+            "Pendulum-v1 (gymnax; use with --env Pendulum-v1): 64 members (32 antithetic pairs) × 1000 steps (5 "
+            "episodes each), σ = 0.05, Adam 0.05, centered ranks, 32×32 tanh generator with one noise input, 300 "
+            "generations (19.2M steps); the best setting measured, yet 8 of 12 seeds reach −300 (bench/RESULTS.md)",
+            {"num_envs": 64, "num_steps": 1000, "sigma": 0.05, "lr": 0.05},
+            {"total_steps": 19_200_000, "eval_every": 640_000, "eval_episodes": 10},
+        ),
+        "ars_halfcheetah": Preset(
+            "ARS V2-t's HalfCheetah setting (Mania et al. 2018): a linear policy without noise input on standardised "
+            "observations, 32 directions (64 members × one 1000-step episode), top 4, returns over their standard "
+            "deviation, the plain step with α = 0.02 (η = 2να = 0.0012), ν = σ = 0.03",
+            {
+                "num_envs": 64,
+                "num_steps": 1000,
+                "linear": True,
+                "noise_dim": 0,
+                "obs_norm": True,
+                "shaping": "std",
+                "top_b": 4,
+                "solver": "sgd",
+                "lr": 0.0012,
+                "sigma": 0.03,
+            },
+            {"eval_every": 128_000, "eval_episodes": 3},
+        ),
+    },
 }
 
 

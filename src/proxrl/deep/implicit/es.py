@@ -69,12 +69,17 @@ class Perturbation:
     """Fitness shaping: "rank" (centered ranks, OpenAI-ES), "std" (returns divided by their standard deviation, ARS) or "none"."""
     top_b: int = 0
     """Keep the b pairs with the largest max(F⁺, F⁻) (ARS); 0 keeps every pair."""
+    shift: float = 0.0
+    """Subtracted from every reward when members are scored (ARS's "shift": 1 removes the survival bonus of Hopper,
+    Walker2d and Ant, so that standing still stops being a local optimum); evaluations see the true rewards."""
 
     def validate(self) -> None:
-        """σ > 0, a known shaping, top_b ≥ 0."""
+        """σ > 0, a known shaping, top_b ≥ 0, a finite shift."""
         check_positive("sigma", self.sigma)
         check_choice("shaping", self.shaping, SHAPINGS)
         check_int_at_least("top_b", self.top_b, 0)
+        if not np.isfinite(float(self.shift)):
+            raise ConfigError(f"shift must be a finite number, got {self.shift!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +171,9 @@ def make_learner(
 ) -> Learner:
     """Evolution strategies as a :class:`~proxrl.types.Learner` (see the module docstring).
 
-    Metrics: ``fitness_mean``, ``fitness_max`` (mean and best return of the scored members), ``scored`` (fraction
-    of the pairs used), ``episodes_scored``, and the step's ``grad_estimate_norm``, ``surrogate_gain``,
+    Metrics: ``fitness_mean``, ``fitness_max`` (mean and best return of the scored members, less ``shift`` per
+    step), ``scored`` (fraction of the pairs used), ``episodes_scored``, ``episodes_ended`` (every episode that
+    ended in the rollout, scored or not: what the generation cost in episodes), and the step's ``grad_estimate_norm``, ``surrogate_gain``,
     ``step_norm``, ``beta``.
     """
     del total_steps  # no schedule
@@ -214,7 +220,8 @@ def make_learner(
 
     def learn(state: ESState, traj: Transition) -> tuple[ESState, Metrics]:
         done = traj.terminated | traj.truncated
-        fitness, episodes, fresh = episode_fitness(jnp.asarray(traj.reward, jnp.float32), done, state.fresh)
+        reward = jnp.asarray(traj.reward, jnp.float32) - pert.shift
+        fitness, episodes, fresh = episode_fitness(reward, done, state.fresh)
         scored = episodes > 0
         if pert.antithetic:
             valid_pair = scored[:pairs] & scored[pairs:]
@@ -255,6 +262,7 @@ def make_learner(
             fitness_max=jnp.where(jnp.any(valid), jnp.max(jnp.where(valid, fitness, -jnp.inf)), jnp.nan),
             scored=jnp.mean(valid_pair.astype(jnp.float32)),
             episodes_scored=jnp.sum(episodes),
+            episodes_ended=jnp.sum(done),
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
