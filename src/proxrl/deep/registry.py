@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from proxrl.deep import appo
 from proxrl.deep.off_policy import ddpg, dpg, offpolicy_ac, sac, td3
 from proxrl.deep.on_policy import a2c, npg, ppo, qac, reinforce
 from proxrl.errors import ConfigError
@@ -47,6 +48,12 @@ TRAINERS: dict[str, Entry] = {
         ppo.PPOConfig,
         ppo.make_learner,
         "PPO (clip, KL fixed/adaptive, or none) with GAE.",
+    ),
+    "appo": Entry(
+        appo.APPOConfig,
+        appo.make_learner,
+        "APPO: asynchronous PPO; env-runner actors (Ray) act with stale parameters, V-trace's truncated "
+        "importance weights correct the clipped step (--lag-mode fixed: a reproducible fixed lag).",
     ),
     "dpg": Entry(
         dpg.DPGConfig,
