@@ -10,9 +10,10 @@ checkpoints) runs it unchanged. Three schedules:
 - **sync** (any algorithm with ``--num-actors N``): every update sends θ_k to all N actors, each steps its share
   of the learner's ``num_envs`` environments, and the learner concatenates their rollouts: the synchronised
   parallel actor-critic, the same update as one process (policy lag 0).
-- **async** (``appo``, ``--lag-mode async``): every actor always has two rollout requests queued, each carrying
-  the newest parameters when it was sent; the learner learns from whichever rollout arrives first, then sends
-  that actor a new request. The lag (updates between acting and learning) depends on timing.
+- **async** (``appo``, ``--lag-mode async``): every actor has a rollout request in flight, carrying the newest
+  parameters when it was sent; the learner learns from whichever rollout arrives first, then sends that actor a
+  new request with the parameters it has just computed. The lag (updates between acting and learning, about
+  N − 1 with N actors) depends on timing.
 - **fixed** (``appo``, ``--lag-mode fixed --lag L``, Cleanba's reproducible design): update k learns from the
   rollout of actor k mod N collected with the parameters θ_{k−L}; the request for it is sent as soon as θ_{k−L}
   exists, so acting overlaps learning, and every rollout's parameters, environment states and random keys are
@@ -46,8 +47,11 @@ from proxrl.errors import ConfigError
 from proxrl.run.host import HostRunner
 from proxrl.types import Learner, Metrics, Transition
 
-ASYNC_DEPTH = 2
-"""Rollout requests queued per actor in the async schedule (one running, one waiting: actors never idle)."""
+ASYNC_DEPTH = 1
+"""Rollout requests in flight per actor in the async schedule. With one, an actor waits for its next request while
+the learner learns from its rollout, but with two or more actors another one is collecting meanwhile; two per
+actor kept the actors busier but made the lag about 2N − 1 updates, which made PPO's step at lr 1e-3 unstable
+on CartPole."""
 ACTOR_SEED_STRIDE = 100_003
 
 
@@ -92,30 +96,34 @@ class EnvRunner:
             else None
         )
 
-        def act(state: Any, stats: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-            x = observe(stats, obs, norm)
+        def act(
+            state: Any, stats: Any, obs: jax.Array, base: jax.Array, t: jax.Array
+        ) -> tuple[jax.Array, jax.Array]:
+            x, key = observe(stats, obs, norm), jax.random.fold_in(base, t)
             if agent is None:
                 action = learner.act(state, x, key)
                 return action, jnp.zeros(action.shape[:1])
             return behaviour(agent, state.params["actor"], x, key)
 
-        self._act = jax.jit(jax.vmap(act))
+        self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, 0, 0, None)))
+        self._keys = jax.jit(
+            jax.vmap(
+                lambda s, r: jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), s), r), (0, None)
+            )
+        )
 
     def rollout(self, weights: tuple[Any, Any], version: int, request: int) -> dict[str, Any]:
         """``num_steps`` steps of every copy under ``weights``; the transitions ``[N, T, b, ...]``, ``logp_mu``,
         the episodes that ended (sum and count of their returns per seed), ``version`` and timings."""
         t0, c0 = time.perf_counter(), time.process_time()
-        state, stats = weights
+        state, stats = jax.device_put(weights)  # once per rollout, not on every step's call
         n, b = self.n, self.b
-        base = jax.vmap(
-            lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), s), request)
-        )(jnp.arange(n))
+        base = self._keys(jnp.arange(n), request)
         logps: list[np.ndarray] = []
         ep_sum, ep_count = np.zeros(n), np.zeros(n)
 
         def policy(obs: np.ndarray, t: int) -> np.ndarray:
-            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(base, t)
-            action, logp = self._act(state, stats, obs.reshape(n, b, *obs.shape[1:]), keys)
+            action, logp = self._act(state, stats, obs.reshape(n, b, *obs.shape[1:]), base, t)
             logps.append(np.asarray(logp))
             action = np.asarray(action)
             return action.reshape(n * b, *action.shape[2:])
@@ -338,6 +346,11 @@ def make_actor_runner(
 
     from proxrl.run.host import gym_spaces
 
+    if hasattr(config, "replay"):
+        raise ConfigError(
+            "env-runner actors receive the learner's whole state every update, and a replay learner keeps its buffer "
+            "in it: run this algorithm without --num-actors"
+        )
     if run_cfg.backend == "gymnax":
         raise ConfigError("env-runner actors step Gymnasium environments: use --backend auto or gymnasium")
     if env_id not in gym.registry:
