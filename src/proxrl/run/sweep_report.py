@@ -234,9 +234,15 @@ def _interval_plot(
             if np.isfinite(iv.lo):
                 a.hlines(y, iv.lo, iv.hi, color=f"C{y}", linewidth=6, alpha=0.5)
         a.set_yticks(range(len(labels)), labels if i == 0 else [""] * len(labels))
-        a.set(title=name, xlabel="normalised score")
+        a.set(title=f"{name} over {len(envs)} task{'s' if len(envs) > 1 else ''}", xlabel="normalised score")
         a.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"{len(envs)} task{'s' if len(envs) > 1 else ''}, 95 % stratified-bootstrap intervals")
+    ax[0, 0].annotate(
+        "bars: 95 % stratified-bootstrap intervals",
+        (0, 0),
+        xycoords="figure fraction",
+        fontsize=8,
+        va="bottom",
+    )
     return _save(fig, sweep_dir / "aggregates.png")
 
 
