@@ -563,7 +563,10 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     with warnings.catch_warnings():  # Ray starts its services with fork + exec, which JAX's warning misreads
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
         if address is not None:
-            ray.init(address=address, **quiet)
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, RuntimeError) as e:
+                raise ConfigError(f"cannot join the Ray cluster at {address}: {one_line(e)}") from None
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
     return True
@@ -611,16 +614,18 @@ def run_sweep(
     if address is not None:
         check_address(address)
     out = Path(out)
-    try:
-        (out / "cells").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create sweep directory {str(out)!r}: {e.strerror}") from None
     results = out / RESULTS
     done = {r["key"]: r for r in read_results(results)}
     skip = {k for k, r in done.items() if r["status"] == "ok" or not retry_failed}
     todo = [c for c in todo_all if c.key not in skip]
-    _write_spec(out, spec)
     started = connect(address, workers) if todo else False
+    try:
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if started:
+            ray.shutdown()
+        raise ConfigError(f"cannot create sweep directory {str(out)!r}: {e.strerror}") from None
+    _write_spec(out, spec)
     task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_cell_task)
     limit = workers or len(todo) or 1
     pending = list(todo)
