@@ -1,7 +1,7 @@
 """Env-runner actors on Ray: throughput against the in-process host runner, and APPO's learning check.
 
     .venv/bin/python bench/bench_actors.py throughput [--envs CartPole-v1 HalfCheetah-v5] [--updates 30] [--repeats 2]
-    .venv/bin/python bench/bench_actors.py learn [--lag-mode async|fixed] [--seeds 3] [--steps 150000]
+    .venv/bin/python bench/bench_actors.py learn [--lag-mode fixed|async] [--seeds 3] [--steps 150000]
 
 ``throughput``: environment steps per second of one learner with the same APPO configuration (64×64 tanh, 4
 environments × 128 steps per rollout, 4 epochs of 4 minibatches, one seed) collected
@@ -159,7 +159,7 @@ def main() -> None:
     t.add_argument("--updates", type=int, default=30)
     t.add_argument("--repeats", type=int, default=2)
     lp = sub.add_parser("learn")
-    lp.add_argument("--lag-mode", default="async", choices=("async", "fixed"))
+    lp.add_argument("--lag-mode", default="fixed", choices=("async", "fixed"))
     lp.add_argument("--seeds", type=int, default=3)
     lp.add_argument("--steps", type=int, default=150_000)
     lp.add_argument("--lr", type=float, default=5e-4)
