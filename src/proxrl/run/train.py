@@ -323,7 +323,9 @@ def _resume(path: Path, algo: str, config_record: dict, template: Any) -> tuple[
     if not path.is_dir():
         raise ConfigError(f"--resume {str(path)!r} is not a run directory")
     meta = read_metadata(path / CHECKPOINT)
-    meta.get("config", {}).get("run", {}).setdefault("num_actors", 0)  # runs recorded before the option existed
+    meta.get("config", {}).get("run", {}).setdefault(
+        "num_actors", 0
+    )  # runs recorded before the option existed
     if meta.get("algo") != algo:
         raise ConfigError(f"--resume {str(path)!r} holds a {meta.get('algo')!r} run, not {algo!r}")
     if _comparable(meta.get("config", {})) != _comparable(json.loads(json.dumps(config_record))):
