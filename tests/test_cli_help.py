@@ -25,6 +25,8 @@ COMMANDS = [
     ["lecture"],
     ["train"],
     ["evaluate"],
+    ["sweep"],
+    ["sweep", "report"],
     *(["lecture", name] for name in LECTURES),
     *(["train", name] for name in TRAINERS),
 ]

@@ -303,7 +303,15 @@ class Diverging(Runner):
 
 
 def _walk_cfg(out, **kw):
-    base = dict(num_seeds=2, total_steps=400, eval_every=100, progress=False, compile_cache=False, out=out)
+    base = dict(
+        num_seeds=2,
+        total_steps=400,
+        eval_every=100,
+        log_every=1,
+        progress=False,
+        compile_cache=False,
+        out=out,
+    )
     return RunConfig(**(base | kw))
 
 

@@ -51,13 +51,35 @@ def walk() -> Walk:
 
 def _cfg(tmp_path, name, **kw):
     base = dict(
-        num_seeds=3, total_steps=400, eval_every=100, out=tmp_path / name, progress=False, compile_cache=False
+        num_seeds=3,
+        total_steps=400,
+        eval_every=100,
+        log_every=1,
+        out=tmp_path / name,
+        progress=False,
+        compile_cache=False,
     )
     return RunConfig(**(base | kw))
 
 
 def _rows(path):
     return list(csv.DictReader(path.open()))
+
+
+def test_budget_is_exact_and_metric_rows_average_their_updates(tmp_path):
+    """395 steps at 10 per update: 39 updates (not 40, not a rounded number of chunks), evaluations every 100
+    steps and at the end (the last interval cut short); with log_every 50 each metrics row is the mean over
+    seeds of the 5 updates before it (the last row over the 4 left), read back from the per-update run."""
+    per_update = train(walk(), _cfg(tmp_path, "u", total_steps=395), {"lr": 0.1}, "Toy-v0")
+    grouped = train(walk(), _cfg(tmp_path, "g", total_steps=395, log_every=50), {"lr": 0.1}, "Toy-v0")
+    evals = _rows(grouped.path / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [100, 200, 300, 390]
+    fine = np.array([float(r["episodic_return"]) for r in _rows(per_update.path / "metrics.csv")])
+    rows = _rows(grouped.path / "metrics.csv")
+    assert len(fine) == 39
+    assert [int(r["step"]) for r in rows] == [50, 100, 150, 200, 250, 300, 350, 390]
+    expected = [fine[i : i + 5].mean() for i in (0, 5, 10, 15, 20, 25, 30)] + [fine[35:39].mean()]
+    np.testing.assert_allclose([float(r["episodic_return"]) for r in rows], expected, rtol=1e-5)
 
 
 def test_records_metrics_eval_checkpoint_and_plot(tmp_path):

@@ -8,6 +8,8 @@
     proxrl train ALGO --env ID   train N seeds at once (gymnax traced, or Gymnasium host-side)
                                  (--preset NAME: published settings, e.g. --preset mujoco)
     proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
+    proxrl sweep [SWEEP_FILE]    a grid of runs (settings × environments × seeds) as Ray tasks, resumable
+    proxrl sweep report DIR      normalised scores, IQM/mean/median with bootstrap intervals, plots
 
 Every run writes a directory (``--out``, default ``runs/<name>-<timestamp>``) holding config.json,
 metrics.csv, plots and summary.md.
@@ -39,6 +41,7 @@ from proxrl.errors import ConfigError, NonFiniteError
 from proxrl.lecture import bandit, conditioning, expert, mdp, one_point
 from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train
 from proxrl.run.records import RunDir
+from proxrl.run.sweep import SweepError
 
 LECTURES: dict[str, tuple[type, Callable[[Any], RunDir]]] = {
     "expert": (expert.ExpertConfig, expert.run),
@@ -52,6 +55,7 @@ COMMANDS = {
     "lecture": f"Run one of the lecture's experiments: {', '.join(LECTURES)} (writes plots and a summary).",
     "train": f"Train an algorithm ({', '.join(TRAINERS)}) on an environment, many seeds at once.",
     "evaluate": "Evaluate a training run's checkpoint (returns per seed; --gif writes an episode).",
+    "sweep": "Run a grid of training runs as Ray tasks, locally or on a cluster; 'sweep report' aggregates it.",
 }
 
 
@@ -127,6 +131,12 @@ def _evaluate(argv: list[str]) -> RunDir:
     return run_evaluate(cmd)
 
 
+def _sweep(argv: list[str]) -> RunDir:
+    from proxrl.run.sweep_command import sweep_main  # scipy's statistics load only for this command
+
+    return sweep_main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -141,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        rd = {"lecture": _lecture, "train": _train, "evaluate": _evaluate}[command](rest)
+        rd = {"lecture": _lecture, "train": _train, "evaluate": _evaluate, "sweep": _sweep}[command](rest)
     except ConfigError as e:
         print(f"proxrl: error: {e}", file=sys.stderr)
         return 2
@@ -152,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"proxrl: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    except SweepError as e:
+        print(f"proxrl: error: {e}", file=sys.stderr)
+        return 1
     except SystemExit as e:  # tyro/argparse: --help (0) or a parse error (2)
         return int(e.code or 0)
     print(f"run directory: {rd.path}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from proxrl.deep import appo
 from proxrl.deep.implicit import ac as implicit_ac
 from proxrl.deep.implicit import es
 from proxrl.deep.implicit.policy import ImplicitNetwork
@@ -51,6 +52,12 @@ TRAINERS: dict[str, Entry] = {
         ppo.PPOConfig,
         ppo.make_learner,
         "PPO (clip, KL fixed/adaptive, or none) with GAE.",
+    ),
+    "appo": Entry(
+        appo.APPOConfig,
+        appo.make_learner,
+        "APPO: asynchronous PPO; env-runner actors (Ray) act with stale parameters, V-trace's truncated "
+        "importance weights correct the clipped step (--lag-mode fixed: a reproducible fixed lag).",
     ),
     "dpg": Entry(
         dpg.DPGConfig,

@@ -103,11 +103,14 @@ class RunConfig:
     """Standardise observations with running statistics (saved with checkpoints)."""
     normalize_reward: bool = False
     """Scale rewards by the running standard deviation of the discounted return (saved with checkpoints)."""
+    num_actors: int = 0
+    """Env-runner actors (Ray processes) stepping Gymnasium environments for the learner: 0 steps them in this process; N >= 1 shares num_envs among N actors, each update waiting for all (appo: N actors, at least 1, each with num_envs environments)."""
 
     def validate(self) -> None:
         """One-line ConfigError naming the first bad option."""
         check_numbers(self)
         check_choice("backend", self.backend, BACKENDS)
+        check_int_at_least("num_actors", self.num_actors, 0)
         check_int_at_least("num_seeds", self.num_seeds)
         check_int_at_least("total_steps", self.total_steps)
         check_int_at_least("eval_every", self.eval_every)
@@ -189,6 +192,10 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     gamma = float(config.rollout.gamma)
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
     budget = planned_steps(run_cfg, config.rollout.size)  # schedules see the real budget
+    if run_cfg.num_actors > 0 or registry.entry_for(config)[0] == "appo":  # Ray env-runner actors
+        from proxrl.run.actors import make_actor_runner
+
+        return make_actor_runner(config, env_id, run_cfg, norm, budget)
     if resolve_backend(env_id, run_cfg.backend) == "gymnax":
         env = loops.env_for(env_id)
         learner = _learner(config, env_id, env.observation_space, env.action_space, budget)

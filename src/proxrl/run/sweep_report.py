@@ -1,0 +1,287 @@
+"""Aggregates of a sweep's results table: normalised scores, IQM / mean / median with stratified-bootstrap 95%
+confidence intervals, performance profiles, learning curves; summary.md and PNG plots.
+
+Scores follow the PPO paper's normalisation: with bounds ``[min, max]`` per task (from the sweep file's
+``[scores]`` table, e.g. random = 0 and best = 1), run r's final return G on task m scores
+``x_{r,m} = (G − min_m) / (max_m − min_m)``. The statistics are those of Agarwal et al. (2021, "Deep RL at the
+edge of the statistical precipice", the rliable library):
+
+- IQM: the mean of the middle 50 % of all ``x_{r,m}`` (25 % trimmed from each end); mean; median;
+- stratified bootstrap: each resample draws the runs of every task with replacement, task by task
+  (strata), so every resample keeps each task's share; the 95 % interval is the 2.5 and 97.5 percentiles of
+  the statistic over the resamples;
+- performance profile: ``P(τ) = (1/M) Σ_m (1/N) Σ_r 1[x_{r,m} > τ]``, the fraction of runs above τ averaged
+  over tasks, with a bootstrap band.
+
+The bootstrap is :func:`scipy.stats.bootstrap` with one sample per task (scipy resamples each sample
+separately, which is the stratified bootstrap). rliable itself is not used: rliable 1.2 needs ``arch < 8``,
+whose releases before 8 fail to import with pandas 3, and arch 8 no longer accepts rliable's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from proxrl.errors import ConfigError
+from proxrl.run.plots import band, figure
+from proxrl.run.records import atomic_write_text
+from proxrl.run.stats import mean_ci
+from proxrl.run.sweep import RESULTS, SPEC, read_results
+from proxrl.run.train import latest_per_step
+
+CONFIDENCE = 0.95
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean of every entry: the mean after trimming 25 % from each end."""
+    return float(stats.trim_mean(np.ravel(x), 0.25))
+
+
+AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
+    "IQM": iqm,
+    "mean": lambda x: float(np.mean(x)),
+    "median": lambda x: float(np.median(x)),
+}
+
+
+class Interval(NamedTuple):
+    """A point estimate and its stratified-bootstrap interval (NaN bounds when there is nothing to resample)."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def text(self, digits: int = 2) -> str:
+        if not np.isfinite(self.lo):
+            return f"{self.value:.{digits}f}"
+        return f"{self.value:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+def stratified_interval(
+    scores: np.ndarray, statistic: Callable[[np.ndarray], float], reps: int = 2000, seed: int = 0
+) -> Interval:
+    """``statistic(scores)`` of a score matrix ``[runs, tasks]`` and its 95 % percentile interval over ``reps``
+    stratified-bootstrap resamples (runs redrawn within each task). One run per task gives no interval."""
+    scores = np.asarray(scores, np.float64)
+    value = statistic(scores)
+    if scores.shape[0] < 2 or np.all(scores == scores[0]):
+        return Interval(value, float("nan"), float("nan"))
+
+    def vectorised(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
+        # columns: one array per task, resamples on the leading axes and runs on ``axis``
+        stacked = np.stack([np.moveaxis(c, axis, -1) for c in columns], axis=-1)  # [..., runs, tasks]
+        flat = stacked.reshape(-1, *stacked.shape[-2:])
+        return np.array([statistic(m) for m in flat]).reshape(stacked.shape[:-2])
+
+    res = stats.bootstrap(
+        tuple(scores.T),
+        vectorised,
+        n_resamples=reps,
+        vectorized=True,
+        paired=False,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return Interval(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """``P(τ)`` for each τ: the fraction of runs with score > τ, averaged over tasks (``scores [runs, tasks]``)."""
+    return np.mean(scores[None, :, :] > np.asarray(taus)[:, None, None], axis=1).mean(axis=1)
+
+
+class Table(NamedTuple):
+    """Final returns of the finished cells: ``returns[label][env]`` per seed, and the bounds per task."""
+
+    labels: list[str]
+    envs: list[str]
+    returns: dict[str, dict[str, np.ndarray]]
+    bounds: dict[str, tuple[float, float]]
+    run_dirs: dict[tuple[str, str], Path]
+    failed: list[dict[str, str]]
+
+
+def load_table(sweep_dir: str | Path) -> Table:
+    """The results table of a sweep directory and the score bounds of its sweep.json."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / RESULTS).is_file():
+        raise ConfigError(f"{str(sweep_dir)!r} is not a sweep directory (no {RESULTS})")
+    spec = json.loads((sweep_dir / SPEC).read_text()) if (sweep_dir / SPEC).is_file() else {}
+    rows = read_results(sweep_dir / RESULTS)
+    ok = [r for r in rows if r["status"] == "ok"]
+    labels = list(dict.fromkeys(r["label"] for r in ok))
+    envs = list(dict.fromkeys(r["env"] for r in ok))
+    returns: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
+    run_dirs = {}
+    for r in ok:
+        returns[r["label"]][r["env"]] = np.asarray(json.loads(r["final_per_seed"]), np.float64)
+        run_dirs[(r["label"], r["env"])] = sweep_dir / r["run_dir"]
+    bounds = {env: (float(lo), float(hi)) for env, (lo, hi) in spec.get("scores", {}).items()}
+    return Table(labels, envs, returns, bounds, run_dirs, [r for r in rows if r["status"] != "ok"])
+
+
+def score_matrix(table: Table, label: str, envs: list[str]) -> np.ndarray:
+    """Normalised scores ``[runs, tasks]`` of a setting on ``envs`` (runs cut to the fewest any task has)."""
+    columns = []
+    for env in envs:
+        lo, hi = table.bounds[env]
+        columns.append((table.returns[label][env] - lo) / (hi - lo))
+    n = min(len(c) for c in columns)
+    return np.stack([c[:n] for c in columns], axis=1)
+
+
+class Report(NamedTuple):
+    """What :func:`report` wrote (``path`` is the sweep directory, as for a run)."""
+
+    path: Path
+    summary: Path
+    plots: list[Path]
+
+
+def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
+    """Rebuild summary.md and the PNG plots of a sweep directory from its results table."""
+    import matplotlib.pyplot as plt
+
+    sweep_dir = Path(sweep_dir)
+    table = load_table(sweep_dir)
+    lines = [f"# Sweep {sweep_dir.name}", ""]
+    n_ok = sum(len(v) for v in table.returns.values())
+    lines += [f"{n_ok} finished cells, {len(table.failed)} failed; results table: `{RESULTS}`.", ""]
+    plots: list[Path] = []
+
+    # per task: raw final returns (mean over seeds, t interval) and, with bounds, normalised IQM/mean/median
+    lines += ["## Final return per task", "", "Mean over seeds of the last evaluation (95 % t interval).", ""]
+    lines += ["| setting | " + " | ".join(table.envs) + " |", "|---" * (len(table.envs) + 1) + "|"]
+    for label in table.labels:
+        cells = []
+        for env in table.envs:
+            r = table.returns[label].get(env)
+            cells.append("–" if r is None else f"{mean_ci(r).mean:.1f} ({mean_ci(r).interval()})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    normed = [e for e in table.envs if e in table.bounds]
+    complete = [lab for lab in table.labels if all(e in table.returns[lab] for e in normed)]
+    if normed and complete:
+        lines += [
+            "## Normalised scores",
+            "",
+            "Score = (return − min) / (max − min) with the bounds "
+            + ", ".join(f"{e}: [{table.bounds[e][0]:g}, {table.bounds[e][1]:g}]" for e in normed)
+            + f". Point estimate [95 % stratified-bootstrap interval, {reps} resamples].",
+            "",
+            "| setting | task | IQM | mean | median |",
+            "|---|---|---|---|---|",
+        ]
+        aggregate: dict[str, dict[str, Interval]] = {}
+        for label in complete:
+            scores = score_matrix(table, label, normed)
+            for j, env in enumerate(normed):
+                ivs = [stratified_interval(scores[:, j : j + 1], f, reps, seed) for f in AGGREGATES.values()]
+                lines.append(f"| {label} | {env} | " + " | ".join(iv.text() for iv in ivs) + " |")
+            if len(normed) > 1:
+                aggregate[label] = {
+                    n: stratified_interval(scores, f, reps, seed) for n, f in AGGREGATES.items()
+                }
+                lines.append(
+                    f"| {label} | **all {len(normed)} tasks** | "
+                    + " | ".join(iv.text() for iv in aggregate[label].values())
+                    + " |"
+                )
+        lines.append("")
+        plots.append(_interval_plot(sweep_dir, table, complete, normed, reps, seed))
+        plots.append(_profile_plot(sweep_dir, table, complete, normed, reps, seed))
+    else:
+        lines += ["No normalised scores: give [min, max] per task in the sweep file's [scores] table.", ""]
+    if table.failed:
+        lines += ["## Failed cells", "", "| setting | task | error |", "|---|---|---|"]
+        lines += [f"| {r['label']} | {r['env']} | {r['error']} |" for r in table.failed]
+        lines.append("")
+    plots.append(_curves_plot(sweep_dir, table))
+    plt.close("all")
+    summary = sweep_dir / "summary.md"
+    atomic_write_text(summary, "\n".join(lines))
+    return Report(sweep_dir, summary, [p for p in plots if p is not None])
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    plt.close(fig)
+    return path
+
+
+def _interval_plot(
+    sweep_dir: Path, table: Table, labels: list[str], envs: list[str], reps: int, seed: int
+) -> Path:
+    """One panel per aggregate: each setting's point estimate and interval over all normalised tasks."""
+    fig, ax = figure(ncols=len(AGGREGATES), width=3.6, height=0.6 + 0.45 * len(labels))
+    for i, (name, f) in enumerate(AGGREGATES.items()):
+        a = ax[0, i]
+        for y, label in enumerate(labels):
+            iv = stratified_interval(score_matrix(table, label, envs), f, reps, seed)
+            a.plot([iv.value], [y], "o", color=f"C{y}")
+            if np.isfinite(iv.lo):
+                a.hlines(y, iv.lo, iv.hi, color=f"C{y}", linewidth=6, alpha=0.5)
+        a.set_yticks(range(len(labels)), labels if i == 0 else [""] * len(labels))
+        a.set(title=f"{name} over {len(envs)} task{'s' if len(envs) > 1 else ''}", xlabel="normalised score")
+        a.grid(axis="x", alpha=0.3)
+    ax[0, 0].annotate(
+        "bars: 95 % stratified-bootstrap intervals",
+        (0, 0),
+        xycoords="figure fraction",
+        fontsize=8,
+        va="bottom",
+    )
+    return _save(fig, sweep_dir / "aggregates.png")
+
+
+def _profile_plot(
+    sweep_dir: Path, table: Table, labels: list[str], envs: list[str], reps: int, seed: int
+) -> Path:
+    """Performance profiles with bootstrap bands."""
+    taus = np.linspace(0.0, 1.0, 41)
+    fig, ax = figure()
+    a = ax[0, 0]
+    rng = np.random.default_rng(seed)
+    for i, label in enumerate(labels):
+        scores = score_matrix(table, label, envs)
+        a.plot(taus, performance_profile(scores, taus), label=label, color=f"C{i}")
+        if scores.shape[0] > 1:  # stratified resamples: runs redrawn within each task
+            idx = rng.integers(0, scores.shape[0], size=(reps, *scores.shape))
+            boot = np.take_along_axis(scores[None], idx, axis=1)  # [reps, runs, tasks]
+            prof = np.mean(boot[:, None] > taus[None, :, None, None], axis=2).mean(axis=-1)  # [reps, taus]
+            lo, hi = np.percentile(prof, [2.5, 97.5], axis=0)
+            a.fill_between(taus, lo, hi, color=f"C{i}", alpha=0.2, linewidth=0)
+    a.set(xlabel="normalised score τ", ylabel="fraction of runs with score > τ", title="performance profile")
+    a.legend()
+    return _save(fig, sweep_dir / "performance_profile.png")
+
+
+def _curves_plot(sweep_dir: Path, table: Table) -> Path | None:
+    """Evaluation curves (mean and 95 % band over seeds) per task, one line per setting."""
+    if not table.envs:
+        return None
+    fig, ax = figure(ncols=len(table.envs))
+    for j, env in enumerate(table.envs):
+        a = ax[0, j]
+        for i, label in enumerate(table.labels):
+            path = table.run_dirs.get((label, env))
+            if path is None or not (path / "eval.csv").is_file():
+                continue
+            rows = latest_per_step(np.atleast_1d(np.genfromtxt(path / "eval.csv", delimiter=",", names=True)))
+            cols = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
+            band(a, rows["step"], np.stack([rows[n] for n in cols]), label, color=f"C{i}")
+        a.set(title=env, xlabel="environment steps (per seed)", ylabel="evaluation return")
+        a.legend(fontsize=8)
+    return _save(fig, sweep_dir / "learning_curves.png")

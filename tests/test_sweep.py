@@ -1,0 +1,200 @@
+"""`proxrl sweep`: bad input fails before any work, cells run as Ray tasks on a local 2-CPU Ray, rows are
+written once per cell, reruns skip finished cells, failing cells are recorded, a killed worker's cell runs again.
+
+Cells are tiny (an 8-unit network, 64 steps, one evaluation): what is checked is the sweep machinery, not
+learning. Ray starts once for the module (2 CPUs, no dashboard)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from proxrl.cli import main
+from proxrl.errors import ConfigError
+from proxrl.run.sweep import ATTEMPTS, PID_FILE, Cell, Setting, cells, parse_spec, read_results, run_sweep
+
+TINY = "hidden = [8], num_envs = 2, num_steps = 16, num_minibatches = 1, update_epochs = 1"
+RUN = "seeds = 2\ntotal_steps = 64\neval_every = 64\neval_episodes = 1\n"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+def one_line_error(capsys, args: list[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("proxrl: error: ") and "\n" not in err, err
+    return err
+
+
+GOOD = f'envs = ["CartPole-v1"]\n{RUN}[[settings]]\nalgo = "ppo"\noptions = {{ {TINY} }}\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (GOOD + "colour = 1\n", "unknown key 'colour'"),
+        (GOOD + '[[settings]]\nalgo = "ppo"\nlearning_rate = 1\n', "unknown key 'learning_rate'"),
+        (GOOD + '[[settings]]\nalgo = "dqn"\n', "algo must be one of"),
+        (GOOD + '[[settings]]\nalgo = "ppo"\noptions = { lrr = 1e-3 }\n', "ppo has no option 'lrr'"),
+        (
+            GOOD + '[[settings]]\nalgo = "ppo"\noptions = { lr = "fast" }\n',
+            "option 'lr' of ppo expects a number",
+        ),
+        (GOOD + '[[settings]]\nalgo = "ppo"\noptions = { num_envs = 2.5 }\n', "expects an integer"),
+        (GOOD + '[[settings]]\nalgo = "ppo"\ngrid = { lr = 1e-3 }\n', "must be a non-empty list"),
+        (GOOD + '[[settings]]\nalgo = "ppo"\npreset = "atari"\n', "not a preset of ppo"),
+        (GOOD + '[scores]\n"CartPole-v1" = [500, 9]\n', "min < max"),
+        (GOOD.replace("seeds = 2", 'seeds = "two"'), "seeds must be an integer"),
+        (GOOD.replace("CartPole-v1", "CartPol-v1"), "CartPol-v1"),
+        (GOOD.replace("hidden = [8]", "hidden = [8], lr = -1.0"), "lr must be a finite number > 0"),
+        (GOOD.replace("total_steps = 64", "total_steps = 16"), "total_steps must be >= num_envs·num_steps"),
+        ("envs = [\n", "sweep.toml"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
+def test_bad_sweep_file_is_one_line_error_before_any_work(tmp_path, capsys, text, fragment):
+    out = tmp_path / "out"
+    err = one_line_error(capsys, ["sweep", str(write(tmp_path, text)), "--out", str(out), "--no-progress"])
+    assert fragment in err
+    assert not out.exists()  # nothing started: no sweep directory, no Ray
+
+
+def test_bad_command_line_is_one_line_error_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    spec = str(write(tmp_path, GOOD))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert "cannot reach a Ray cluster" in one_line_error(
+        capsys, ["sweep", spec, "--out", str(out), "--address", f"127.0.0.1:{port}"]
+    )
+    assert "HOST:PORT" in one_line_error(capsys, ["sweep", spec, "--out", str(out), "--address", "nowhere"])
+    assert "--workers must be an integer >= 1" in one_line_error(
+        capsys, ["sweep", spec, "--out", str(out), "--workers", "0"]
+    )
+    assert "add --algo" in one_line_error(capsys, ["sweep", spec, "--set", "lr=1e-3", "--out", str(out)])
+    assert "give a sweep file" in one_line_error(capsys, ["sweep", "--out", str(out)])
+    assert "does not exist" in one_line_error(capsys, ["sweep", str(tmp_path / "none.toml")])
+    assert "not a sweep directory" in one_line_error(capsys, ["sweep", "report", str(tmp_path)])
+    assert not out.exists()
+
+
+def test_grid_expands_and_a_cell_is_what_it_computes():
+    spec = parse_spec(
+        {
+            "envs": ["CartPole-v1", "Acrobot-v1"],
+            "settings": [
+                {"algo": "ppo", "label": "p", "options": {"num_envs": 2}, "grid": {"lr": [1e-3, 3e-4]}},
+                {"algo": "a2c"},
+            ],
+        }
+    )
+    names = [s.name for s in spec.settings]
+    assert names == ["p[lr=0.001]", "p[lr=0.0003]", "a2c"]
+    grid = cells(spec)
+    assert len(grid) == 6 and len({c.key for c in grid}) == 6
+    same = Cell(Setting("a2c", label="renamed"), "Acrobot-v1", spec.run)
+    assert same.key == grid[-1].key  # the label is not part of the identity
+    with pytest.raises(ConfigError, match="same configuration"):
+        cells(
+            parse_spec(
+                {"envs": ["CartPole-v1"], "settings": [{"algo": "a2c"}, {"algo": "a2c", "label": "x"}]}
+            )
+        )
+
+
+def test_sweep_writes_one_row_per_cell_records_failures_resumes_and_reports(local_ray, tmp_path, capsys):
+    text = (
+        f'envs = ["Pendulum-v1"]\n{RUN}'
+        f'[[settings]]\nalgo = "ppo"\nlabel = "ok"\noptions = {{ {TINY} }}\n'
+        f'[[settings]]\nalgo = "ppo"\nlabel = "diverges"\noptions = {{ {TINY}, log_std_init = 100.0 }}\n'
+        '[[settings]]\nalgo = "offpolicy_ac"\nlabel = "wrong-space"\n'
+        '[scores]\n"Pendulum-v1" = [-1600.0, 0.0]\n'
+    )
+    out = tmp_path / "sweep"
+    args = ["sweep", str(write(tmp_path, text)), "--out", str(out), "--no-progress", "--reps", "200"]
+    assert main(args) == 0
+    rows = {r["label"]: r for r in read_results(out / "results.csv")}
+    assert len(read_results(out / "results.csv")) == 3, rows
+    assert rows["ok"]["status"] == "ok", rows["ok"]
+    assert len(json.loads(rows["ok"]["final_per_seed"])) == 2 and rows["ok"]["steps"] == "64"
+    assert (out / rows["ok"]["run_dir"] / "eval.csv").is_file()
+    assert rows["diverges"]["status"] == "failed"
+    assert rows["diverges"]["error"].startswith("FloatingPointError: non-finite values in the training state")
+    assert rows["wrong-space"]["status"] == "failed"
+    assert "needs a discrete action space" in rows["wrong-space"]["error"]
+    assert all("\n" not in r["error"] for r in rows.values())
+    summary = (out / "summary.md").read_text()
+    assert "| ok | Pendulum-v1 |" in summary and "wrong-space" in summary
+    assert (out / "learning_curves.png").is_file() and (out / "performance_profile.png").is_file()
+    capsys.readouterr()
+
+    # the same command again: every cell has a row, nothing runs, the table is unchanged
+    before = (out / "results.csv").read_text()
+    assert main(args) == 0
+    assert "0 cells run, 3 already finished" in capsys.readouterr().out
+    assert (out / "results.csv").read_text() == before
+    # and the directory alone resumes it (its sweep.json)
+    result = run_sweep(parse_spec(json.loads((out / "sweep.json").read_text())), out, progress=False)
+    assert (result.ran, result.skipped) == (0, 3)
+
+
+def test_killed_worker_runs_its_cell_again_and_every_cell_has_one_row(local_ray, tmp_path):
+    spec = parse_spec(
+        {
+            "envs": ["CartPole-v1"],
+            "seeds": 1,
+            "total_steps": 64,
+            "eval_every": 64,
+            "eval_episodes": 1,
+            "settings": [
+                {"algo": "ppo", "options": {"hidden": [8], "num_envs": 2, "num_steps": 16, "lr": lr}}
+                for lr in (1e-3, 3e-4)
+            ],
+        }
+    )
+    out = tmp_path / "sweep"
+    results: list = []
+    thread = threading.Thread(
+        target=lambda: results.append(run_sweep(spec, out, progress=False)), daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 120
+    pid_files: list[Path] = []
+    while not pid_files and time.monotonic() < deadline:
+        pid_files = sorted((out / "cells").glob(f"*/{PID_FILE}")) if (out / "cells").exists() else []
+        time.sleep(0.05)
+    assert pid_files, "no cell started within 120 s"
+    victim = pid_files[0].parent
+    pid = int(pid_files[0].read_text())
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the sweep did not finish within 300 s of the kill"
+    rows = read_results(out / "results.csv")
+    assert sorted(r["key"] for r in rows) == sorted(c.key for c in cells(spec))  # each cell exactly once
+    assert all(r["status"] == "ok" for r in rows), rows
+    killed = next(r for r in rows if r["run_dir"].endswith(victim.name))
+    assert killed["attempts"] == "2", killed
+    pids = [line.split("pid=")[1] for line in (victim / ATTEMPTS).read_text().splitlines()]
+    assert pids[0] == str(pid) and pids[1] != str(pid)
+    assert results and results[0].ran == 2
