@@ -355,3 +355,86 @@ def test_wrong_policy_shape_and_unknown_id_raise():
     with pytest.raises(ConfigError) as e:
         alg.run("sgd", m, jnp.zeros((4, 2)), 5)
     _one_line(e)
+
+
+# --- state aliasing: the short corridor -------------------------------------------------------------------------
+
+
+def _corridor_optimum(gamma_m: tb.FiniteMDP) -> tuple[float, float]:
+    """The best aliased π(right) and its value, by golden-section search on the exact value (float64)."""
+    value = jax.jit(lambda p: tb.value(gamma_m, jnp.tile(jnp.stack([1 - p, p]), (4, 1))))
+    lo, hi, r = 0.3, 0.9, (math.sqrt(5) - 1) / 2
+    for _ in range(80):
+        a, b = hi - r * (hi - lo), lo + r * (hi - lo)
+        lo, hi = (a, hi) if float(value(a)) < float(value(b)) else (lo, b)
+    p = (lo + hi) / 2
+    return p, float(value(p))
+
+
+def test_short_corridor_exact_pg_converges_to_two_minus_root_two():
+    """Sutton & Barto's Example 13.1 through the public API: one θ row for every state (obs = 0). The closed
+    form v_0(p) = (2p − 4)/(p(1 − p)) peaks at p* = 2 − √2 with −(6 + 4√2) ≈ −11.657 (γ = 1); at the builder's
+    γ = 0.99999 the best aliased p is p* + 1.2e-6 and its value 1.06e-3 higher (measured here by golden
+    section). Exact PG from p = 1/2 reaches it (value to 1e-12); without aliasing the optimum is −3 (right, left, right)."""
+    with jax.enable_x64(True):
+        m, obs = mdps.short_corridor(), mdps.short_corridor_observations()
+        p_star = mdps.SHORT_CORRIDOR_P_STAR
+        assert p_star == pytest.approx(0.585786437627, abs=1e-12)
+        assert mdps.short_corridor_value(p_star) == pytest.approx(-11.656854249492, abs=1e-9)
+        assert mdps.short_corridor_value(p_star + 1e-4) < mdps.short_corridor_value(p_star)
+        assert mdps.short_corridor_value(p_star - 1e-4) < mdps.short_corridor_value(p_star)
+        p_gamma, v_gamma = _corridor_optimum(m)
+        assert abs(p_gamma - p_star) < 2e-6 and 0 < v_gamma - mdps.SHORT_CORRIDOR_V_STAR < 1.1e-3
+        # the exact evaluator at γ = 0.99999 agrees with the γ = 1 closed form to O(1 − γ)
+        v_half = float(tb.value(m, jnp.full((4, 2), 0.5)))
+        assert v_half == pytest.approx(mdps.short_corridor_value(0.5), abs=2e-3)  # −12
+        assert float(tb.optimal_value(m)) == pytest.approx(-3.0, abs=1e-4)
+        res = alg.run("pg", m, jnp.zeros((1, 2)), 300, 0.05, v_star=jnp.asarray(v_gamma), obs=obs)
+        p = float(softmax.pi(res.params)[0, 1])
+        print(
+            f"exact PG: p = {p:.10f}, p*_γ = {p_gamma:.10f}, 2 − √2 = {p_star:.10f}; V = {float(res.trace.value[-1]):.6f}"
+        )
+        # the golden section locates p only to ~√(ε·|V|/V″) ≈ 1e-8 (V is flat at its peak); the value to rounding
+        assert abs(p - p_gamma) < 5e-8 and abs(float(res.final_gap)) < 1e-12
+        assert float(res.trace.gap[0]) > 0.3  # from v(1/2) ≈ −12
+
+
+def test_short_corridor_ew_and_npg_on_the_aliased_table():
+    """EW and NPG on the class table (tabular.aliasing.observe): still one identity (NPG = EW, the shared
+    Fisher is Σ_o D(o)F(o)); both converge to the best aliased p for η < 2/|g′(x*)| ≈ 1.0001, the local
+    stability limit of x ← x + η(q̄_R − q̄_L)(x) (measured: η ≤ 0.98 converges, 0.99 does not), and collapse
+    to a deterministic policy that never terminates (V = −1/(1−γ) = −1e5) beyond it. The lecture's regret
+    bound promises nothing here (its per-state Hedge argument needs a θ row per state)."""
+    with jax.enable_x64(True):
+        m, obs = mdps.short_corridor(), mdps.short_corridor_observations()
+        p_gamma, v_gamma = _corridor_optimum(m)
+        for eta, converges in ((0.3, True), (1.5, False)):
+            ew, npg = (
+                alg.run(a, m, jnp.zeros((1, 2)), 400, eta, v_star=jnp.asarray(v_gamma), obs=obs)
+                for a in ("ew", "npg")
+            )
+            np.testing.assert_allclose(npg.trace.value, ew.trace.value, rtol=1e-9)
+            p = float(softmax.pi(ew.params)[0, 1])
+            if converges:
+                assert abs(p - p_gamma) < 5e-8, p
+            else:
+                assert min(p, 1 - p) < 1e-6 and float(ew.trace.value[-1]) < -1e4, (p, ew.trace.value[-1])
+
+
+def test_step_size_beyond_the_tested_range_and_bad_observation_maps_raise_one_line():
+    from proxrl.lecture.mdp import MDPConfig
+
+    MDPConfig(eta_ew=alg.MAX_ETA).validate()
+    with pytest.raises(ConfigError) as e:
+        MDPConfig(eta_ew=2 * alg.MAX_ETA).validate()
+    assert "1e+06" in _one_line(e) and "MAX_ETA" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        MDPConfig(npg_ls_damping=-0.1).validate()
+    assert "npg_ls_damping" in _one_line(e)
+    m = mdps.short_corridor()
+    with pytest.raises(ConfigError) as e:
+        alg.run("pg", m, jnp.zeros((1, 2)), 3, obs=np.zeros(3, int))
+    assert "4 states" in _one_line(e)
+    with pytest.raises(ConfigError) as e:
+        alg.run("pg", m, jnp.zeros((1, 2)), 3, obs=np.array([0, 1, 0, 0]))
+    assert "[0, 1)" in _one_line(e)
