@@ -137,7 +137,8 @@ def fisher_direction(theta_s: Array, q_s: Array, d_s: Array, solve: FisherSolve 
       row is divided by ``√π(a|s)`` and the unweighted problem ``min ‖S w − A‖²`` solved by conjugate
       gradients on its normal equations ``SᵀS w = SᵀA`` from ``w = 0`` (CGLS;
       :func:`~proxrl.prox.solvers.conjugate_gradient`, ``A + 1`` iterations: ``SᵀS`` has at most two distinct
-      nonzero eigenvalues, so CG is exact after two in exact arithmetic).
+      nonzero eigenvalues, so CG is exact after two in exact arithmetic; it stops once ``‖SᵀS w − SᵀA‖`` is
+      within ``8ε·‖SᵀA‖``).
 
     Both return the minimum-norm solution ``A(s,·) − mean_a A(s,a)`` (the iterates stay in the row space,
     ``1^⊥``); ``d(s) = 0`` (a state of zero weight, whose block is 0) gives ``w = 0``.
@@ -148,7 +149,9 @@ def fisher_direction(theta_s: Array, q_s: Array, d_s: Array, solve: FisherSolve 
     if solve == "pinv":
         w = newton_schulz_pinv(score, math.ceil(math.log2(150 * n)) + 2) @ adv
     else:
-        w, _ = conjugate_gradient(lambda v: score.T @ (score @ v), score.T @ adv, iters=n + 1, tol=0.0)
+        b = score.T @ adv
+        tol = (8 * float(jnp.finfo(b.dtype).eps)) ** 2 * (b @ b)  # stop at a rounding-level residual
+        w, _ = conjugate_gradient(lambda v: score.T @ (score @ v), b, iters=n + 1, tol=tol)
     return jnp.where(d_s > 0, w, 0.0)
 
 
