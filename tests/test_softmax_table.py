@@ -125,3 +125,25 @@ def test_pinv_and_conjugate_gradient_solve_spd_system():
 def _run(step, theta, batch, key):
     """One proximal step from a fresh state (the optax convention: ``init`` then ``update``)."""
     return step.update(theta, step.init(theta), batch, key)
+
+
+def test_npg_moves_an_underflowed_best_action_like_ew():
+    """One state, θ = (0, −800, 5, 2): π(1) = exp(−805)/Z is 0.0 in float64, yet action 1 has the largest q.
+    The log-space Fisher solves move θ(1) by η A(1) like EW, so after one step of η = 100 action 1 dominates;
+    the plain block solve pinv(diag π − ππᵀ)(π ⊙ A) sees a zero row and leaves π(1) at 0."""
+    with jax.enable_x64(True):
+        theta = jnp.array([[0.0, -800.0, 5.0, 2.0]])
+        q = jnp.array([[0.0, 10.0, 1.0, 0.5]])
+        assert float(softmax.pi(theta)[0, 1]) == 0.0
+        batch = TableBatch(q, jnp.array([1.0]))
+        th_ew, _, _ = _run(st.exponential_weights(100.0), theta, batch, KEY)
+        assert float(softmax.pi(th_ew)[0, 1]) > 1 - 1e-12
+        for solve in ("pinv", "lstsq"):
+            th, _, _ = _run(st.natural_policy_gradient(100.0, solve), theta, batch, KEY)
+            np.testing.assert_allclose(softmax.pi(th), softmax.pi(th_ew), atol=1e-12, rtol=0)
+            w = st.fisher_direction(theta[0], q[0], jnp.asarray(1.0), solve)
+            adv = softmax.advantage(theta[0], q[0])
+            np.testing.assert_allclose(w, adv - adv.mean(), atol=1e-12)  # the minimum-norm F⁺∇V
+        p = softmax.pi(theta[0])
+        plain = pinv_solve(jnp.diag(p) - jnp.outer(p, p), p * softmax.advantage(theta[0], q[0]), rcond=1e-8)
+        assert float(softmax.pi(theta[0] + 100.0 * plain)[1]) == 0.0

@@ -32,13 +32,20 @@ import jax.numpy as jnp
 from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.prox import Problem, ProxStep, prox_step
 from proxrl.prox.solvers import closed_form
+from proxrl.tabular import aliasing, softmax
 from proxrl.tabular import mdp as tabular
-from proxrl.tabular import softmax
 from proxrl.tabular import steps as softmax_table
 from proxrl.tabular.mdp import FiniteMDP
 from proxrl.types import Array, Metrics, TableBatch
 
 ALGORITHMS = ("api", "ew", "pg", "npg", "npg_lstsq", "npg_closed", "npg_reg")
+
+#: The largest step size ``η`` the lecture's command accepts for EW and exact NPG (``θ += η Q``). No limit of
+#: the Fisher solve remains (:func:`proxrl.tabular.steps.fisher_direction` is exact at any finite η); the cap
+#: is the range over which NPG = EW is tested (``tests/test_tabular.py``). Past it a step is API's greedy step
+#: to float64 precision: an action whose Q trails the best by more than ``745/η`` (< 1e-3) gets probability 0
+#: in one step, so a larger η changes nothing but the size of θ.
+MAX_ETA = 1e6
 
 
 class TabularTrace(NamedTuple):
@@ -123,24 +130,40 @@ def run(
     alpha: Array | float = 1.0,
     m: int = 10,
     v_star: Array | None = None,
+    obs: Array | None = None,
 ) -> TabularResult:
     """``num_iters`` iterations of ``evaluate π_k exactly → proximal step``, in one ``lax.scan``.
 
     ``theta0`` ``[S, A]``: the initial softmax table (API starts from ``π = softmax(θ0)``).
     ``v_star``: ``V*(ρ)``; computed by policy iteration when omitted. Pure: jit and vmap freely.
+    ``obs``: an observation map ``[S]`` for a policy that cannot see the state (:mod:`proxrl.tabular.aliasing`):
+    ``theta0`` is then ``[O, A]``, one row per class, and each step runs on the class table
+    (:func:`proxrl.tabular.aliasing.observe`). ``v_star`` defaults to the unaliased ``V*``, which an aliased
+    policy may not reach; pass the best aliased value to measure the gap to it.
     """
-    tabular.check_policy_table(mdp, theta0, "theta0")
+    if obs is None:
+        tabular.check_policy_table(mdp, theta0, "theta0")
+    else:
+        obs = aliasing.check_observations(obs, mdp.num_states, theta0.shape[0])
     check_int_at_least("num_iters", num_iters, 1)
     step = make_step(algo, eta, alpha, m)
     to_pi = policy_of(algo)
+    num_obs = theta0.shape[0]
+
+    def state_pi(params: Array) -> Array:
+        return to_pi(params) if obs is None else aliasing.state_policy(to_pi(params), obs)
+
     if v_star is None:
         v_star = tabular.optimal_value(mdp)
     params0 = softmax.pi(theta0) if algo == "api" else theta0
 
     def body(carry, key):
         params, state = carry
-        ev = tabular.evaluate(mdp, to_pi(params))
-        params, state, metrics = step.update(params, state, estimate(algo, ev), key)
+        ev = tabular.evaluate(mdp, state_pi(params))
+        batch = estimate(algo, ev)
+        if obs is not None:
+            batch = aliasing.observe(batch, obs, num_obs, mdp.terminal)
+        params, state, metrics = step.update(params, state, batch, key)
         out = TabularTrace(
             gap=v_star - ev.value,
             value=ev.value,
@@ -152,7 +175,7 @@ def run(
 
     keys = jax.random.split(jax.random.key(0), num_iters)
     (params, _), trace = jax.lax.scan(body, (params0, step.init(params0)), keys)
-    final_gap = v_star - tabular.value(mdp, to_pi(params))
+    final_gap = v_star - tabular.value(mdp, state_pi(params))
     return TabularResult(params=params, final_gap=final_gap, v_star=v_star, trace=trace)
 
 
@@ -175,22 +198,74 @@ def sweep(
 
 
 def regret_bound(gamma: float, num_actions: int, eta: float, num_iters: int, r_max: float = 1.0) -> float:
-    """Bound on EW's cumulative regret ``Σ_{k=1}^K (V*(ρ) − V^{π_k}(ρ))`` from uniform ``π_1``.
+    """Bound on EW's cumulative regret ``Σ_{k=1}^K (V*(ρ) − V^{π_k}(ρ))`` from uniform ``π_1``, for the
+    library's step ``θ += η Q^{π_k}`` (``eta`` = η) and rewards in ``[0, r_max]``.
 
-    For rewards in ``[0, r_max]``, ``Q^{π_k}(s, ·) ∈ [0, B]`` with ``B = r_max/(1−γ)``. Per state, EW is
-    Hedge on the gains ``Q^{π_k}(s, ·)`` (equivalently on losses ``B − Q ∈ [0, B]``), so
-    ``Σ_k ⟨π* − π_k, Q^{π_k}⟩(s) ≤ ln A/η + η K B²/2`` for every ``η > 0``. The performance
-    difference lemma, ``V*(ρ) − V^{π_k}(ρ) = Σ_s d_ρ^{π*}(s) ⟨π*(·|s) − π_k(·|s), Q^{π_k}(s, ·)⟩``, with
-    ``Σ_s d_ρ^{π*}(s) = 1/(1−γ)``, gives::
+    ``Q^{π_k}(s, ·) ∈ [0, B]`` with ``B = r_max/(1−γ)``. Per state, EW is Hedge on the gains ``Q^{π_k}(s, ·)``
+    (equivalently on losses ``B − Q ∈ [0, B]``, the same update), so ``Σ_k ⟨π* − π_k, Q^{π_k}⟩(s) ≤ ln A/η +
+    η K B²/2`` for every ``η > 0``. The performance difference lemma, ``V*(ρ) − V^{π_k}(ρ) =
+    Σ_s d_ρ^{π*}(s) ⟨π*(·|s) − π_k(·|s), Q^{π_k}(s, ·)⟩``, with ``Σ_s d_ρ^{π*}(s) = 1/(1−γ)``, gives::
 
         Σ_k (V*(ρ) − V^{π_k}(ρ)) ≤ (1/(1−γ)) (ln A/η + η K r_max² / (2(1−γ)²))
 
-    With ``η' = η(1−γ)/r_max`` this is the lecture's ``(r_max/(1−γ)²)(ln A/η' + η' K/2)`` (the
-    lecture's ``ηAK`` term is looser).
+    The lecture's theorem runs Hedge on rewards in ``[0, 1]``: the normalised gains ``Q' = Q(1−γ)/r_max``
+    with step ``η'``. Since ``η Q = η (r_max/(1−γ)) Q'``, its step is ``η' = η·r_max/(1−γ)``, and in it the bound
+    above reads ``(r_max/(1−γ)²)(ln A/η' + η' K/2)`` (substitute: ``(r_max/(1−γ)²)·ln A/η' = ln A/(η(1−γ))``
+    and ``(r_max/(1−γ)²)·η'K/2 = η K r_max²/(2(1−γ)³)``). The lecture's own form, with ``η' A K`` for
+    ``η' K/2``, is :func:`lecture_regret_bound` (looser for every ``A ≥ 1``).
     """
     if not 0 <= gamma < 1 or eta <= 0:
         raise ConfigError(f"regret_bound needs gamma in [0, 1) and eta > 0, got gamma={gamma}, eta={eta}")
     return (math.log(num_actions) / eta + eta * num_iters * r_max**2 / (2 * (1 - gamma) ** 2)) / (1 - gamma)
+
+
+def lecture_step(gamma: float, eta: float, r_max: float = 1.0) -> float:
+    """The lecture's step size ``η' = η·r_max/(1−γ)`` for the library's ``θ += η Q`` (the lecture's EW acts on
+    rewards in ``[0, 1]``, i.e. on ``Q(1−γ)/r_max``; see :func:`regret_bound`)."""
+    return eta * r_max / (1 - gamma)
+
+
+def lecture_regret_bound(
+    gamma: float, num_actions: int, eta: float, num_iters: int, r_max: float = 1.0
+) -> float:
+    """The lecture's EW theorem with its own constants, for the library's step ``θ += η Q`` (``eta`` = η)::
+
+        Σ_{k=1}^K (V^{π*}(ρ) − V^{π_k}(ρ)) ≤ (1/(1−γ)²) (ln A/η' + η' A K),    η' = η·r_max/(1−γ)
+
+    (lecture, "Analysis for Exponential Weights", rewards in ``[0, 1]``; for rewards in ``[0, r_max]`` the right
+    side is multiplied by ``r_max``). It follows from :func:`regret_bound`, whose ``η' K/2`` is at most
+    ``η' A K``. At its best ``η' = √(ln A/(A K))`` it is ``(2/(1−γ)²)√(A K ln A)``.
+    """
+    if not 0 <= gamma < 1 or eta <= 0:
+        raise ConfigError(
+            f"lecture_regret_bound needs gamma in [0, 1) and eta > 0, got gamma={gamma}, eta={eta}"
+        )
+    e = lecture_step(gamma, eta, r_max)
+    return r_max / (1 - gamma) ** 2 * (math.log(num_actions) / e + e * num_actions * num_iters)
+
+
+def npg_last_iterate_bound(
+    gamma: float, num_actions: int, eta: float, num_iters: int, r_max: float = 1.0
+) -> float:
+    """Agarwal, Kakade, Lee & Mahajan (2021, Theorem 16): softmax NPG from uniform ``π^{(0)}`` satisfies, after
+    ``T`` updates, ``V*(ρ) − V^{(T)}(ρ) ≤ log|A|/(η_A T) + 1/((1−γ)² T)`` for every ``ρ`` (rewards in
+    ``[0, 1]``), here in the library's step size.
+
+    Their update is ``θ ← θ + η_A F_ρ(θ)⁺ ∇V(ρ)`` with the *normalised* ``d = (1−γ) d_ρ^π`` in the Fisher, which
+    makes ``F_ρ⁺∇V = A/(1−γ)`` (their Lemma 15): ``θ ← θ + η_A A/(1−γ)``. The library's ``F`` uses the
+    unnormalised ``d_ρ^π`` in both ``F`` and ``∇V``, so ``F⁺∇V = A`` and ``θ ← θ + η A``: ``η_A = (1−γ)η``.
+    For rewards in ``[0, r_max]`` (``A = r_max A'``, ``η_A = (1−γ) η r_max``) the bound is::
+
+        V*(ρ) − V^{π_{T+1}}(ρ) ≤ ln A/((1−γ) η T) + r_max/((1−γ)² T)
+
+    (``π_{T+1}`` the policy after ``T`` updates). EW ``θ += η Q`` is the same update (``Q`` and ``A`` differ by
+    a per-state constant).
+    """
+    if not 0 <= gamma < 1 or eta <= 0 or num_iters < 1:
+        raise ConfigError(
+            f"npg_last_iterate_bound needs gamma in [0, 1), eta > 0, T >= 1, got {gamma}, {eta}, {num_iters}"
+        )
+    return math.log(num_actions) / ((1 - gamma) * eta * num_iters) + r_max / ((1 - gamma) ** 2 * num_iters)
 
 
 def performance_difference(mdp: FiniteMDP, pi_new: Array, pi_old: Array) -> Array:

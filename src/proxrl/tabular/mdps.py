@@ -10,6 +10,7 @@ episodic discounted return. :func:`garnet` is pure JAX (``jax.vmap`` it over key
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -224,3 +225,48 @@ def toy_text(env_id: str, gamma: float = 0.99, **kwargs: object) -> FiniteMDP:
 def frozen_lake(slippery: bool = True, map_name: str = "4x4", gamma: float = 0.99) -> FiniteMDP:
     """FrozenLake-v1 (``map_name`` ``"4x4"`` or ``"8x8"``, slippery or not) via :func:`toy_text`."""
     return toy_text("FrozenLake-v1", gamma, is_slippery=slippery, map_name=map_name)
+
+
+#: Sutton & Barto's short corridor at γ = 1: the best probability of "right" shared by all states, 2 − √2,
+#: and its value V(s_0) = −(6 + 4√2) ≈ −11.657 (:func:`short_corridor_value`).
+SHORT_CORRIDOR_P_STAR = 2.0 - math.sqrt(2.0)
+SHORT_CORRIDOR_V_STAR = -(6.0 + 4.0 * math.sqrt(2.0))
+
+
+def short_corridor(gamma: float = 0.99999) -> FiniteMDP:
+    """Sutton & Barto's short corridor with switched actions (*Reinforcement Learning*, 2nd ed., Example 13.1).
+
+    States 0, 1, 2 and a terminal state 3; actions 0 = left, 1 = right; reward −1 per step; start in 0. In
+    states 0 and 2 the actions move as labelled (left in 0 stays in 0, right in 2 ends the episode); state 1
+    reverses them (right goes to 0, left to 2). The point of the example is a policy that cannot tell the
+    states apart: pair it with :func:`short_corridor_observations` (one class for every state,
+    :mod:`proxrl.tabular.aliasing`). Every deterministic such policy never terminates, and the best one,
+    ``π(right) = p* = 2 − √2``, has value ``−(6 + 4√2) ≈ −11.657`` at ``γ = 1``.
+
+    :class:`~proxrl.tabular.mdp.FiniteMDP` needs ``γ < 1``; at the default ``γ = 0.99999`` the best aliased
+    ``p`` is ``2 − √2 + 1.2e-6`` and its value ``−11.6558`` (``1.1e-3`` above the ``γ = 1`` value: the
+    difference is about ``(1 − γ)·E[τ²]/2`` for an episode of length τ).
+    """
+    P = np.zeros((4, 2, 4))
+    R = np.full((4, 2), -1.0)
+    P[0, 0, 0] = P[0, 1, 1] = 1.0  # left: wall; right: on
+    P[1, 1, 0] = P[1, 0, 2] = 1.0  # reversed
+    P[2, 0, 1] = P[2, 1, 3] = 1.0  # right: the goal
+    P[3, :, 3] = 1.0
+    R[3] = 0.0
+    rho = np.array([1.0, 0.0, 0.0, 0.0])
+    return finite_mdp(P, R, gamma, rho, terminal=np.array([False, False, False, True]))
+
+
+def short_corridor_observations() -> np.ndarray:
+    """The short corridor's observation map: every state looks the same (one class, ``θ`` of shape ``[1, 2]``)."""
+    return np.zeros(4, dtype=np.int32)
+
+
+def short_corridor_value(p: float | Array) -> float | Array:
+    """``V(s_0)`` of the short corridor at ``γ = 1`` when every state goes right with probability ``p ∈ (0, 1)``.
+
+    From ``v_0 = −1 + p v_1 + (1−p) v_0``, ``v_1 = −1 + p v_0 + (1−p) v_2``, ``v_2 = −1 + (1−p) v_1``:
+    ``v_0 = (2p − 4)/(p(1 − p))``, maximised where ``p² − 4p + 2 = 0``, at ``p* = 2 − √2``.
+    """
+    return (2.0 * p - 4.0) / (p * (1.0 - p))

@@ -23,17 +23,18 @@ stays unbiased.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from proxrl.errors import check_choice, check_int_at_least
+from proxrl.errors import ConfigError, check_choice, check_int_at_least
 from proxrl.prox import Problem, ProxStep, Term, prox_step
-from proxrl.prox.solvers import closed_form, euclidean_step, lstsq_solve
+from proxrl.prox.solvers import closed_form, euclidean_step
+from proxrl.tabular import aliasing, softmax
 from proxrl.tabular import mdp as tabular
-from proxrl.tabular import softmax
 from proxrl.tabular import steps as softmax_table
 from proxrl.tabular.mdp import FiniteMDP
 from proxrl.tabular.steps import table_kl_term, table_surrogate
@@ -98,16 +99,47 @@ def score_features(theta_k: Array, traj: Trajectories) -> Array:
     return (onehot[..., None] * rows[..., None, :]).reshape(-1, S * A)
 
 
-def npg_direction(theta_k: Array, traj: Trajectories, b: Array) -> Array:
-    """``w = F̂⁺ ĝ = argmin_w Σ_i Σ_h weight_h (∇log π_θk(a_h|s_h)ᵀ w − (R_h − b(s_h)))²``, ``[S, A]``.
+def empirical_fisher(theta_k: Array, traj: Trajectories, b: Array) -> tuple[Array, Array]:
+    """The empirical Fisher and REINFORCE gradient, block by state: ``F̂`` ``[S, A, A]``, ``ĝ`` ``[S, A]``.
 
-    The minimum-norm least-squares solution (:func:`proxrl.prox.solvers.lstsq_solve`): its normal
-    equations are ``F̂ w = ĝ`` with ``F̂ = (1/n) Σ weight ∇log π ∇log πᵀ`` and ``ĝ`` the REINFORCE
-    gradient. Unvisited states get ``w = 0``. Cost ``O(T·n·(S·A)²)``: meant for small tables.
+    ``F̂ = (1/n) Σ_i Σ_h weight_h ∇log π_θk(a_h|s_h) ∇log π_θk(a_h|s_h)ᵀ`` and
+    ``ĝ = (1/n) Σ_i Σ_h weight_h ∇log π_θk(a_h|s_h) (R_h − b(s_h))`` (lecture, "NPG (Gradient-Update Form) +
+    Bandit Feedback"). A score ``e_{s_h} ⊗ (e_{a_h} − π_θk(·|s_h))`` is zero outside its state's block, so
+    ``F̂`` is block-diagonal: ``F̂(s) = Σ_a N(s, a)(e_a − π(·|s))(e_a − π(·|s))ᵀ`` with the weighted visit
+    counts ``N(s, a) = (1/n) Σ weight_h 1{s_h = s, a_h = a}``, built from counts in ``O(T·n + S·A²)``.
     """
-    x = score_features(theta_k, traj)
-    y = (traj.returns - b).reshape(-1)
-    return lstsq_solve(x, y, traj.weight.reshape(-1)).reshape(theta_k.shape)
+    S, A = theta_k.shape
+    n = traj.state.shape[1]
+    counts = jnp.zeros((S, A), traj.weight.dtype).at[traj.state, traj.action].add(traj.weight) / n
+    c = jnp.zeros((S, A), traj.weight.dtype).at[traj.state, traj.action].add(advantages(traj, b)) / n
+    score = softmax.score(theta_k)  # [S, a, A]: row a is ∇log π(a|s) within the block
+    fisher = jnp.einsum("sa,sai,saj->sij", counts, score, score)
+    return fisher, jnp.einsum("sa,sai->si", c, score)
+
+
+def npg_direction(theta_k: Array, traj: Trajectories, b: Array, damping: Array | float = 0.0) -> Array:
+    """``w = (F̂ + λI)⁺ ĝ``, ``[S, A]``: the lecture's ``F⁻¹g`` from samples, damped by ``λ = damping ≥ 0``.
+
+    With ``λ = 0`` this is the minimum-norm solution of the lecture's regression
+    ``argmin_w Σ_i Σ_h weight_h (∇log π_θk(a_h|s_h)ᵀ w − (R_h − b(s_h)))²`` (its normal equations are
+    ``F̂ w = ĝ``, :func:`empirical_fisher`); with ``λ > 0`` it is the ridge regression
+    ``argmin_w (1/n) Σ Σ weight_h (∇log πᵀw − (R_h − b))² + λ‖w‖²``, whose solution is ``(F̂ + λI)⁻¹ĝ``.
+    ``F̂`` is block-diagonal over states, so both are solved block by block, with the pseudo-inverse by
+    :func:`~proxrl.tabular.steps.newton_schulz_pinv` (matrix products, no LAPACK) run for ``⌈log₂(37·A/ε)⌉``
+    iterations: singular values above about ``√ε·σ_max`` are inverted to working precision, smaller ones (the
+    rounding-level one along ``1``, ``F̂(s)1 = 0``) are left near 0, as a pseudo-inverse cutoff would. Unvisited
+    states get ``w = 0``.
+
+    Why damp: an action seen a handful of times in a state contributes an eigenvalue of ``F̂(s)`` of the order
+    of its visit frequency, and ``F̂⁺`` divides the (noisy) gradient by it, so one lucky return can move that
+    action's θ by ``η·|R − b|/N``; ``λ`` caps the gain at ``1/λ`` per unit of gradient (``λ → ∞``: REINFORCE
+    with step ``η/λ``). The default is chosen from the measured sweep in docs/methods/tabular.md.
+    """
+    fisher, g = empirical_fisher(theta_k, traj, b)
+    n = theta_k.shape[-1]
+    iters = math.ceil(math.log2(37 * n / float(jnp.finfo(fisher.dtype).eps)))
+    damped = fisher + damping * jnp.eye(n, dtype=fisher.dtype)
+    return jnp.einsum("sij,sj->si", jax.vmap(lambda f: softmax_table.newton_schulz_pinv(f, iters))(damped), g)
 
 
 # --- steps and baselines ---------------------------------------------------------------------------
@@ -120,8 +152,9 @@ class SampleBatch(NamedTuple):
     b: Array
 
 
-def npg_least_squares(eta: Array | float) -> ProxStep:
-    """NPG, gradient form, from samples: ``θ_{k+1} = θ_k + η F̂⁺ĝ`` with ``F̂⁺ĝ`` by least squares.
+def npg_least_squares(eta: Array | float, damping: Array | float = 0.0) -> ProxStep:
+    """NPG, gradient form, from samples: ``θ_{k+1} = θ_k + η (F̂ + λI)⁺ĝ`` (``λ = damping``; ``λ = 0``: the
+    lecture's least-squares ``F̂⁺ĝ``).
 
     Composition: the table surrogate and KL measured on the samples' table (:func:`ipw_batch`), solver the
     closed-form least-squares Fisher solve (:func:`npg_direction`). Metrics: ``surrogate_gain`` (the sampled
@@ -135,7 +168,7 @@ def npg_least_squares(eta: Array | float) -> ProxStep:
         return measured
 
     def formula(theta: Array, batch: SampleBatch) -> Array:
-        return euclidean_step(theta, npg_direction(theta, batch.traj, batch.b), eta)
+        return euclidean_step(theta, npg_direction(theta, batch.traj, batch.b, damping), eta)
 
     kl = on_samples(table_kl_term())
     return prox_step(Problem(on_samples(table_surrogate()), kl), closed_form(formula), moved=kl)
@@ -170,8 +203,33 @@ def update_baseline(bl: Baseline, traj: Trajectories, beta: Array | float) -> Ba
     )
 
 
-def make_step(algo: str, eta: Array | float, alpha: Array | float = 1.0, m: int = 10) -> ProxStep:
-    """The proximal step named ``algo`` (module table)."""
+#: Default hyperparameters of each sampled algorithm (used where :func:`run` is given ``None``, and by the
+#: lecture's command), chosen by the sweep ``bench/sweep_tabular_sampled.py`` (table in docs/methods/tabular.md)
+#: on random MDPs (S = 20, A = 4, γ = 0.9, 150 iterations of 64 trajectories, learned baseline, 8 seeds): for
+#: each algorithm the grid point with the lowest upper 95% bound on the mean gap over the last 10 iterates.
+DEFAULTS: dict[str, dict[str, float]] = {
+    "reinforce": {"eta": 0.5},
+    "npg_reg": {"eta": 3.0, "alpha": 0.03, "m": 20},
+    "ew": {"eta": 0.1},
+    "npg_ls": {"eta": 0.3, "damping": 0.3},
+}
+
+#: What :func:`hyperparameter` returns for a name an algorithm's :data:`DEFAULTS` entry lacks (it does not use it).
+FALLBACK: dict[str, float] = {"eta": 0.1, "alpha": 1.0, "m": 10, "damping": 0.0}
+
+
+def hyperparameter(algo: str, name: str, value: float | Array | None) -> float | Array:
+    """``value``, or the default of ``algo`` for ``name`` when ``value`` is ``None`` (:data:`DEFAULTS`, else
+    :data:`FALLBACK`)."""
+    if value is not None:
+        return value
+    return DEFAULTS[algo].get(name, FALLBACK[name])
+
+
+def make_step(
+    algo: str, eta: Array | float, alpha: Array | float = 1.0, m: int = 10, damping: Array | float = 0.0
+) -> ProxStep:
+    """The proximal step named ``algo`` (module table); ``damping`` is ``npg_ls``'s ``λ``."""
     check_choice("algorithm", algo, ALGORITHMS)
     if algo == "reinforce":
         return softmax_table.policy_gradient(eta)
@@ -179,7 +237,9 @@ def make_step(algo: str, eta: Array | float, alpha: Array | float = 1.0, m: int 
         return softmax_table.exponential_weights(eta)
     if algo == "npg_reg":
         return softmax_table.npg_regularised(eta, alpha, check_int_at_least("m", m, 1))
-    return npg_least_squares(eta)
+    if not isinstance(damping, jax.core.Tracer) and float(damping) < 0:
+        raise ConfigError(f"damping must be >= 0 (the lambda of F + lambda*I), got {damping}")
+    return npg_least_squares(eta, damping)
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -212,34 +272,51 @@ def run(
     theta0: Array,
     key: PRNGKey,
     num_iters: int,
-    eta: Array | float = 0.1,
+    eta: Array | float | None = None,
     num_traj: int = 16,
     max_len: int = 200,
     mode: Mode = "geometric",
     baseline: str = "learned",
     beta: Array | float = 0.5,
-    alpha: Array | float = 1.0,
-    m: int = 10,
+    alpha: Array | float | None = None,
+    m: int | None = None,
     v_star: Array | None = None,
+    damping: Array | float | None = None,
+    obs: Array | None = None,
 ) -> SampledResult:
     """``num_iters`` iterations of ``collect n trajectories → R_h − b(s_h) → proximal step``.
 
     One ``lax.scan``; jit and vmap over keys (seeds), MDPs of one shape and traced ``eta``/``alpha``/
-    ``beta``. ``v_star`` (``V*(ρ)``, computed when omitted) is used only to report the gap.
+    ``beta``/``damping``. ``eta``, ``alpha`` (``npg_reg``'s inner step), ``m`` (its inner steps) and ``damping``
+    (``npg_ls``'s λ) default to :data:`DEFAULTS`. ``v_star`` (``V*(ρ)``, computed when omitted) is used only to
+    report the gap. ``obs``: an observation map ``[S]`` (:mod:`proxrl.tabular.aliasing`) for a policy that
+    cannot see the state: ``theta0`` is ``[O, A]``, trajectories are sampled with ``π_θ(·|obs(s))`` and the
+    learner (estimators, baseline) sees only ``obs(s_h)``.
     """
-    tabular.check_policy_table(mdp, theta0, "theta0")
+    if obs is None:
+        tabular.check_policy_table(mdp, theta0, "theta0")
+    else:
+        obs = aliasing.check_observations(obs, mdp.num_states, theta0.shape[0])
     check_int_at_least("num_iters", num_iters, 1)
     check_choice("baseline", baseline, BASELINES)
-    step = make_step(algo, eta, alpha, m)
+    check_choice("algorithm", algo, ALGORITHMS)
+    eta, alpha = hyperparameter(algo, "eta", eta), hyperparameter(algo, "alpha", alpha)
+    m, damping = int(hyperparameter(algo, "m", m)), hyperparameter(algo, "damping", damping)
+    step = make_step(algo, eta, alpha, m, damping)
     if v_star is None:
         v_star = tabular.optimal_value(mdp)
     dt = theta0.dtype
 
+    def state_pi(theta: Array) -> Array:
+        return softmax.pi(theta) if obs is None else aliasing.state_policy(softmax.pi(theta), obs)
+
     def body(carry, k):
         theta, state, bl = carry
         k_traj, k_step = jax.random.split(k)
-        pi = softmax.pi(theta)
+        pi = state_pi(theta)
         traj = collect(k_traj, mdp, pi, num_traj, max_len, mode)
+        if obs is not None:  # the learner sees the class of each visited state, not the state
+            traj = traj._replace(state=obs[traj.state])
         b = baseline_values(baseline, bl, traj.state)
         batch = SampleBatch(traj, b) if algo == "npg_ls" else ipw_batch(theta, traj, b)
         theta_new, state, metrics = step.update(theta, state, batch, k_step)
@@ -255,10 +332,10 @@ def run(
         )
         return (theta_new, state, update_baseline(bl, traj, beta)), out
 
-    bl0 = Baseline(jnp.zeros((), dt), jnp.zeros(mdp.num_states, dt))
+    bl0 = Baseline(jnp.zeros((), dt), jnp.zeros(theta0.shape[0], dt))
     carry0 = (theta0, step.init(theta0), bl0)
     (theta, _, _), trace = jax.lax.scan(body, carry0, jax.random.split(key, num_iters))
-    final_gap = v_star - tabular.value(mdp, softmax.pi(theta))
+    final_gap = v_star - tabular.value(mdp, state_pi(theta))
     return SampledResult(theta=theta, final_gap=final_gap, v_star=v_star, trace=trace)
 
 
@@ -269,14 +346,19 @@ def sweep(
     max_len: int = 200,
     mode: Mode = "geometric",
     baseline: str = "learned",
-    alpha: float = 1.0,
-    m: int = 10,
+    alpha: float | None = None,
+    m: int | None = None,
+    damping: float | None = None,
 ) -> Callable[[FiniteMDP, Array, Array, Array], SampledResult]:
-    """A jitted ``f(mdps, theta0s, keys, etas)``, every input batched on a leading axis ``[N]``."""
+    """A jitted ``f(mdps, theta0s, keys, etas)``, every input batched on a leading axis ``[N]``
+    (``alpha``, ``m``, ``damping``: :data:`DEFAULTS` when ``None``)."""
     check_choice("algorithm", algo, ALGORITHMS)
     check_choice("baseline", baseline, BASELINES)
 
     def one(mdp: FiniteMDP, theta0: Array, key: PRNGKey, eta: Array) -> SampledResult:
-        return run(algo, mdp, theta0, key, num_iters, eta, num_traj, max_len, mode, baseline, 0.5, alpha, m)
+        return run(
+            algo, mdp, theta0, key, num_iters, eta, num_traj, max_len, mode, baseline, 0.5, alpha, m,
+            damping=damping,
+        )  # fmt: skip
 
     return jax.jit(jax.vmap(one))

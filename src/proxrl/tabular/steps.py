@@ -19,6 +19,7 @@ step                              geometry D                  solver
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import jax
@@ -30,11 +31,10 @@ from proxrl.prox import Problem, ProxStep, Term, prox_step
 from proxrl.prox.geometry import euclidean
 from proxrl.prox.solvers import (
     closed_form,
+    conjugate_gradient,
     euclidean_step,
     gradient_steps,
-    lstsq_solve,
     mirror_step,
-    pinv_solve,
 )
 from proxrl.tabular import softmax
 from proxrl.types import Array, TableBatch
@@ -93,36 +93,87 @@ def policy_gradient(eta: Array | float) -> ProxStep:
     return prox_step(Problem(table_surrogate(), euclidean()), closed_form(formula), moved=table_kl_term())
 
 
+def newton_schulz_pinv(m: Array, iters: int) -> Array:
+    """The Moore-Penrose pseudo-inverse ``M⁺`` of ``m`` ``[P, P]`` by the Newton-Schulz (Ben-Israel-Cohen)
+    iteration ``X ← X(2I − MX)`` from ``X_0 = α Mᵀ``, ``α = 1/(‖M‖_1‖M‖_∞) ≤ 1/σ_max²``, ``iters`` times.
+
+    Each iteration squares the residual ``1 − α σ²`` of every nonzero singular value σ and keeps the zero ones
+    at zero (``X`` stays a polynomial in ``MᵀM`` times ``Mᵀ``), so after ``k`` iterations the error is
+    ``(1 − α σ_min²)^(2^k)`` for the smallest nonzero σ; the iteration corrects its own rounding. Matrix
+    products only: no LAPACK call, whose batched kernels in jaxlib 0.10 split a vmapped factorisation across
+    XLA's CPU thread pool and can deadlock it when two run at once (proxrl.deep.networks.orthonormal_columns).
+    """
+    alpha = 1.0 / jnp.maximum(jnp.max(jnp.sum(jnp.abs(m), 0)) * jnp.max(jnp.sum(jnp.abs(m), 1)), 1e-300)
+    eye2 = 2.0 * jnp.eye(m.shape[-1], dtype=m.dtype)
+    x, _ = jax.lax.scan(lambda x, _: (x @ (eye2 - m @ x), None), alpha * m.T, None, length=iters)
+    return x
+
+
+def fisher_direction(theta_s: Array, q_s: Array, d_s: Array, solve: FisherSolve = "pinv") -> Array:
+    """``F(s)⁺ g(s)`` for one state's block, ``F(s) = d(s)(diag π − ππᵀ)``, ``g(s) = d(s) π ⊙ A(s,·)``, ``[A]``.
+
+    Solved in log-space so that it stays exact when some ``π(a|s)`` underflows to 0. Row ``a`` of the
+    Fisher block is ``d(s) π(a) (e_a − π)ᵀ`` and row ``a`` of the gradient is ``d(s) π(a) A(s, a)``: both
+    carry the factor ``d(s) π(a) = d(s) exp(log π(a))``, which is positive for every finite θ. Dividing it
+    out (analytically, never by a computed ``π(a)``) leaves the equivalent system::
+
+        S w = A(s, ·),    S = I − 1 πᵀ  (row a: the score ∇_θ log π(a|s) = e_a − π)
+
+    with the same solution set ``{A(s,·) + c 1}`` (``⟨π, A⟩ = 0``). ``S`` is a projector (``S² = S``), so
+    its singular values are one 0 (the direction ``1``, a per-state shift) and the rest in
+    ``[1, √(2(A−1))]``: well conditioned, whatever π is. The plain block solve fails instead once ``π(a)``
+    is below float64's smallest positive number (≈ 5e-324, reached when ``θ(s,a)`` trails the best by about
+    745): row and right side both round to 0, so the minimum-norm solve moves ``θ(a)`` by the per-state shift
+    rather than by ``A(s, a)``, and a best action whose probability has underflowed never comes back — the
+    departures from EW, and the violations of Agarwal et al.'s bound, that the tests measure for it.
+    ``solve`` (both without LAPACK, see :func:`newton_schulz_pinv`):
+
+    - ``"pinv"``: ``S⁺ A``, the pseudo-inverse of the rescaled Fisher block by :func:`newton_schulz_pinv`
+      (``⌈log₂(150·A)⌉ + 2`` iterations: with ``α ≥ 1/(2(A−1))`` and ``σ_min ≥ 1`` that leaves an error below
+      ``e^{−75}``);
+    - ``"lstsq"``: the lecture's least-squares form ``argmin_w Σ_a π(a|s)(∇log π(a|s)ᵀw − A(s,a))²``.
+      The regression is consistent (``w = A`` has zero residual), so its minimisers are the solutions of
+      ``∇log π(a|s)ᵀw = A(s,a)`` for every ``a``, whatever the positive weights ``π(a|s)``: each weighted
+      row is divided by ``√π(a|s)`` and the unweighted problem ``min ‖S w − A‖²`` solved by conjugate
+      gradients on its normal equations ``SᵀS w = SᵀA`` from ``w = 0`` (CGLS;
+      :func:`~proxrl.prox.solvers.conjugate_gradient`, ``A + 1`` iterations: ``SᵀS`` has at most two distinct
+      nonzero eigenvalues, so CG is exact after two in exact arithmetic; it stops once ``‖SᵀS w − SᵀA‖`` is
+      within ``8ε·‖SᵀA‖``).
+
+    Both return the minimum-norm solution ``A(s,·) − mean_a A(s,a)`` (the iterates stay in the row space,
+    ``1^⊥``); ``d(s) = 0`` (a state of zero weight, whose block is 0) gives ``w = 0``.
+    """
+    score = softmax.score(theta_s)
+    adv = softmax.advantage(theta_s, q_s)
+    n = theta_s.shape[-1]
+    if solve == "pinv":
+        w = newton_schulz_pinv(score, math.ceil(math.log2(150 * n)) + 2) @ adv
+    else:
+        b = score.T @ adv
+        tol = (8 * float(jnp.finfo(b.dtype).eps)) ** 2 * (b @ b)  # stop at a rounding-level residual
+        w, _ = conjugate_gradient(lambda v: score.T @ (score @ v), b, iters=n + 1, tol=tol)
+    return jnp.where(d_s > 0, w, 0.0)
+
+
 def natural_policy_gradient(eta: Array | float, solve: FisherSolve = "pinv") -> ProxStep:
-    """Natural policy gradient in gradient form, ``θ_{k+1} = θ_k + η F_θk⁺ ∇_θ V^{π_θk}``.
+    """Natural policy gradient in gradient form, ``θ_{k+1} = θ_k + η F_θk⁺ ∇_θ V^{π_θk}`` (lecture, "NPG
+    (Gradient-Update Form)": ``F_θ = Σ_s d_ρ^{π_θ}(s) F_θ(s)``, ``F_θ(s) = Σ_a π(a|s) ∇log π ∇log πᵀ``).
 
     Composition: surrogate table, geometry the Fisher quadratic form, solver the closed-form Fisher solve.
     ``F = Σ_s d(s) F(s)`` with ``F(s) = diag π(·|s) − π(·|s)π(·|s)ᵀ`` is block-diagonal over states, so
-    ``F⁺`` is taken block by block. ``solve``:
+    ``F⁺∇V`` is taken block by block (:func:`fisher_direction`, in log-space: exact when some ``π(a|s)``
+    underflows). ``solve``: ``"pinv"`` (pseudo-inverse) or ``"lstsq"`` (the lecture's least-squares form).
 
-    - ``"pinv"``: the Moore-Penrose pseudo-inverse of each block, keeping singular values above
-      ``√ε·σ_max`` (ε the dtype's machine epsilon). A computed singular value σ carries an absolute error of
-      about ``ε·σ_max``, so one near the default cutoff (``A·ε·σ_max``) is mostly rounding and inverting it
-      throws the state's step; with ``√ε`` every kept σ is known to about half its digits, and an action
-      below the cutoff moves by the per-state shift only, so its π stays tiny;
-    - ``"lstsq"``: the lecture's least-squares form ``argmin_w Σ_a π(a|s)(∇log π(a|s)ᵀw − A(s,a))²``.
-
-    Under softmax both give ``θ_k + η A_θk`` up to a per-state constant: the EW step.
+    Under softmax both give ``θ_k + η (A_θk − mean_a A_θk)``: the EW step ``θ_k + η Q_θk`` up to a per-state
+    constant, so ``π_{k+1}`` is EW's at every η (tested over a grid of η up to the largest the lecture's
+    command accepts, on random MDPs, through iterates where some ``π(a|s)`` is 0 in float64).
     """
-
-    def direction(theta_s: Array, q_s: Array, d_s: Array) -> Array:
-        if solve == "pinv":
-            g_s = d_s * softmax.pi(theta_s) * softmax.advantage(theta_s, q_s)
-            rtol = float(jnp.finfo(theta_s.dtype).eps) ** 0.5
-            return pinv_solve(d_s * softmax.fisher(theta_s), g_s, rcond=rtol)
-        # Weighted regression of A(s,·) on the scores; d(s) > 0 scales both sides and cancels.
-        w = lstsq_solve(softmax.score(theta_s), softmax.advantage(theta_s, q_s), softmax.pi(theta_s))
-        return jnp.where(d_s > 0, w, 0.0)
 
     def formula(theta: Array, batch: TableBatch) -> Array:
         d = jnp.broadcast_to(jnp.asarray(batch.d, theta.dtype), theta.shape[:-1])
         flat = theta.reshape(-1, theta.shape[-1])
-        w = jax.vmap(direction)(flat, batch.q.reshape(flat.shape), d.reshape(-1)).reshape(theta.shape)
+        direction = jax.vmap(lambda t, q, ds: fisher_direction(t, q, ds, solve))
+        w = direction(flat, batch.q.reshape(flat.shape), d.reshape(-1)).reshape(theta.shape)
         return euclidean_step(theta, w, eta)
 
     check_choice("solve", solve, ("pinv", "lstsq"))
