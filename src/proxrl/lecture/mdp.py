@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_positive
+from proxrl.config import check_numbers
+from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_memory, check_positive
 from proxrl.run.plots import band, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import CI_LABEL, mean_ci
@@ -85,6 +86,8 @@ class MDPConfig:
     """Run directory (default: runs/lecture-mdp-<timestamp>)."""
 
     def validate(self) -> None:
+        check_numbers(self)
+        check_int_at_least("seed", self.seed, 0)
         for name in ("seeds", "iters", "sampled_iters", "num_traj", "max_len", "num_states", "inner_steps"):
             check_int_at_least(name, getattr(self, name), 1)
         check_int_at_least("num_actions", self.num_actions, 2)
@@ -111,6 +114,15 @@ class MDPConfig:
                 f"exact NPG is tested equal to EW; past it every step is already greedy), got {self.eta_ew:g}"
             )
         check_in_range("npg_ls_damping", self.npg_ls_damping, 0.0, math.inf)
+        # per seed: transition tensors (random MDPs, the chain), value curves and one batch of trajectories, float32
+        states = max(self.num_states, self.chain_length)
+        per_seed = 4 * states**2 * self.num_actions + 8 * self.iters + 4 * self.sampled_iters
+        per_seed += 4 * self.num_traj * self.max_len
+        check_memory(
+            4 * self.seeds * per_seed,
+            "MDPs, curves and trajectories",
+            "seeds × (num_states² × num_actions, iters, num_traj × max_len)",
+        )
 
 
 EXACT = ("api", "ew", "pg", "npg")
