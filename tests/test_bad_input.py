@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 
 import pytest
@@ -96,6 +97,15 @@ def _train_cases() -> list:
         ),
     ]
     cases += [pytest.param(argv, name, id="train-" + "-".join(argv[1:])[:40]) for argv, name in extra]
+    box2d = importlib.util.find_spec("Box2D") is not None
+    cases.append(
+        pytest.param(
+            ["train", "ppo", "--env", "CarRacing-v3"],
+            "CarRacing-v3",
+            id="train-missing-dependency",
+            marks=pytest.mark.skipif(box2d, reason="Box2D is installed: CarRacing-v3 can be made"),
+        )
+    )
     return cases
 
 

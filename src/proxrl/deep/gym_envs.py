@@ -144,13 +144,17 @@ def make_gym_env(env_id: str, num_envs: int = 1, **env_kwargs: Any) -> GymVecEnv
     known = list(gym.registry)
     if env_id not in known:
         raise ConfigError(unknown_env_message(env_id, known, "Gymnasium"))
-    vec_env = gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-        **env_kwargs,
-    )
+    try:
+        vec_env = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **env_kwargs,
+        )
+    except (gym.error.Error, ImportError) as e:  # a missing dependency (Box2D, MuJoCo, ALE, …), a bad spec
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--env {env_id!r} cannot be made here: {reason}") from None
     return GymVecEnv(
         env_id=env_id,
         vec_env=vec_env,
