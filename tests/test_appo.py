@@ -89,7 +89,14 @@ def run(config, out: Path, jitter: float = 0.0, **run_options) -> tuple[list, li
     """A short training run; ``jitter`` > 0 makes the learner sleep a random time before each rollout it takes
     (actors then run ahead by varying amounts)."""
     run_cfg = RunConfig(
-        num_seeds=2, total_steps=256, eval_every=128, eval_episodes=1, progress=False, out=out, **run_options
+        num_seeds=2,
+        total_steps=256,
+        eval_every=128,
+        log_every=1,
+        eval_episodes=1,
+        progress=False,
+        out=out,
+        **run_options,
     )
     runner = make_runner(config, "CartPole-v1", run_cfg)
     assert isinstance(runner, ActorRunner)

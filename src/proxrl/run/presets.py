@@ -65,7 +65,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
         "pendulum": Preset(
             "Pendulum-v1 (gymnax; use with --env Pendulum-v1): 64 members (32 antithetic pairs) × 1000 steps (5 "
             "episodes each), σ = 0.05, Adam 0.05, centered ranks, 32×32 tanh generator with one noise input, 300 "
-            "generations (19.2M steps); the best setting measured, yet 8 of 12 seeds reach −300 (bench/RESULTS.md)",
+            "generations (19.2M steps); not every seed reaches −300 (see docs/methods/implicit-policies.md)",
             {"num_envs": 64, "num_steps": 1000, "sigma": 0.05, "lr": 0.05},
             {"total_steps": 19_200_000, "eval_every": 640_000, "eval_episodes": 10},
         ),

@@ -76,8 +76,7 @@ class RunConfig:
     eval_every: int = 10_000
     """Environment steps between evaluations and checkpoints (rounded down to whole updates, at least one)."""
     log_every: int = 1_000
-    """Environment steps between rows of metrics.csv: each row is the mean over the updates since the last one
-    (whole updates, at least one: on-policy algorithms log every update)."""
+    """Environment steps between rows of metrics.csv, each the mean of the updates since the last row (whole updates, at least one)."""
     eval_episodes: int = 10
     """Deterministic episodes per evaluation (per seed)."""
     seed: int = 0
@@ -85,9 +84,7 @@ class RunConfig:
     out: Path | None = None
     """Run directory (default: runs/<algo>-<env>-<timestamp>)."""
     resume: Path | None = None
-    """Continue the run in this directory from its checkpoint (same algorithm and configuration; --total-steps
-    may change). Its records are cut back to the checkpoint first. A directory whose run stopped before its first
-    checkpoint (config.json, no checkpoint) starts again from scratch."""
+    """Continue the run in this directory from its checkpoint (same algorithm and configuration; --total-steps may change), its records cut back to the checkpoint first; a run stopped before its first checkpoint starts again from scratch."""
     # Development note, not help text: a small PPO run started in 6.2 s instead of 12.8 s from a warm cache.
     # The cache was off by default while runs loaded from it hung (2 of 15); the hang was the LAPACK QR deadlock
     # since fixed (see proxrl/__init__.py), after which 20 of 20 warm runs completed.
