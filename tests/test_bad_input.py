@@ -82,6 +82,7 @@ def _train_cases() -> list:
         (["train", "ppo", "--env", "CartPol-v1"], "CartPol-v1"),
         (["train", "ppo", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
         (["train", "ppo", "--env", ""], "env"),
+        (["train", "ppo", "--env", "Blackjack-v1"], "Blackjack-v1"),  # a Tuple observation space
         (["train", "ppo", "--out", ""], "out"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "resume"),
         (["train", "ppo", "--preset", "bogus"], "preset"),
