@@ -67,7 +67,7 @@ def test_host_runs_are_deterministic_and_normalisation_is_checkpointed(tmp_path)
     rows = lambda rd: [{k: v for k, v in r.items() if k != "chunk_seconds"} for r in _evals(rd)]
     assert rows(a) == rows(b)
     ma, mb = (list(csv.DictReader((rd.path / "metrics.csv").open())) for rd in (a, b))
-    assert ma == mb and len(ma) == 1024 // 128
+    assert ma == mb and len(ma) == 2  # one row per --log-every 1000 steps: 2 chunks of 4 updates
     # the checkpoint holds the running statistics: 2 seeds × (1024 steps + 2 first observations) each
     cfg = RunConfig(
         backend="gymnasium", num_seeds=2, normalize_obs=True, normalize_reward=True, progress=False
