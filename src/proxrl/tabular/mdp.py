@@ -214,10 +214,14 @@ def value(mdp: FiniteMDP, pi: Array) -> Array:
 
 
 def evaluate(mdp: FiniteMDP, pi: Array) -> Evaluation:
-    """``V^π, Q^π, A^π, d_ρ^π, V^π(ρ)`` from one factorisation-sized pair of solves."""
+    """``V^π, Q^π, A^π, d_ρ^π, V^π(ρ)`` from one LU factorisation: ``(I − γP_π)⁻¹`` by one solve, then
+    ``V = (I − γP_π)⁻¹ r_π`` and ``d = (I − γP_π)⁻ᵀ ρ``. One LAPACK call, not two: jaxlib 0.10's batched LAPACK
+    kernels split a vmapped factorisation across XLA's CPU pool and two of them at once can deadlock it
+    (the likely cause of a deadlock of the vmapped η grid in tests/test_tabular.py while it made two)."""
     m = _resolvent_system(mdp, pi)
-    v = jnp.linalg.solve(m, policy_reward(mdp, pi))
-    d = jnp.linalg.solve(m.T, mdp.rho)
+    inv = jnp.linalg.solve(m, jnp.eye(mdp.num_states, dtype=m.dtype))
+    v = inv @ policy_reward(mdp, pi)
+    d = inv.T @ mdp.rho
     q = q_from_v(mdp, v)
     return Evaluation(v=v, q=q, adv=q - v[:, None], d=d, value=mdp.rho @ v)
 
