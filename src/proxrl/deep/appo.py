@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from proxrl.config import Config
-from proxrl.deep.config import GAE, Entropy, PolicyNetwork, Rollout
+from proxrl.deep.config import GAE, PolicyNetwork, Rollout
 from proxrl.deep.jax_envs import Space
 from proxrl.deep.on_policy.common import (
     Agent,
@@ -39,7 +39,7 @@ from proxrl.deep.on_policy.common import (
     policy_optimiser,
     step_diagnostics,
 )
-from proxrl.deep.on_policy.ppo import ClippedValueLoss, PPOStep
+from proxrl.deep.on_policy.ppo import ClippedValueLoss, ClipSurrogate, PPOStep
 from proxrl.errors import check_choice, check_int_at_least, check_positive
 from proxrl.estimators.vtrace import vtrace
 from proxrl.prox import Problem, ProxStep, StepState, prox_step
@@ -65,19 +65,6 @@ class VTraceAdvantage(GAE):
         super().validate()
         check_positive("rho_bar", self.rho_bar)
         check_positive("c_bar", self.c_bar)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipSurrogate(Entropy):
-    """PPO's clipped ratio π_θ/π_θk (with the entropy bonus)."""
-
-    clip_eps: float = 0.2
-    """Clip range ε > 0 of the ratio π_θ/π_θk (and of the value prediction with clip_vloss)."""
-
-    def validate(self) -> None:
-        """c ≥ 0, ε > 0."""
-        super().validate()
-        check_positive("clip_eps", self.clip_eps)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,13 +90,24 @@ class PPOStep(PolicyStep):
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOSurrogate(Entropy):
+class ClipSurrogate(Entropy):
+    """PPO's clipped ratio min(ratio·A, clip(ratio, 1 ± ε)·A), ratio = π_θ/π_θk (with the entropy bonus)."""
+
+    clip_eps: float = 0.2
+    """Clip range ε > 0 of the ratio (and of the value prediction with clip_vloss)."""
+
+    def validate(self) -> None:
+        """c ≥ 0, ε > 0."""
+        super().validate()
+        check_positive("clip_eps", self.clip_eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOSurrogate(ClipSurrogate):
     """Which of the PPO paper's surrogates L_k is maximised, and its coefficients (with the entropy bonus)."""
 
     surrogate: str = "clip"
     """Policy objective: "none" (ratio·A), "clip" (min(ratio·A, clip(ratio)·A)), "kl_fixed" or "kl_adaptive"."""
-    clip_eps: float = 0.2
-    """Clip range ε > 0 of the ratio (and of the value prediction with clip_vloss)."""
     beta: float = 1.0
     """KL coefficient β = 1/η for the "kl_fixed" surrogate, and its initial value for "kl_adaptive"."""
     kl_target: float = 0.01
@@ -107,11 +118,10 @@ class PPOSurrogate(Entropy):
     """Ceiling of the adaptive β ("kl_adaptive"; default 35)."""
 
     def validate(self) -> None:
-        """c ≥ 0, a known surrogate, ε > 0, β ≥ 0, d_targ > 0, 0 < β_min ≤ β_max, and for "kl_adaptive" the
+        """c ≥ 0, ε > 0, a known surrogate, β ≥ 0, d_targ > 0, 0 < β_min ≤ β_max, and for "kl_adaptive" the
         initial β within [β_min, β_max]."""
         super().validate()
         check_choice("surrogate", self.surrogate, SURROGATES)
-        check_positive("clip_eps", self.clip_eps)
         check_in_range("beta", self.beta, 0.0, float("inf"), high_open=True)
         check_positive("kl_target", self.kl_target)
         check_positive("beta_min", self.beta_min)
