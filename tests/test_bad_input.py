@@ -83,6 +83,8 @@ def _train_cases() -> list:
         (["train", "ppo", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
         (["train", "ppo", "--env", ""], "env"),
         (["train", "ppo", "--env", "Blackjack-v1"], "Blackjack-v1"),  # a Tuple observation space
+        (["train", "ppo", "--address", "127.0.0.1:1"], "address"),  # no actors to send there
+        (["train", "appo", "--env", "CartPole-v1", "--address", "127.0.0.1:1"], "address"),  # nothing listens
         (["train", "ppo", "--out", ""], "out"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "resume"),
         (["train", "ppo", "--preset", "bogus"], "preset"),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import warnings
 from typing import Any
@@ -158,9 +159,10 @@ class EnvRunner:
         self.env.close()
 
 
-def ensure_ray(num_actors: int) -> bool:
-    """Ray in this process: joins ``RAY_ADDRESS`` if set, else starts on this machine with
-    max(cores, ``num_actors``) CPUs; reuses a Ray already started. Returns whether this call started it."""
+def ensure_ray(num_actors: int, address: str | None = None) -> bool:
+    """Ray in this process: joins the cluster at ``address`` (HOST:PORT), or ``RAY_ADDRESS`` if set, else starts
+    on this machine with max(cores, ``num_actors``) CPUs; reuses a Ray already started. Returns whether this
+    call started it. An unreachable cluster is a one-line ConfigError."""
     import ray
 
     if ray.is_initialized():
@@ -168,7 +170,16 @@ def ensure_ray(num_actors: int) -> bool:
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     with warnings.catch_warnings():  # Ray starts its services with fork + exec, which JAX's warning misreads
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        if os.environ.get("RAY_ADDRESS"):
+        if address is not None:
+            host, _, port = address.rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=5.0):
+                    pass
+                ray.init(address=address, **quiet)
+            except (OSError, ConnectionError, RuntimeError, ValueError) as e:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError(f"cannot join the Ray cluster at --address {address}: {reason}") from None
+        elif os.environ.get("RAY_ADDRESS"):
             ray.init(**quiet)
         else:
             ray.init(num_cpus=max(os.cpu_count() or 1, num_actors), include_dashboard=False, **quiet)
@@ -190,6 +201,7 @@ class ActorRunner(HostRunner):
         seed: int,
         num_actors: int,
         total_steps: int,
+        address: str | None = None,
     ) -> None:
         import ray
 
@@ -206,7 +218,7 @@ class ActorRunner(HostRunner):
                 "normalize_reward keeps per-environment statistics: use it with one actor in appo"
             )
         super().__init__(learner, env_id, num_seeds, norm, eval_episodes, seed)
-        self._started_ray = ensure_ray(num_actors)
+        self._started_ray = ensure_ray(num_actors, address)
         per_actor = b // num_actors if mode == "sync" else b
         remote = ray.remote(num_cpus=1)(EnvRunner)
         self.actors = [
@@ -361,7 +373,16 @@ def make_actor_runner(
     learner = entry.make_learner(config, *gym_spaces(env_id), budget)
     actors = max(1, run_cfg.num_actors)
     return ActorRunner(
-        learner, config, env_id, run_cfg.num_seeds, norm, run_cfg.eval_episodes, run_cfg.seed, actors, budget
+        learner,
+        config,
+        env_id,
+        run_cfg.num_seeds,
+        norm,
+        run_cfg.eval_episodes,
+        run_cfg.seed,
+        actors,
+        budget,
+        getattr(run_cfg, "address", None),
     )
 
 

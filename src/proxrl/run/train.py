@@ -102,6 +102,8 @@ class RunConfig:
     """Scale rewards by the running standard deviation of the discounted return (saved with checkpoints)."""
     num_actors: int = 0
     """Env-runner actors (Ray processes) stepping Gymnasium environments for the learner: 0 steps them in this process; N >= 1 shares num_envs among N actors, each update waiting for all (appo: N actors, at least 1, each with num_envs environments)."""
+    address: str | None = None
+    """A Ray cluster for the env-runner actors (HOST:PORT of 'ray start --head'); default: Ray started in this process."""
 
     def validate(self) -> None:
         """One-line ConfigError naming the first bad option."""
@@ -114,6 +116,12 @@ class RunConfig:
         check_int_at_least("log_every", self.log_every)
         check_int_at_least("eval_episodes", self.eval_episodes)
         check_seed("seed", self.seed)
+        if self.address is not None:
+            host, sep, port = self.address.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(
+                    f"--address must be HOST:PORT (a cluster started with 'ray start --head'), got {self.address!r}"
+                )
         for name in ("out", "resume", "compile_cache_dir"):
             value = getattr(self, name)
             if value is not None and str(value) in ("", "."):
@@ -189,7 +197,12 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     gamma = float(config.rollout.gamma)
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
     budget = planned_steps(run_cfg, config.rollout.size)  # schedules see the real budget
-    if run_cfg.num_actors > 0 or registry.entry_for(config)[0] == "appo":  # Ray env-runner actors
+    actors = run_cfg.num_actors > 0 or registry.entry_for(config)[0] == "appo"
+    if run_cfg.address is not None and not actors:
+        raise ConfigError(
+            "--address joins a Ray cluster for env-runner actors: use it with --num-actors N or appo"
+        )
+    if actors:  # Ray env-runner actors
         from proxrl.run.actors import make_actor_runner
 
         return make_actor_runner(config, env_id, run_cfg, norm, budget)
@@ -552,7 +565,7 @@ def non_finite_returns(returns: np.ndarray, update: int) -> Fault | None:
     return Fault("the evaluation return", float(returns[seed]), update, seed, after=True)
 
 
-FREE_OPTIONS = ("total_steps", "compile_cache", "compile_cache_dir")
+FREE_OPTIONS = ("total_steps", "compile_cache", "compile_cache_dir", "address")
 """Run options a resume may change: the step budget and where compilations are cached. Resuming with the same
 budget reproduces the uninterrupted run exactly; a larger budget re-plans budget-based schedules (e.g.
 learning-rate annealing) from the current update on."""
