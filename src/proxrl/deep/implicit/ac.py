@@ -18,7 +18,6 @@ ignoring ξ), as the deterministic policy gradient theorem's optimum is.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +40,7 @@ from proxrl.deep.off_policy.common import (
     replay_rollout,
     require_box,
 )
-from proxrl.prox import StepState
+from proxrl.deep.off_policy.ddpg import DDPGState
 from proxrl.prox.critic import polyak, td_target
 from proxrl.prox.surrogates import deterministic
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
@@ -64,13 +63,9 @@ class ImplicitACConfig(Config):
     exploration: Exploration = dataclasses.field(default_factory=Exploration)
 
 
-class ImplicitACState(NamedTuple):
-    """``params``/``target`` = ``{"actor": θ, "critic": φ}``, the actor step's state and the critic's Adam state."""
-
-    params: Params
-    target: Params
-    actor_step: StepState
-    critic_opt: optax.OptState
+ImplicitACState = DDPGState
+"""DDPG's state: ``params``/``target`` = ``{"actor": θ, "critic": φ}``, the actor step's state and the critic's
+Adam state."""
 
 
 def make_learner(
