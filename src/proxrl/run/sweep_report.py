@@ -4,29 +4,34 @@ confidence intervals, performance profiles, learning curves; summary.md and PNG 
 Scores follow the PPO paper's normalisation: with bounds ``[min, max]`` per task (from the sweep file's
 ``[scores]`` table, e.g. random = 0 and best = 1), run r's final return G on task m scores
 ``x_{r,m} = (G − min_m) / (max_m − min_m)``. The statistics are those of Agarwal et al. (2021, "Deep RL at the
-edge of the statistical precipice", the rliable library):
+edge of the statistical precipice"), computed by their library, rliable (``rliable.metrics`` and
+``rliable.library``):
 
-- IQM: the mean of the middle 50 % of all ``x_{r,m}`` (25 % trimmed from each end); mean; median;
-- stratified bootstrap: each resample draws the runs of every task with replacement, task by task
-  (strata), so every resample keeps each task's share; the 95 % interval is the 2.5 and 97.5 percentiles of
-  the statistic over the resamples;
+- IQM: the mean of the middle 50 % of all ``x_{r,m}`` (25 % trimmed from each end); mean: the mean over tasks of
+  each task's mean score; median: the median over tasks of each task's mean score (rliable's definitions);
+- stratified bootstrap: each resample draws the runs of every task with replacement, task by task (strata),
+  so every resample keeps each task's share; the 95 % interval is the 2.5 and 97.5 percentiles of the
+  statistic over the resamples;
 - performance profile: ``P(τ) = (1/M) Σ_m (1/N) Σ_r 1[x_{r,m} > τ]``, the fraction of runs above τ averaged
-  over tasks, with a bootstrap band.
+  over tasks, with a stratified-bootstrap band.
 
-The bootstrap is :func:`scipy.stats.bootstrap` with one sample per task (scipy resamples each sample
-separately, which is the stratified bootstrap). rliable itself is not used: rliable 1.2 needs ``arch < 8``,
-whose releases before 8 fail to import with pandas 3, and arch 8 no longer accepts rliable's arguments.
+Per task the same statistics of its runs are given, the median being the median over runs.
+
+rliable draws its resamples from NumPy's global generator (its ``random_state`` argument does not reach the
+draws); :func:`seeded` sets that generator to ``seed`` around each call and restores it afterwards, so the same
+results table always gives the same intervals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from proxrl.errors import ConfigError
 from proxrl.run.plots import band, figure
@@ -38,16 +43,51 @@ from proxrl.run.train import latest_per_step
 CONFIDENCE = 0.95
 
 
+def _metrics() -> Any:
+    from rliable import metrics
+
+    return metrics
+
+
 def iqm(x: np.ndarray) -> float:
-    """Interquartile mean of every entry: the mean after trimming 25 % from each end."""
-    return float(stats.trim_mean(np.ravel(x), 0.25))
+    """Interquartile mean of every entry of a score matrix ``[runs, tasks]`` (``rliable.metrics.aggregate_iqm``)."""
+    return float(_metrics().aggregate_iqm(np.asarray(x, np.float64)))
 
 
-AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
-    "IQM": iqm,
-    "mean": lambda x: float(np.mean(x)),
-    "median": lambda x: float(np.median(x)),
-}
+def mean(x: np.ndarray) -> float:
+    """Mean over tasks of each task's mean score (``rliable.metrics.aggregate_mean``)."""
+    return float(_metrics().aggregate_mean(np.asarray(x, np.float64)))
+
+
+def median(x: np.ndarray) -> float:
+    """Median over tasks of each task's mean score (``rliable.metrics.aggregate_median``)."""
+    return float(_metrics().aggregate_median(np.asarray(x, np.float64)))
+
+
+def run_median(x: np.ndarray) -> float:
+    """Median of every entry: on one task's column ``[runs, 1]``, the median over runs (rliable's
+    :func:`median` of a single task would be its mean)."""
+    return float(np.median(np.asarray(x, np.float64)))
+
+
+AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {"IQM": iqm, "mean": mean, "median": median}
+"""The aggregates over tasks, as rliable defines them."""
+PER_TASK: dict[str, Callable[[np.ndarray], float]] = {"IQM": iqm, "mean": mean, "median": run_median}
+"""The same statistics of one task's runs."""
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """NumPy's global generator set to ``seed`` inside the block (rliable's resamples come from it), restored
+    after; rliable's deprecation warnings about arch's ``random_state`` are silenced inside."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        np.random.set_state(saved)
 
 
 class Interval(NamedTuple):
@@ -67,34 +107,39 @@ def stratified_interval(
     scores: np.ndarray, statistic: Callable[[np.ndarray], float], reps: int = 2000, seed: int = 0
 ) -> Interval:
     """``statistic(scores)`` of a score matrix ``[runs, tasks]`` and its 95 % percentile interval over ``reps``
-    stratified-bootstrap resamples (runs redrawn within each task). One run per task gives no interval."""
+    stratified-bootstrap resamples (runs redrawn within each task), by ``rliable.library.get_interval_estimates``.
+    One run per task, or identical scores, give no interval."""
+    from rliable import library as rly
+
     scores = np.asarray(scores, np.float64)
     value = statistic(scores)
     if scores.shape[0] < 2 or np.all(scores == scores[0]):
         return Interval(value, float("nan"), float("nan"))
-
-    def vectorised(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
-        # columns: one array per task, resamples on the leading axes and runs on ``axis``
-        stacked = np.stack([np.moveaxis(c, axis, -1) for c in columns], axis=-1)  # [..., runs, tasks]
-        flat = stacked.reshape(-1, *stacked.shape[-2:])
-        return np.array([statistic(m) for m in flat]).reshape(stacked.shape[:-2])
-
-    res = stats.bootstrap(
-        tuple(scores.T),
-        vectorised,
-        n_resamples=reps,
-        vectorized=True,
-        paired=False,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return Interval(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    with seeded(seed):
+        _, intervals = rly.get_interval_estimates(
+            {"x": scores},
+            lambda x: np.array([statistic(x)]),
+            reps=reps,
+            confidence_interval_size=CONFIDENCE,
+            method="percentile",
+        )
+    lo, hi = np.asarray(intervals["x"], np.float64).ravel()
+    return Interval(value, float(lo), float(hi))
 
 
-def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
-    """``P(τ)`` for each τ: the fraction of runs with score > τ, averaged over tasks (``scores [runs, tasks]``)."""
-    return np.mean(scores[None, :, :] > np.asarray(taus)[:, None, None], axis=1).mean(axis=1)
+def performance_profile(
+    scores: np.ndarray, taus: np.ndarray, reps: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``P(τ)`` for each τ (the fraction of runs with score > τ, averaged over tasks; ``scores [runs, tasks]``)
+    and its 95 % stratified-bootstrap band ``[2, len(taus)]``, by ``rliable.library.create_performance_profile``."""
+    from rliable import library as rly
+
+    scores = np.asarray(scores, np.float64)
+    with seeded(seed):
+        profile, band_ = rly.create_performance_profile(
+            {"x": scores}, np.asarray(taus, np.float64), reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    return np.asarray(profile["x"], np.float64), np.asarray(band_["x"], np.float64)
 
 
 class Table(NamedTuple):
@@ -184,7 +229,7 @@ def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
         for label in complete:
             scores = score_matrix(table, label, normed)
             for j, env in enumerate(normed):
-                ivs = [stratified_interval(scores[:, j : j + 1], f, reps, seed) for f in AGGREGATES.values()]
+                ivs = [stratified_interval(scores[:, j : j + 1], f, reps, seed) for f in PER_TASK.values()]
                 lines.append(f"| {label} | {env} | " + " | ".join(iv.text() for iv in ivs) + " |")
             if len(normed) > 1:
                 aggregate[label] = {
@@ -253,15 +298,11 @@ def _profile_plot(
     taus = np.linspace(0.0, 1.0, 41)
     fig, ax = figure()
     a = ax[0, 0]
-    rng = np.random.default_rng(seed)
     for i, label in enumerate(labels):
         scores = score_matrix(table, label, envs)
-        a.plot(taus, performance_profile(scores, taus), label=label, color=f"C{i}")
-        if scores.shape[0] > 1:  # stratified resamples: runs redrawn within each task
-            idx = rng.integers(0, scores.shape[0], size=(reps, *scores.shape))
-            boot = np.take_along_axis(scores[None], idx, axis=1)  # [reps, runs, tasks]
-            prof = np.mean(boot[:, None] > taus[None, :, None, None], axis=2).mean(axis=-1)  # [reps, taus]
-            lo, hi = np.percentile(prof, [2.5, 97.5], axis=0)
+        profile, (lo, hi) = performance_profile(scores, taus, reps, seed)
+        a.plot(taus, profile, label=label, color=f"C{i}")
+        if scores.shape[0] > 1:
             a.fill_between(taus, lo, hi, color=f"C{i}", alpha=0.2, linewidth=0)
     a.set(xlabel="normalised score τ", ylabel="fraction of runs with score > τ", title="performance profile")
     a.legend()
