@@ -89,7 +89,13 @@ def measure(kind: str, env_id: str, updates: int) -> dict:
 
 
 def throughput(args: argparse.Namespace) -> None:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
     kinds = ["host", "async-1", "async-2", "host-ppo", "sync-2"]
     rows: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.repeats):

@@ -1,5 +1,6 @@
 """`proxrl sweep`: bad input fails before any work, cells run as Ray tasks on a local 2-CPU Ray, rows are
-written once per cell, reruns skip finished cells, failing cells are recorded, a killed worker's cell runs again.
+written once per cell, reruns skip finished cells, failing cells are recorded, a killed worker's cell runs again,
+a lost cluster stops the sweep with one line and a rerun finishes it.
 
 Cells are tiny (an 8-unit network, 64 steps, one evaluation): what is checked is the sweep machinery, not
 learning. Ray starts once for the module (2 CPUs, no dashboard)."""
@@ -9,8 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +26,17 @@ import ray
 
 from proxrl.cli import main
 from proxrl.errors import ConfigError
-from proxrl.run.sweep import ATTEMPTS, PID_FILE, Cell, Setting, cells, parse_spec, read_results, run_sweep
+from proxrl.run.sweep import (
+    ATTEMPTS,
+    PID_FILE,
+    Cell,
+    Setting,
+    cells,
+    load_spec,
+    parse_spec,
+    read_results,
+    run_sweep,
+)
 
 TINY = "hidden = [8], num_envs = 2, num_steps = 16, num_minibatches = 1, update_epochs = 1"
 RUN = "seeds = 2\ntotal_steps = 64\neval_every = 64\neval_episodes = 1\n"
@@ -28,7 +44,13 @@ RUN = "seeds = 2\ntotal_steps = 64\neval_every = 64\neval_episodes = 1\n"
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
     yield
     ray.shutdown()
 
@@ -198,3 +220,78 @@ def test_killed_worker_runs_its_cell_again_and_every_cell_has_one_row(local_ray,
     pids = [line.split("pid=")[1] for line in (victim / ATTEMPTS).read_text().splitlines()]
     assert pids[0] == str(pid) and pids[1] != str(pid)
     assert results and results[0].ran == 2
+
+
+def _kill_processes_mentioning(text: str) -> int:
+    """SIGKILL every process whose command line contains ``text`` (a Ray cluster's own temp dir); their count."""
+    killed = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if text in cmdline and int(pid) != os.getpid():
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            pass
+    return killed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the cluster's processes in /proc")
+def test_lost_cluster_stops_the_sweep_with_one_line_and_a_rerun_finishes_it(local_ray, tmp_path):
+    """A cluster started with `ray start --head` dies after the first cell: the sweep stops with one line
+    (exit 1) keeping that cell's row, and the same command without the cluster runs the rest, every cell once."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONFAULTHANDLER": "1"}
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    head = [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false"]
+    head += ["--disable-usage-stats", f"--temp-dir={temp}"]
+    spec = write(
+        tmp_path,
+        f'envs = ["CartPole-v1"]\n{RUN.replace("seeds = 2", "seeds = 1")}'
+        + "".join(
+            f'[[settings]]\nalgo = "ppo"\nlabel = "lr{lr}"\noptions = {{ {TINY}, lr = {lr} }}\n'
+            for lr in (1e-3, 3e-4, 1e-4)
+        ),
+    )
+    out = tmp_path / "sweep"
+    try:
+        started = subprocess.run(head, capture_output=True, text=True, env=env, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
+        address = re.search(r"ray start --address='([^']+)'", started.stdout + started.stderr).group(1)
+        command = [sys.executable, "-m", "proxrl.cli", "sweep", str(spec), "--out", str(out), "--no-progress"]
+        sweep = subprocess.Popen(
+            [*command, "--address", address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 180
+        while not read_results(out / "results.csv") and time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(0.1)
+        assert _kill_processes_mentioning(temp) > 0  # the cluster's GCS, raylet and their helpers
+        try:
+            _, err = sweep.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            sweep.send_signal(signal.SIGABRT)  # every thread's stack, then fail
+            _, err = sweep.communicate(timeout=30)
+            pytest.fail(f"the sweep did not stop within 120 s of losing its cluster:\n{err[-5000:]}")
+    finally:
+        _kill_processes_mentioning(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+    ours = [line for line in err.splitlines() if line.startswith("proxrl: error:")]
+    assert sweep.returncode == 1 and len(ours) == 1 and "Traceback" not in err, err[-3000:]
+    assert "lost the Ray cluster" in ours[0] and "rerun the same command" in ours[0]
+    first = read_results(out / "results.csv")
+    assert 1 <= len(first) < 3 and all(r["status"] == "ok" for r in first), first
+
+    # later, without the cluster (Ray in this process): the remaining cells run, the finished ones are kept
+    result = run_sweep(load_spec(spec), out, progress=False)
+    rows = read_results(out / "results.csv")
+    assert (result.ran, result.skipped) == (3 - len(first), len(first))
+    assert rows[: len(first)] == first
+    assert sorted(r["label"] for r in rows) == ["lr0.0001", "lr0.0003", "lr0.001"]
+    assert all(r["status"] == "ok" for r in rows), rows

@@ -182,7 +182,13 @@ def ensure_ray(num_actors: int, address: str | None = None) -> bool:
         elif os.environ.get("RAY_ADDRESS"):
             ray.init(**quiet)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, num_actors), include_dashboard=False, **quiet)
+            # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
+            ray.init(
+                address="local",
+                num_cpus=max(os.cpu_count() or 1, num_actors),
+                include_dashboard=False,
+                **quiet,
+            )
     return True
 
 

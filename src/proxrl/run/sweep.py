@@ -568,13 +568,57 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
             except (ConnectionError, RuntimeError) as e:
                 raise ConfigError(f"cannot join the Ray cluster at {address}: {one_line(e)}") from None
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+            # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
+            ray.init(
+                address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet
+            )
     return True
 
 
 def _check_workers(workers: int | None) -> None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be an integer >= 1, got {workers!r}")
+
+
+POLL_S = 2.0
+"""Seconds :func:`run_sweep` waits for a cell before checking that the cluster still answers."""
+LOST_AFTER_S = 15.0
+"""A cluster whose control store (GCS) refuses connections this long is lost: the sweep stops with
+:class:`SweepError` (well before Ray's own 60 s limit, after which it ends the process without a word)."""
+
+
+class ClusterWatch:
+    """Whether the Ray cluster's GCS at ``address`` (HOST:PORT) still accepts connections."""
+
+    def __init__(self, address: str, results: Path) -> None:
+        self.address, self.results = address, results
+        self.down_since: float | None = None
+        self.lost = False
+
+    def message(self, why: str) -> str:
+        return (
+            f"lost the Ray cluster ({why}); finished cells are in {self.results}; rerun the same command to go on "
+            "(a cell that was running resumes from its last checkpoint)"
+        )
+
+    def check(self) -> None:
+        """Raise :class:`SweepError` once the GCS has refused connections for :data:`LOST_AFTER_S` seconds."""
+        host, _, port = self.address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=POLL_S):
+                self.down_since = None
+                return
+        except OSError as e:
+            now = time.monotonic()
+            self.down_since = self.down_since or now
+            if now - self.down_since >= LOST_AFTER_S:
+                self.lost = True
+                raise SweepError(
+                    self.message(
+                        f"its control store at {self.address} refused connections for "
+                        f"{LOST_AFTER_S:g} s: {e.strerror or e}"
+                    )
+                ) from None
 
 
 def _cell_task(cell: Cell, cell_dir: str) -> dict[str, Any]:
@@ -628,6 +672,7 @@ def run_sweep(
     _write_spec(out, spec)
     task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_cell_task)
     limit = workers or len(todo) or 1
+    watch = ClusterWatch(ray.get_runtime_context().gcs_address, results)
     pending = list(todo)
     running: dict[Any, Cell] = {}
     columns = [TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -638,18 +683,18 @@ def run_sweep(
                 while pending and len(running) < limit:
                     cell = pending.pop(0)
                     running[task.remote(cell, str((out / "cells" / cell.dirname).resolve()))] = cell
-                ready, _ = ray.wait(list(running), num_returns=1)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+                if not ready:
+                    watch.check()
                 for ref in ready:
                     cell = running.pop(ref)
                     write_row(results, _result(ref, cell, out))
                     bar.advance(bar_task)
     except (ray.exceptions.RaySystemError, ConnectionError) as e:
-        raise SweepError(
-            f"lost the Ray cluster ({one_line(e)}); finished cells are in {results}; rerun the same command to "
-            "go on"
-        ) from None
+        watch.lost = True
+        raise SweepError(watch.message(one_line(e))) from None
     finally:
-        if started:
+        if started and not watch.lost:  # with the cluster gone, shutting down would wait for it
             ray.shutdown()
     return SweepResult(out, len(todo), len(todo_all) - len(todo), read_results(results))
 
