@@ -136,6 +136,47 @@ def test_async_logs_its_lag_and_sync_actors_feed_an_ordinary_learner(local_ray, 
     assert len(evals) == 2
 
 
+def test_normalize_reward_keeps_each_actors_running_returns(local_ray, tmp_path):
+    """--normalize-reward with 2 actors (fixed lag 1: update k learns actor k mod 2's rollout): each actor's
+    environments keep their own running discounted return, ret ← γ·ret + r then 0 at an episode's end, folded
+    over that actor's rollouts only; the return statistics are shared."""
+    config = override(APPOConfig(), **TINY, lag_mode="fixed", lag=1)
+    run_cfg = RunConfig(
+        num_seeds=2,
+        total_steps=256,
+        eval_every=256,
+        log_every=1,
+        eval_episodes=1,
+        progress=False,
+        out=tmp_path / "run",
+        num_actors=2,
+        normalize_reward=True,
+    )
+    runner = make_runner(config, "CartPole-v1", run_cfg)
+    seen: list[tuple[int, list]] = []
+    fetch = runner._next_rollouts
+
+    def capture(carry):
+        outs = fetch(carry)
+        seen.append((runner.version % 2, outs[0]["traj"]))
+        return outs
+
+    runner._next_rollouts = capture
+    train(runner, run_cfg, config, "CartPole-v1")
+    assert [a for a, _ in seen] == [0, 1] * 4
+    for actor in (0, 1):
+        ret = np.zeros((2, TINY["num_envs"]))  # [seeds, environments]
+        for a, traj in seen:
+            if a == actor:
+                reward, ended = traj[2], traj[3] | traj[4]  # [seeds, T, b]
+                for t in range(reward.shape[1]):
+                    ret = config.rollout.gamma * ret + reward[:, t]
+                    ret = np.where(ended[:, t], 0.0, ret)
+        np.testing.assert_allclose(np.asarray(runner._returns[actor]), ret, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(runner._returns[0]), np.asarray(runner._returns[1]))
+    runner.close()
+
+
 def test_actor_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="divisible by num_actors"):
         make_runner(override(PPOConfig(), **{**TINY, "num_envs": 3}), "CartPole-v1", RunConfig(num_actors=2))

@@ -13,7 +13,10 @@ maximises, around its own θ_k::
 The lecture's importance weight π_θ/μ factors as (π_θ/π_θk)·(π_θk/μ): the first factor is PPO's ratio, clipped
 (the proximal step's implicit geometry), the second corrects for the stale behaviour and is truncated at ρ̄ as in
 V-trace; Â_i are V-trace advantages (:func:`proxrl.estimators.vtrace.vtrace`) and the critic regresses on the
-V-trace targets. The proximal step is :func:`proxrl.prox.prox_step` of the clipped-ratio surrogate on the
+V-trace targets. With ``norm_adv`` the unweighted advantages r_i + γ·v_{i+1} − V(s_i) are standardised over the
+batch before the ρ̄ weights multiply them: standardising the weighted ones lets the batch mean leak into the step
+through ρ̄'s correlation with the action's distance from the mean, which shrinks a Gaussian's σ update after update
+(docs/methods/async-actor-critic.md). The proximal step is :func:`proxrl.prox.prox_step` of the clipped-ratio surrogate on the
 ρ̄-weighted advantages, the entropy bonus and the value regression, solved by minibatch epochs (PPO's solver).
 With no lag (μ = π_θk) it is PPO with V-trace(λ) targets. The actors and the learner's loop are
 :mod:`proxrl.run.actors`.
@@ -148,7 +151,7 @@ def appo_step(config: APPOConfig, agent: Agent, updates: int | None = None) -> P
         agent.value, config.critic.vf_coef, sur.clip_eps if config.critic.clip_vloss else None
     )
     problem = Problem(
-        clipped_ratio(sur.clip_eps, config.advantage.norm_adv),
+        clipped_ratio(sur.clip_eps),  # advantages standardised before their ρ̄ weights (make_vtrace_batch)
         None,
         (entropy_bonus(sur.ent_coef), value),
         policy=agent.policy_on,
@@ -179,7 +182,11 @@ def make_vtrace_batch(
         return vtrace(r, d, v, vn, lr, adv_cfg.gae_lambda, adv_cfg.rho_bar, adv_cfg.c_bar, reset)
 
     out = jax.vmap(one, in_axes=1, out_axes=1)(traj.reward, discount_t, v_t, v_next, log_rho, reset_t)
-    batch = Batch(obs_t, traj.action, logp_old, dist_old, v_t, out.pg_adv, out.vs)
+    adv = out.pg_adv
+    if adv_cfg.norm_adv:  # standardise r + γ·v_{t+1} − V(s_t) over the batch first, then weight by ρ̄
+        q = out.q_adv
+        adv = out.rho * (q - jnp.mean(q)) / (jnp.std(q) + 1e-8)
+    batch = Batch(obs_t, traj.action, logp_old, dist_old, v_t, adv, out.vs)
     n = traj.reward.shape[0] * traj.reward.shape[1]
     rho = jnp.exp(log_rho)
     metrics = {

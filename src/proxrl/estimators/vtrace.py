@@ -33,6 +33,8 @@ class VTrace(NamedTuple):
     """Policy advantages Â_t = ρ̄_t·(r_t + discount_t·v_{t+1} − V(s_t))."""
     rho: Array
     """Truncated importance weights ρ̄_t = min(ρ̄, π/μ)."""
+    q_adv: Array
+    """The advantage before its weight, r_t + discount_t·v_{t+1} − V(s_t) (so ``pg_adv = rho·q_adv``)."""
 
 
 def vtrace(
@@ -63,5 +65,5 @@ def vtrace(
     vs = v_t + diff
     following = jnp.concatenate([vs[1:], v_next[-1:]])  # v_{t+1}; v_T = V(s_T) at the end of the stream
     vs_next = jnp.where(cont > 0, following, v_next)
-    pg_adv = rho_t * (rewards + discount_t * vs_next - v_t)
-    return VTrace(vs, pg_adv, rho_t)
+    q_adv = rewards + discount_t * vs_next - v_t
+    return VTrace(vs, rho_t * q_adv, rho_t, q_adv)

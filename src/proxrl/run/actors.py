@@ -219,10 +219,6 @@ class ActorRunner(HostRunner):
             raise ConfigError(
                 f"num_envs ({b}) must be divisible by num_actors ({num_actors}) to share them out"
             )
-        if appo and norm.reward and num_actors > 1:
-            raise ConfigError(
-                "normalize_reward keeps per-environment statistics: use it with one actor in appo"
-            )
         super().__init__(learner, env_id, num_seeds, norm, eval_episodes, seed)
         self._started_ray = ensure_ray(num_actors, address)
         per_actor = b // num_actors if mode == "sync" else b
@@ -249,6 +245,10 @@ class ActorRunner(HostRunner):
         self._fixed: dict[int, Any] = {}  # fixed: update index -> ref
         self._weights: Any = None
         self.rollout_wait_s = 0.0
+        # appo with several actors: each actor's environments have their own running discounted returns for
+        # --normalize-reward (the return statistics are shared); swapped into the carry for that actor's rollout
+        self._returns: dict[int, Any] = {}
+        self._per_actor_returns = appo and norm.reward and num_actors > 1
 
     # -- the schedules --
     def _publish(self, carry: Carry) -> Any:
@@ -313,7 +313,16 @@ class ActorRunner(HostRunner):
         else:
             traj = Transition(*fields)
         lag = self.version - min(o["version"] for o in outs)
-        carry, metrics = self._absorb(carry, traj)
+        if self._per_actor_returns:
+            actor = self._async_actor if self.schedule == "async" else self.version % self.num_actors
+            rn = carry.reward_norm
+            carry = carry._replace(
+                reward_norm=rn._replace(ret=self._returns.get(actor, jnp.zeros_like(rn.ret)))
+            )
+            carry, metrics = self._absorb(carry, traj)
+            self._returns[actor] = carry.reward_norm.ret
+        else:
+            carry, metrics = self._absorb(carry, traj)
         count = sum(o["episode_count"] for o in outs)
         total = sum(o["episode_sum"] for o in outs)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -336,6 +345,7 @@ class ActorRunner(HostRunner):
             {},
             None,
         )
+        self._returns = {}  # the actors' environments restart, and with them their running returns
         return carry
 
     def actor_cpu_seconds(self) -> float:
