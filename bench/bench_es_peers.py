@@ -1,7 +1,7 @@
 """Evolution strategies against their peers, side by side, ratios printed.
 
     python bench/bench_es_peers.py evosax [--envs CartPole-v1,Pendulum-v1] [--seeds 4]
-    python bench/bench_es_peers.py ars [--envs HalfCheetah-v5,Hopper-v5] [--total-steps ...]
+    python bench/bench_es_peers.py ars [--envs HalfCheetah-v5,Hopper-v5] [--generations 300] [--seed 0]
 
 ``evosax``: ``proxrl train es`` on gymnax against evosax's OpenAI-ES (bench/peers/peer_evosax.py, run with the
 evosax venv's python: ``bash bench/setup_peers.sh evosax``), the same population of antithetic pairs, the same
@@ -17,8 +17,11 @@ proxrl's members each step their own environment for ``num_steps`` and are score
 returns over their standard deviation, the plain step θ + ηĝ) on host-side Gymnasium MuJoCo, against the episodes
 to a threshold published by Mania et al. 2018 (Table 1, on Hopper-v1/HalfCheetah-v1 of Gym 0.9.3 with MuJoCo
 1.31; here the v5 environments of Gymnasium with MuJoCo 3, whose rewards are close to but not the same as v1's).
-ARS's step θ + (α/(b σ_R)) Σ (r⁺ − r⁻) δ has no 1/ν; ours divides by 2σ, so η = 2να. Episodes are counted as
-ARS counts them (every rollout ended, scored or not) and evaluations run every ``--eval-every`` steps.
+ARS's step θ + (α/(b σ_R)) Σ (r⁺ − r⁻) δ has no 1/ν; ours divides by 2σ, so η = 2να. As in ARS every generation
+resets the environments and scores each member on its first episode (``score_episodes="first"``), so a generation
+costs 2N episodes, counted as the paper counts them (evaluation episodes excluded; ``steps_scored`` gives their
+steps); evaluations run every ``--eval-every`` lockstep steps (10 generations = 10·2N·1000, as the paper evaluates
+every 10 iterations).
 """
 
 from __future__ import annotations
@@ -43,12 +46,27 @@ EVOSAX_TASKS = {
 }
 
 ARS_TASKS = {
-    # env: threshold(s), ARS V2-t setting (N directions, b top, α, ν, shift), num_steps, published episodes
+    # env: threshold(s), ARS V2-t setting (N directions, b top, α, ν, shift), num_steps, and the paper's Table 1:
+    # episodes of ARS V2-t to the threshold on the v1 environment, mean over 3 seeds
     "HalfCheetah-v5": dict(
-        thresholds=(3000.0, 3430.0), directions=32, top_b=4, alpha=0.02, nu=0.03, shift=0.0, num_steps=1000
+        thresholds=(3000.0, 3430.0),
+        directions=32,
+        top_b=4,
+        alpha=0.02,
+        nu=0.03,
+        shift=0.0,
+        num_steps=1000,
+        published={3430.0: 1707},
     ),
     "Hopper-v5": dict(
-        thresholds=(3120.0,), directions=8, top_b=4, alpha=0.01, nu=0.025, shift=1.0, num_steps=2000
+        thresholds=(3120.0,),
+        directions=8,
+        top_b=4,
+        alpha=0.01,
+        nu=0.025,
+        shift=1.0,
+        num_steps=1000,
+        published={3120.0: 1973},
     ),
 }
 
@@ -164,14 +182,17 @@ def bench_ars(args: argparse.Namespace) -> None:
             lr=2 * task["nu"] * task["alpha"],
             sigma=task["nu"],
             shift=task["shift"],
+            score_episodes="first",
         )
         out = Path(args.out) / f"es-{env_id}-seed{args.seed}"
-        run_cfg = RunConfig(num_seeds=1, total_steps=args.total_steps, eval_every=args.eval_every,
+        per_generation = population * task["num_steps"]
+        total_steps = args.generations * per_generation
+        run_cfg = RunConfig(num_seeds=1, total_steps=total_steps, eval_every=args.eval_generations * per_generation,
                             eval_episodes=args.eval_episodes, backend="gymnasium", progress=False, out=out,
                             seed=args.seed)  # fmt: skip
         print(f"\n== {env_id}: ARS V2-t, {task['directions']} directions, top {task['top_b']}, α {task['alpha']} "
               f"(η = 2να = {cfg.step.lr:g}), ν {task['nu']}, shift {task['shift']}, {population} members × "
-              f"{task['num_steps']} steps per generation, {args.total_steps:,} steps, seed {args.seed}")  # fmt: skip
+              f"{task['num_steps']} steps per generation, {args.generations} generations, seed {args.seed}")  # fmt: skip
         t0, c0 = time.perf_counter(), time.process_time()
         rd = train(make_runner(cfg, env_id, run_cfg), run_cfg, cfg, env_id)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -180,24 +201,31 @@ def bench_ars(args: argparse.Namespace) -> None:
         with open(rd.path / "eval.csv") as f:
             evals = list(csv.DictReader(f))
         steps = np.array([float(r["step"]) for r in rows])
-        episodes = np.cumsum([float(r["episodes_ended"]) for r in rows])
+        episodes = np.cumsum([float(r["episodes_scored"]) for r in rows])  # one rollout per member, as ARS
+        ars_steps = np.cumsum([float(r["steps_scored"]) for r in rows])  # the steps of those rollouts
         eval_steps = np.array([float(r["step"]) for r in evals])
         eval_ret = np.array([float(r["eval_return_mean"]) for r in evals])
         print(
-            f"{wall:.0f} s wall, {cpu:.0f} s CPU ({args.total_steps / wall:.0f} steps/s); run directory {rd.path}"
+            f"{wall:.0f} s wall, {cpu:.0f} s CPU ({total_steps / wall:.0f} lockstep steps/s); run directory {rd.path}"
         )
         print(f"evaluations ({args.eval_episodes} episodes): " + ", ".join(
             f"{int(s):,}: {r:.0f}" for s, r in zip(eval_steps, eval_ret, strict=True)))  # fmt: skip
         for threshold in task["thresholds"]:
             i = first_reached(eval_ret, threshold)
             if i is None:
-                print(f"threshold {threshold:g}: not reached within {args.total_steps:,} steps "
+                print(f"threshold {threshold:g}: not reached within {args.generations} generations "
                       f"({int(episodes[-1]):,} episodes); best evaluation {eval_ret.max():.0f}")  # fmt: skip
                 continue
             at = eval_steps[i - 1]
-            n_ep = int(episodes[np.searchsorted(steps, at)]) if at <= steps[-1] else int(episodes[-1])
-            print(f"threshold {threshold:g}: reached at the evaluation after {int(at):,} steps = {n_ep:,} "
-                  f"training episodes")  # fmt: skip
+            j = min(int(np.searchsorted(steps, at)), len(steps) - 1)
+            n_ep, published = int(episodes[j]), task["published"].get(threshold)
+            ratio = (
+                f"; ARS V2-t (Table 1, v1, mean of 3 seeds): {published:,}, ratio {n_ep / published:.2f}"
+                if published
+                else ""
+            )
+            print(f"threshold {threshold:g}: reached at the evaluation after generation {j + 1} = {n_ep:,} "
+                  f"training episodes ({int(ars_steps[j]):,} steps in them){ratio}")  # fmt: skip
 
 
 def main() -> None:
@@ -213,9 +241,9 @@ def main() -> None:
     )
     a = sub.add_parser("ars")
     a.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5")
-    a.add_argument("--total-steps", type=int, default=3_200_000)
-    a.add_argument("--eval-every", type=int, default=128_000)
-    a.add_argument("--eval-episodes", type=int, default=3)
+    a.add_argument("--generations", type=int, default=300, help="budget per environment, in generations")
+    a.add_argument("--eval-generations", type=int, default=10, help="generations between evaluations")
+    a.add_argument("--eval-episodes", type=int, default=20)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", default="runs/bench_es_peers")
     args = p.parse_args()

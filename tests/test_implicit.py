@@ -41,12 +41,66 @@ def test_episode_fitness_scores_only_episodes_inside_the_rollout():
         [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]], bool
     )  # env 0: ends at 1 and 4; env 1: ends at 2; env 2: ends at 5
     fresh = jnp.array([True, False, False])
-    fitness, count, fresh_next = es.episode_fitness(reward, done, fresh)
+    fitness, count, steps, fresh_next = es.episode_fitness(reward, done, fresh)
     # env 0: episodes of 2 (fresh start) and 3 steps; env 1: its first episode started before the rollout,
     # the next one (3 steps) does not end; env 2: no episode both starts and ends inside
     np.testing.assert_allclose(fitness, [2.5, 0.0, 0.0])
     np.testing.assert_array_equal(count, [2, 0, 0])
+    np.testing.assert_array_equal(steps, [5, 0, 0])
     np.testing.assert_array_equal(fresh_next, [False, False, True])
+    # first_only (after a reset, every environment fresh): each environment's first episode only
+    first = es.episode_fitness(
+        reward * jnp.arange(1.0, 7.0)[:, None], done, jnp.ones(3, bool), first_only=True
+    )
+    np.testing.assert_allclose(first.fitness, [1 + 2, 1 + 2 + 3, 1 + 2 + 3 + 4 + 5 + 6])
+    np.testing.assert_array_equal(first.episodes, [1, 1, 1])
+    np.testing.assert_array_equal(first.steps, [2, 3, 6])
+
+
+def _first_obs_recorder(learner):
+    """The learner, with metric ``first_obs`` = the largest |observation| at each rollout's first step."""
+
+    def learn(state, traj):
+        state, metrics = learner.learn(state, traj)
+        return state, dict(metrics, first_obs=jnp.max(jnp.abs(traj.obs[0])))
+
+    return learner._replace(learn=learn)
+
+
+@pytest.mark.parametrize("backend", ["gymnax", "gymnasium"])
+def test_score_first_episodes_resets_every_generation_and_scores_each_member_once(backend):
+    """score_episodes "first" (ARS): every rollout starts from reset states (CartPole's initial states lie in
+    [−0.05, 0.05]⁴, where a random policy's states leave after a few steps), each of the 8 members is scored on
+    exactly one episode, and steps_scored counts that episode's steps."""
+    from proxrl.deep.gym_envs import make_gym_env
+    from proxrl.deep.loops import Normalization, env_for, run_updates
+    from proxrl.run.host import HostRunner
+
+    config = override(es.ESConfig(), num_envs=8, num_steps=500, hidden=(4,), score_episodes="first", sigma=0.5)
+    if backend == "gymnax":
+        env = env_for("CartPole-v1")
+        learner = _first_obs_recorder(es.make_learner(config, env.observation_space, env.action_space))
+        assert learner.episodic
+        _, metrics = jax.jit(lambda k: run_updates(learner, env, Normalization(), k, 3))(jax.random.key(0))
+    else:
+        spaces = make_gym_env("CartPole-v1", num_envs=1)
+        learner = es.make_learner(config, spaces.observation_space, spaces.action_space)
+        runner = HostRunner(_first_obs_recorder(learner), "CartPole-v1", 1, Normalization(), 1, 0)
+        carry = runner.init(jax.random.split(jax.random.key(0), 1))
+        _, metrics = runner.chunk(carry, 3)
+        metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}
+    assert np.all(np.asarray(metrics["first_obs"]) <= 0.05), metrics["first_obs"]
+    np.testing.assert_array_equal(metrics["episodes_scored"], 8)  # one per member: CartPole truncates at 500
+    steps = np.asarray(metrics["steps_scored"])
+    assert np.all((steps >= 8 * 8) & (steps <= 8 * 500)), steps  # CartPole's episodes last 8 steps or more
+
+
+def test_score_first_episodes_refuses_env_runner_actors():
+    from proxrl.run.train import RunConfig, make_runner
+
+    config = override(es.ESConfig(), num_envs=8, num_steps=60, score_episodes="first")
+    with pytest.raises(ConfigError, match="leave out --num-actors"):
+        make_runner(config, "CartPole-v1", RunConfig(num_actors=1, backend="gymnasium"))
 
 
 @pytest.fixture(scope="module")

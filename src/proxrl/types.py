@@ -72,6 +72,8 @@ class Learner(NamedTuple):
     All four are pure and jit/vmap-safe (``vmap`` over seeds gives many runs in one call). Observations
     reach the learner already normalised when observation normalisation is on, and rewards scaled when
     reward normalisation is on. ``num_envs``, ``num_steps``: the rollout shape ``learn`` expects.
+    ``episodic``: every rollout starts from freshly reset environments (each environment's first episode begins
+    at the rollout's first step), for learners that score a policy by whole episodes from the start (ARS).
     """
 
     name: str
@@ -81,3 +83,4 @@ class Learner(NamedTuple):
     learn: Callable[[State, Transition], tuple[State, Metrics]]
     num_envs: int
     num_steps: int
+    episodic: bool = False

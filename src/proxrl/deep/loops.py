@@ -219,15 +219,17 @@ def loop_update(
     learner: Learner, env: JaxEnv, norm: Normalization, state: LoopState
 ) -> tuple[LoopState, Metrics]:
     """One iteration on a gymnax environment: ``learner.num_steps`` steps of ``learner.num_envs`` environments
-    (a ``lax.scan`` with :func:`act`), then :func:`absorb` (normalisation, statistics, ``learn``)."""
+    (a ``lax.scan`` with :func:`act`; reset first for an episodic learner), then :func:`absorb` (normalisation,
+    statistics, ``learn``)."""
 
     def policy_fn(carry: Carry, obs: Array, key: PRNGKey) -> Array:
         return act(learner, norm, carry, obs, key)
 
     k_roll = jax.random.fold_in(state.carry.key, 1)
-    traj, env_state, obs = env.rollout(
-        k_roll, state.env_state, state.obs, policy_fn, state.carry, learner.num_steps
-    )
+    env_state, obs = state.env_state, state.obs
+    if learner.episodic:  # every rollout from freshly reset environments
+        obs, env_state = env.reset_batch(jax.random.fold_in(state.carry.key, 2), learner.num_envs)
+    traj, env_state, obs = env.rollout(k_roll, env_state, obs, policy_fn, state.carry, learner.num_steps)
     carry, metrics = absorb(learner, norm, state.carry, traj)
     return LoopState(carry, env_state, obs), metrics
 

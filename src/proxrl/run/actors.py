@@ -211,6 +211,11 @@ class ActorRunner(HostRunner):
     ) -> None:
         import ray
 
+        if learner.episodic:
+            raise ConfigError(
+                f"{learner.name} resets its environments for every rollout (episodic scoring); env-runner actors "
+                "keep theirs running: leave out --num-actors"
+            )
         appo = learner.name == "appo"
         mode = algo_config.lag.lag_mode if appo else "sync"
         self.schedule, self.lag = mode, (algo_config.lag.lag if appo else 0)

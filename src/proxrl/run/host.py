@@ -30,6 +30,10 @@ from proxrl.deep.loops import Carry, Normalization
 from proxrl.run.runner import Runner
 from proxrl.types import Learner, Metrics, PRNGKey, Transition
 
+EPISODIC_SEED_OFFSET = 2_000_000
+"""An episodic learner's rollout k resets environment i with seed ``seed + EPISODIC_SEED_OFFSET + k·N·B + i``
+(apart from the seeds of the first reset, ``seed + i``, and of a resume, ``seed + 1_000_000 + i``)."""
+
 
 def _max_episode_steps(env_id: str) -> int:
     import gymnasium as gym
@@ -79,6 +83,8 @@ class HostRunner(Runner):
     def _split(self, x: np.ndarray, per_seed: int) -> np.ndarray:
         return x.reshape(self.num_seeds, per_seed, *x.shape[1:])
 
+    _updates_reset = 0
+
     def _reset(self, offset: int = 0) -> None:
         self._obs = self._split(self.env.reset(seed=self.seed + offset), self.learner.num_envs)
 
@@ -100,6 +106,9 @@ class HostRunner(Runner):
             action = np.asarray(self._act(carry, self._split(obs, b), t))
             return action.reshape(n * b, *action.shape[2:])
 
+        if self.learner.episodic:  # every rollout from freshly reset environments, seeded by the update
+            self._updates_reset += 1
+            self._reset(offset=EPISODIC_SEED_OFFSET + self._updates_reset * n * b)
         flat_obs = self._obs.reshape(n * b, *self._obs.shape[2:])
         traj, obs = self.env.rollout(flat_obs, policy, self.learner.num_steps)  # [T, N·B, ...]
         self._obs = self._split(obs, b)

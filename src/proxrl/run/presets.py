@@ -87,6 +87,27 @@ PRESETS: dict[str, dict[str, Preset]] = {
             },
             {"eval_every": 128_000, "eval_episodes": 3},
         ),
+        "ars_hopper": Preset(
+            "ARS V2-t's Hopper setting (Mania et al. 2018): a linear policy without noise input on standardised "
+            "observations, 8 directions (16 members, each scored on one episode from a reset, at most 1000 steps), "
+            "top 4, returns over their standard deviation, the survival bonus subtracted while scoring (shift 1), "
+            "the plain step with α = 0.01 (η = 2να = 0.0005), ν = σ = 0.025",
+            {
+                "num_envs": 16,
+                "num_steps": 1000,
+                "linear": True,
+                "noise_dim": 0,
+                "obs_norm": True,
+                "shaping": "std",
+                "top_b": 4,
+                "solver": "sgd",
+                "lr": 0.0005,
+                "sigma": 0.025,
+                "shift": 1.0,
+                "score_episodes": "first",
+            },
+            {"eval_every": 160_000, "eval_episodes": 20},
+        ),
     },
 }
 

@@ -44,6 +44,8 @@ from proxrl.prox import StepState
 from proxrl.prox.zeroth_order import SOLVERS, EstimateBatch, zeroth_order_step
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
+SCORINGS = ("window", "first")
+"""Which episodes score a member: those that start and end within the rollout, or the first one from a reset."""
 SHAPINGS = ("rank", "std", "none")
 """How the returns of the population are turned into fitness values: centered ranks, divided by their standard
 deviation, or as they are."""
@@ -69,6 +71,10 @@ class Perturbation:
     """Fitness shaping: "rank" (centered ranks, OpenAI-ES), "std" (returns divided by their standard deviation, ARS) or "none"."""
     top_b: int = 0
     """Keep the b pairs with the largest max(F⁺, F⁻) (ARS); 0 keeps every pair."""
+    score_episodes: str = "window"
+    """Which episodes score a member: "window" (the mean return of the episodes that start and end within the
+    rollout; environments run on across generations) or "first" (every generation resets the environments and
+    scores each member's first episode, at most num_steps long: ARS's one rollout per direction)."""
     shift: float = 0.0
     """Subtracted from every reward when members are scored (ARS's "shift": 1 removes the survival bonus of Hopper,
     Walker2d and Ant, so that standing still stops being a local optimum); evaluations see the true rewards."""
@@ -77,6 +83,7 @@ class Perturbation:
         """σ > 0, a known shaping, top_b ≥ 0, a finite shift."""
         check_positive("sigma", self.sigma)
         check_choice("shaping", self.shaping, SHAPINGS)
+        check_choice("score_episodes", self.score_episodes, SCORINGS)
         check_int_at_least("top_b", self.top_b, 0)
         if not np.isfinite(float(self.shift)):
             raise ConfigError(f"shift must be a finite number, got {self.shift!r}")
@@ -132,25 +139,36 @@ class ESState(NamedTuple):
     key: PRNGKey
 
 
-def episode_fitness(reward: Array, done: Array, fresh: Array) -> tuple[Array, Array, Array]:
-    """Per environment, the mean return of the episodes that started and ended within the rollout.
+class Fitness(NamedTuple):
+    """Per environment: the mean return of its scored episodes (0 where none), how many were scored, their
+    steps, and whether the next rollout starts an episode (done at the last step)."""
 
-    ``reward``, ``done`` ``[T, B]``; ``fresh[B]``: the rollout's first step starts an episode. Returns
-    ``(fitness[B] (0 where none), episodes[B] counted, fresh_next[B] = done at the last step)``."""
+    fitness: Array
+    episodes: Array
+    steps: Array
+    fresh_next: Array
 
-    def step(
-        carry: tuple[Array, Array, Array, Array], xs: tuple[Array, Array]
-    ) -> tuple[tuple[Array, Array, Array, Array], None]:
-        started, running, total, count = carry
+
+def episode_fitness(reward: Array, done: Array, fresh: Array, first_only: bool = False) -> Fitness:
+    """Per environment, the mean return of the episodes that started and ended within the rollout (with
+    ``first_only``, only the first of them).
+
+    ``reward``, ``done`` ``[T, B]``; ``fresh[B]``: the rollout's first step starts an episode."""
+
+    def step(carry: tuple[Array, ...], xs: tuple[Array, Array]) -> tuple[tuple[Array, ...], None]:
+        started, running, length, total, count, steps = carry
         r, d = xs
-        running = running + r
-        total = total + jnp.where(d & started, running, 0.0)
-        count = count + (d & started).astype(jnp.float32)
-        return (started | d, jnp.where(d, 0.0, running), total, count), None
+        running, length = running + r, length + 1.0
+        scored = d & started & ((count == 0) if first_only else True)
+        total = total + jnp.where(scored, running, 0.0)
+        steps = steps + jnp.where(scored, length, 0.0)
+        count = count + scored.astype(jnp.float32)
+        return (started | d, jnp.where(d, 0.0, running), jnp.where(d, 0.0, length), total, count, steps), None
 
     zeros = jnp.zeros(reward.shape[1], jnp.float32)
-    (_, _, total, count), _ = jax.lax.scan(step, (fresh, zeros, zeros, zeros), (reward, done))
-    return total / jnp.maximum(count, 1.0), count, done[-1]
+    init = (fresh, zeros, zeros, zeros, zeros, zeros)
+    (_, _, _, total, count, steps), _ = jax.lax.scan(step, init, (reward, done))
+    return Fitness(total / jnp.maximum(count, 1.0), count, steps, done[-1])
 
 
 def shape_fitness(f: Array, valid: Array, shaping: str) -> Array:
@@ -174,11 +192,13 @@ def make_learner(
     Metrics: ``fitness_mean``, ``fitness_max`` (mean and best return of the scored members, less ``shift`` per
     step), ``scored`` (fraction of the pairs used), ``episodes_scored``, ``episodes_ended`` (every episode that
     ended in the rollout, scored or not: what the generation cost in episodes), and the step's ``grad_estimate_norm``, ``surrogate_gain``,
-    ``step_norm``, ``beta``.
+    ``step_norm``, ``beta``, and ``steps_scored`` (the steps of the scored episodes: with ``score_episodes``
+    "first", what ARS counts as the generation's cost).
     """
     del total_steps  # no schedule
     config.validate()
     net, pert = config.network, config.perturbation
+    first = pert.score_episodes == "first"
     policy = implicit_policy(net, action_space, "ES")
     obs_ndim = len(observation_space.shape)
     obs_dim = int(np.prod(observation_space.shape)) if observation_space.shape else 1
@@ -221,7 +241,14 @@ def make_learner(
     def learn(state: ESState, traj: Transition) -> tuple[ESState, Metrics]:
         done = traj.terminated | traj.truncated
         reward = jnp.asarray(traj.reward, jnp.float32) - pert.shift
-        fitness, episodes, fresh = episode_fitness(reward, done, state.fresh)
+        first = pert.score_episodes == "first"
+        if first:  # the environments were reset for this rollout (Learner.episodic)
+            scores = episode_fitness(reward, done, jnp.ones_like(state.fresh), first_only=True)
+            fresh = jnp.ones_like(state.fresh)
+        else:
+            scores = episode_fitness(reward, done, state.fresh)
+            fresh = scores.fresh_next
+        fitness, episodes = scores.fitness, scores.episodes
         scored = episodes > 0
         if pert.antithetic:
             valid_pair = scored[:pairs] & scored[pairs:]
@@ -262,8 +289,9 @@ def make_learner(
             fitness_max=jnp.where(jnp.any(valid), jnp.max(jnp.where(valid, fitness, -jnp.inf)), jnp.nan),
             scored=jnp.mean(valid_pair.astype(jnp.float32)),
             episodes_scored=jnp.sum(episodes),
+            steps_scored=jnp.sum(scores.steps),
             episodes_ended=jnp.sum(done),
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
-    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps)
+    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps, episodic=first)
