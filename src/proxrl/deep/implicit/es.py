@@ -44,6 +44,10 @@ from proxrl.prox import StepState
 from proxrl.prox.zeroth_order import SOLVERS, EstimateBatch, zeroth_order_step
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
+CRN = ("none", "pairs", "population")
+"""Common random numbers of a generation's rollout: none (every member's environment and noise input drawn
+independently), the two members of each antithetic pair from the same initial states and noise, or every member."""
+
 SHAPINGS = ("rank", "std", "none")
 """How the returns of the population are turned into fitness values: centered ranks, divided by their standard
 deviation, or as they are."""
@@ -69,14 +73,19 @@ class Perturbation:
     """Fitness shaping: "rank" (centered ranks, OpenAI-ES), "std" (returns divided by their standard deviation, ARS) or "none"."""
     top_b: int = 0
     """Keep the b pairs with the largest max(F⁺, F⁻) (ARS); 0 keeps every pair."""
+    crn: str = "none"
+    """Common random numbers (gymnax only): "pairs" runs θ + σε_i and θ − σε_i from the same initial states with
+    the same noise inputs ξ (F⁺ − F⁻ then differs by the perturbation only, where episodes end in step), "population"
+    runs every member so (the ranks compare members on the same episodes), "none" draws each member's own."""
     shift: float = 0.0
     """Subtracted from every reward when members are scored (ARS's "shift": 1 removes the survival bonus of Hopper,
     Walker2d and Ant, so that standing still stops being a local optimum); evaluations see the true rewards."""
 
     def validate(self) -> None:
-        """σ > 0, a known shaping, top_b ≥ 0, a finite shift."""
+        """σ > 0, a known shaping and crn, top_b ≥ 0, a finite shift."""
         check_positive("sigma", self.sigma)
         check_choice("shaping", self.shaping, SHAPINGS)
+        check_choice("crn", self.crn, CRN)
         check_int_at_least("top_b", self.top_b, 0)
         if not np.isfinite(float(self.shift)):
             raise ConfigError(f"shift must be a finite number, got {self.shift!r}")
@@ -105,8 +114,11 @@ class ESConfig(Config):
     perturbation: Perturbation = dataclasses.field(default_factory=Perturbation)
 
     def check(self) -> None:
-        """The population (num_envs) is even with antithetic pairs and at least 2; top_b ≤ the number of pairs."""
+        """The population (num_envs) is even with antithetic pairs and at least 2; top_b ≤ the number of pairs;
+        crn "pairs" needs antithetic pairs."""
         n = self.rollout.num_envs
+        if self.perturbation.crn == "pairs" and not self.perturbation.antithetic:
+            raise ConfigError("crn 'pairs' needs antithetic pairs (antithetic=True); use crn 'population' or 'none'")
         if n < 2:
             raise ConfigError(f"num_envs (the population) must be >= 2, got {n}")
         if self.perturbation.antithetic and n % 2:
@@ -186,6 +198,7 @@ def make_learner(
     pairs = population // 2 if pert.antithetic else population
     sigma = pert.sigma
     step = zeroth_order_step(config.step.lr, config.step.solver)
+    groups = {"none": 0, "pairs": pairs, "population": 1}[pert.crn]  # environment i draws like i mod groups
 
     def feats(stats: RunningStats, obs: Array) -> Array:
         x = flatten_obs(jnp.asarray(obs, jnp.float32), obs_ndim)
@@ -211,7 +224,9 @@ def make_learner(
     def act(state: ESState, obs: Array, key: PRNGKey) -> Array:
         unravel = unravel_fn(state.theta)
         x = feats(state.obs_stats, obs)
-        xi = noise(key, (x.shape[0],), net.noise_dim)
+        xi = noise(key, (groups or x.shape[0],), net.noise_dim)
+        if groups:  # common random numbers: member i uses the noise of member i mod groups
+            xi = xi[jnp.arange(x.shape[0]) % groups]
         return jax.vmap(lambda p, o, z: policy.apply(unravel(p), o, z))(state.members, x, xi)
 
     def mode(state: ESState, obs: Array) -> Array:
@@ -266,4 +281,4 @@ def make_learner(
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
-    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps)
+    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps, groups)
