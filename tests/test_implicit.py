@@ -19,8 +19,8 @@ from proxrl.cli import main
 from proxrl.config import override
 from proxrl.deep.implicit import ac, es
 from proxrl.deep.implicit.policy import ImplicitNetwork, ImplicitPolicy, implicit_policy
-from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace
-from proxrl.deep.loops import SEED_AXIS
+from proxrl.deep.jax_envs import BoxSpace, DiscreteSpace, make_jax_env
+from proxrl.deep.loops import SEED_AXIS, Normalization, loop_init
 from proxrl.deep.off_policy import sac, td3
 from proxrl.deep.off_policy.common import CriticBatch
 from proxrl.deep.on_policy import ppo
@@ -129,6 +129,43 @@ def test_es_gradient_matches_finite_differences_of_the_smoothed_return(one_step_
     assert np.linalg.norm(fd) > 20 * np.max(se)  # a real gradient, not noise
 
 
+@pytest.mark.parametrize("crn", ["pairs", "population"])
+def test_es_common_random_numbers(crn):
+    """With crn "pairs" the members θ ± σε_i start from the same states, get the same noise inputs ξ and (with
+    equal parameters) take the same actions throughout a rollout; "population" shares them across every member;
+    "none" draws each environment's own."""
+    cfg = override(es.ESConfig(), num_envs=8, num_steps=250, crn=crn, obs_norm=False)
+    learner = es.make_learner(
+        cfg, make_jax_env("Pendulum-v1").observation_space, make_jax_env("Pendulum-v1").action_space
+    )
+    env = make_jax_env("Pendulum-v1")
+    state = loop_init(learner, env, Normalization(), jax.random.key(0))
+    equal_members = state.carry.learner.members.at[4:].set(state.carry.learner.members[:4])
+    carry = state.carry._replace(learner=state.carry.learner._replace(members=equal_members))
+    traj, _, _ = env.rollout(
+        jax.random.key(1),
+        state.env_state,
+        state.obs,
+        lambda c, o, k: learner.act(c.learner, o, k),
+        carry,
+        250,
+        learner.env_groups,
+    )  # 250 steps: one episode ends (at 200) and the next starts from shared reset keys
+    obs, action = np.asarray(traj.obs), np.asarray(traj.action)
+    np.testing.assert_array_equal(obs[:, :4], obs[:, 4:])
+    np.testing.assert_array_equal(action[:, :4], action[:, 4:])
+    assert not np.allclose(obs[:, 0], obs[:, 1])  # different pairs, different episodes
+    if crn == "population":
+        np.testing.assert_array_equal(state.obs, np.broadcast_to(state.obs[:1], state.obs.shape))
+    plain = loop_init(
+        es.make_learner(override(cfg, crn="none"), env.observation_space, env.action_space),
+        env,
+        Normalization(),
+        jax.random.key(0),
+    )
+    assert not np.allclose(plain.obs[:4], plain.obs[4:])
+
+
 # ------------------------------------------------------------------------------------------ ES: learning
 
 
@@ -212,6 +249,8 @@ def test_implicit_ac_trains_and_repeats():
         (dict(top_b=40), "top_b must be <= the number of pairs (32)"),
         (dict(shaping="fancy"), "shaping must be one of"),
         (dict(noise_dim=-1), "noise_dim must be an integer >= 0"),
+        (dict(crn="always"), "crn must be one of"),
+        (dict(crn="pairs", antithetic=False), "crn 'pairs' needs antithetic pairs"),
     ],
 )
 def test_es_bad_config_is_one_line(options, message):
@@ -233,6 +272,9 @@ def test_cli_bad_input_exits_2(capsys):
         assert message in err and "\n" not in err, err
     assert main(["train", "implicit_ac", "--env", "CartPole-v1"]) == 2
     assert "needs a continuous (Box) action space" in capsys.readouterr().err
+    assert main(["train", "es", "--env", "Pendulum-v1", "--backend", "gymnasium", "--crn", "pairs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "common random numbers (crn) need a gymnax environment" in err and "\n" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,9 @@ class ESConfig(Config):
         crn "pairs" needs antithetic pairs."""
         n = self.rollout.num_envs
         if self.perturbation.crn == "pairs" and not self.perturbation.antithetic:
-            raise ConfigError("crn 'pairs' needs antithetic pairs (antithetic=True); use crn 'population' or 'none'")
+            raise ConfigError(
+                "crn 'pairs' needs antithetic pairs (antithetic=True); use crn 'population' or 'none'"
+            )
         if n < 2:
             raise ConfigError(f"num_envs (the population) must be >= 2, got {n}")
         if self.perturbation.antithetic and n % 2:
