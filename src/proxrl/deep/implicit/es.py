@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from proxrl.config import Config
@@ -41,6 +42,7 @@ from proxrl.deep.normalize import RunningStats, normalize, running_stats_init, r
 from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
 from proxrl.estimators.zeroth_order import antithetic_gradient, centered_ranks, one_point_gradient, top_pairs
 from proxrl.prox import StepState
+from proxrl.prox.solvers import linear_anneal
 from proxrl.prox.zeroth_order import SOLVERS, EstimateBatch, zeroth_order_step
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
@@ -97,6 +99,8 @@ class ESStep(Step):
 
     solver: str = "adam"
     """Solver of the step: "sgd" (θ_k + η ĝ_k exactly, ARS) or "adam" (one Adam step of size η on the same objective, OpenAI-ES)."""
+    anneal_lr: bool = False
+    """Decay the step size linearly from lr to 0 over the run's generations, η_k = lr·(1 − k/K) (needs the run's budget)."""
 
     def validate(self) -> None:
         """lr > 0, a known solver."""
@@ -190,7 +194,6 @@ def make_learner(
     ended in the rollout, scored or not: what the generation cost in episodes), and the step's ``grad_estimate_norm``, ``surrogate_gain``,
     ``step_norm``, ``beta``.
     """
-    del total_steps  # no schedule
     config.validate()
     net, pert = config.network, config.perturbation
     policy = implicit_policy(net, action_space, "ES")
@@ -199,7 +202,12 @@ def make_learner(
     population = config.rollout.num_envs
     pairs = population // 2 if pert.antithetic else population
     sigma = pert.sigma
-    step = zeroth_order_step(config.step.lr, config.step.solver)
+    lr: float | optax.Schedule = config.step.lr
+    if config.step.anneal_lr:
+        if total_steps is None:
+            raise ConfigError("anneal_lr needs the run's step budget: build the learner with total_steps")
+        lr = linear_anneal(config.step.lr, max(total_steps // config.rollout.size, 1))
+    step = zeroth_order_step(lr, config.step.solver)
     groups = {"none": 0, "pairs": pairs, "population": 1}[pert.crn]  # environment i draws like i mod groups
 
     def feats(stats: RunningStats, obs: Array) -> Array:
