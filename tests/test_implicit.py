@@ -1,8 +1,8 @@
 """Implicit policies a = g_θ(s, ξ): evolution strategies (returns only) and the implicit actor-critic (through Q).
 
 The ES learning checks run on gymnax CartPole-v1 (5 seeds in two vmapped calls, 20 generations of 32 members ×
-1000 steps = 640k environment steps per seed) and Pendulum-v1 (``--preset pendulum``: 4 seeds in one vmapped call,
-150 generations of 64 × 1000 steps = 9.6M steps per seed).
+1000 steps = 640k environment steps per seed) and Pendulum-v1 (``--preset pendulum``: 3 seeds in one vmapped call,
+300 generations of 64 × 1000 steps = 19.2M steps per seed).
 """
 
 from __future__ import annotations
@@ -214,34 +214,40 @@ def test_es_learns_cartpole(cartpole_runs):
     assert np.all(cartpole_runs.metrics[0]["scored"] == 1.0)  # 1000 ≥ 2 × 500 steps: every member scored
 
 
+PENDULUM_SEEDS = 3
+"""Seeds of the Pendulum check, in one vmapped call: 3 × 19.2M steps cost ≈ 50 s CPU (4 took 74 s wall at load 6)."""
+
+
 @pytest.fixture(scope="module")
 def pendulum_runs():
-    """``--preset pendulum`` on 4 seeds in one vmapped call: final states, metrics, and the deterministic
-    evaluation (20 episodes, ξ = 0) of each, timed."""
+    """``--preset pendulum`` on ``PENDULUM_SEEDS`` seeds (``split(key(0))``, tuning seeds of the search) in one
+    vmapped call: metrics, the deterministic evaluation (20 episodes, ξ = 0) of each, and the wall time."""
     preset = PRESETS["es"]["pendulum"]
     cfg = override(es.ESConfig(), **preset.algo)
     train = jax.jit(jax.vmap(make_train(cfg, "Pendulum-v1", preset.run["total_steps"]), axis_name=SEED_AXIS))
     evaluate = jax.jit(jax.vmap(make_evaluate(cfg, "Pendulum-v1", episodes=20)))
     start = time.perf_counter()
-    state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), 4)))
-    returns = np.asarray(evaluate(state, jax.random.split(jax.random.key(1), 4)))
+    state, metrics = jax.block_until_ready(train(jax.random.split(jax.random.key(0), PENDULUM_SEEDS)))
+    returns = np.asarray(evaluate(state, jax.random.split(jax.random.key(1), PENDULUM_SEEDS)))
     return metrics, returns, time.perf_counter() - start
 
 
 def test_es_learns_pendulum(pendulum_runs):
-    """Pendulum-v1 ≥ −300 with the preset (common random numbers within pairs, raw observations, Adam 0.1).
+    """Pendulum-v1 ≥ −300 with the preset (common random numbers within pairs, raw observations, Adam 0.05).
 
-    Criterion: at least 3 of the 4 seeds reach −300 and their median reaches −250. Measured with this setting
-    (bench/RESULTS.md, "Evolution strategies against evosax and the ARS paper"): SEE_RESULTS. The test does not
-    demand every seed, so that one unlucky seed on another host's floating-point path does not fail it: with a
-    per-seed success probability p, 3 of 4 fail with probability 1 − p⁴ − 4p³(1 − p), below 8 % even at p = 0.875
-    (the lower 95 % bound that 24 successes out of 24 leave), about 1 % at p = 0.95."""
+    Criterion: at least 2 of the 3 seeds reach −300, and the median reaches −250. Measured with this setting
+    (bench/RESULTS.md, "Evolution strategies against evosax and the ARS paper"): 36 of 36 seeds reach −300 (12
+    tuning seeds, 24 fresh ones), the worst at −233; these three gave −173, −143, −198 here. One failing seed is
+    allowed so that an unlucky seed on another host's floating-point path (the runs are chaotic: a different
+    rounding is a different seed) does not fail the test: with a per-seed success probability p, 2 of 3 fail with
+    probability 3p(1 − p)² + (1 − p)³, about 2 % at p = 0.92 (the lower 95 % bound that 36 successes out of 36
+    leave) and 0.3 % at p = 0.97; the median bound fails only if two seeds end below −250, which none of the 36 did."""
     metrics, returns, seconds = pendulum_runs
-    print(f"ES Pendulum-v1, --preset pendulum, 4 seeds: {seconds:.0f} s wall with compilation")
+    print(f"ES Pendulum-v1, --preset pendulum, {PENDULUM_SEEDS} seeds: {seconds:.0f} s wall with compilation")
     report = f"ES Pendulum-v1 (--preset pendulum): per seed {rounded(returns)}"
     print(report)
     assert np.all(np.isfinite(returns)), report
-    assert np.sum(returns >= -300.0) >= 3 and np.median(returns) >= -250.0, report
+    assert np.sum(returns >= -300.0) >= 2 and np.median(returns) >= -250.0, report
     assert np.all(metrics["scored"] == 1.0)  # 1000 steps = 5 whole episodes of 200 per member
     first = np.asarray(metrics["fitness_mean"][:, 0])
     assert np.all(first < -900), first  # it starts far below the threshold (a random policy: ≈ −1200)
