@@ -7,8 +7,9 @@ call, a grid of (σ, lr) × seeds trained in one vmapped call (``make_train(...,
         --option crn=pairs --option obs_norm=False                                      (the search's last rows)
     python bench/sweep_es_pendulum.py --preset --seed 2 --seeds 12                     (the preset, fresh seeds)
 
-``--preset`` starts from ``--preset pendulum``'s options and budget (``--option``, ``--sigma``, ``--lr`` and
-``--gens`` still override them).
+``--preset`` starts from ``--preset pendulum``'s options and step budget (``--option``, ``--sigma``, ``--lr`` and
+``--gens`` still override them; without ``--gens`` the generations are the budget over the rollout size, so
+``--option num_steps=400`` keeps the 19.2M steps in 750 generations).
 
 Per grid point: the final deterministic evaluation (20 episodes, ξ = 0) of every seed, how many reach −300, the
 first generation whose population mean return reached −300, and the mean return of the last 10 generations.
