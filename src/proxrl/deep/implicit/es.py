@@ -10,12 +10,14 @@ parameters: with P antithetic pairs ε_1, …, ε_P ∼ N(0, I),
 F the (shaped) return of a perturbed policy, w_i selecting pairs. Each update k is one generation:
 
 1. environment i of the ``num_envs`` = 2P lockstep environments acts with θ_k + σε_i (i < P) or θ_k − σε_{i−P};
-   the noise input ξ of the implicit policy is drawn afresh at every step;
+   the noise input ξ of the implicit policy is drawn afresh at every step; with common random numbers (``crn``
+   "pairs") the two members of a pair draw the same initial states, resets and ξ (gymnax only), so that
+   F(θ_k + σε_i) − F(θ_k − σε_i) is not drowned by the draw of the states;
 2. the fitness of a member is the mean return of the episodes that started and ended within the rollout (a
    member without one is dropped with its pair: use ``num_steps`` ≥ twice the longest episode to score all);
 3. fitness shaping: centered ranks (OpenAI-ES), division by the standard deviation of the used returns (ARS) or
    none; ARS's top-b selection keeps the b pairs with the largest max(F⁺, F⁻);
-4. the Euclidean proximal step on ĝ_k (:func:`proxrl.prox.zeroth_order.zeroth_order_step`);
+4. the Euclidean proximal step on ĝ_k (:func:`proxrl.prox.zeroth_order.zeroth_order_step`), η fixed or annealed;
 5. observation statistics absorb the rollout's states (ARS "V2": the policy sees (s − μ)/σ_s, statistics frozen
    within a generation).
 
