@@ -236,13 +236,13 @@ def test_es_learns_pendulum(pendulum_runs):
     """Pendulum-v1 ≥ −300 with the preset (common random numbers within pairs, raw observations, Adam 0.05).
 
     Criterion: at least 2 of the 3 seeds reach −300, and the median reaches −250. Measured with this setting
-    (bench/RESULTS.md, "Evolution strategies against evosax and the ARS paper"): 36 of 36 seeds reach −300 (12
-    tuning seeds, 12 of split(key(3)), 12 fresh ones of split(key(4))), the worst at −233; these three gave −173,
-    −143, −198 here. One failing seed is allowed so that an unlucky seed on another host's floating-point path (the
-    runs are chaotic: a different rounding is a different seed) does not fail the test: with a per-seed success
-    probability p, 2 of 3 fail with probability 3p(1 − p)² + (1 − p)³, about 2 % at p = 0.92 (the lower 95 % bound
-    that 36 successes out of 36 leave) and 0.3 % at p = 0.97; the median bound fails only if two seeds end below
-    −250, which none of the 36 did."""
+    (bench/RESULTS.md, "Evolution strategies against evosax and the ARS paper"): 46 of 48 seeds reach −300 (12
+    tuning seeds, 12 of split(key(3)), 22 of 24 fresh ones), the successes at −233 or above, the failures near −840;
+    these three gave −173, −143, −198 here. One failing seed is allowed because failures do happen (about 1 seed in
+    24), and the runs are chaotic (another host's rounding is another seed): with a per-seed success probability p,
+    2 of 3 fail with probability 3p(1 − p)² + (1 − p)³, 0.5 % at p = 46/48 and 4.3 % at p = 0.875 (the lower
+    95 % bound that 46 of 48 leave); the median bound adds nothing to that risk, since no success ended below −250.
+    Demanding all 3 seeds would fail with probability 1 − p³, 12 % at p = 46/48."""
     metrics, returns, seconds = pendulum_runs
     print(f"ES Pendulum-v1, --preset pendulum, {PENDULUM_SEEDS} seeds: {seconds:.0f} s wall with compilation")
     report = f"ES Pendulum-v1 (--preset pendulum): per seed {rounded(returns)}"
