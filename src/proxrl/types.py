@@ -72,6 +72,10 @@ class Learner(NamedTuple):
     All four are pure and jit/vmap-safe (``vmap`` over seeds gives many runs in one call). Observations
     reach the learner already normalised when observation normalisation is on, and rewards scaled when
     reward normalisation is on. ``num_envs``, ``num_steps``: the rollout shape ``learn`` expects.
+    ``env_groups`` (gymnax environments only): 0, every environment draws its own randomness; G > 0,
+    environment i draws the reset and transition randomness of environment i mod G (common random numbers: the
+    environments of a group start from the same states, and restart from the same states whenever their episodes
+    end at the same step).
     ``episodic``: every rollout starts from freshly reset environments (each environment's first episode begins
     at the rollout's first step), for learners that score a policy by whole episodes from the start (ARS).
     """
@@ -83,4 +87,5 @@ class Learner(NamedTuple):
     learn: Callable[[State, Transition], tuple[State, Metrics]]
     num_envs: int
     num_steps: int
+    env_groups: int = 0
     episodic: bool = False

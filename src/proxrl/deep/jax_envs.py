@@ -122,14 +122,17 @@ class JaxEnv:
         )
         return out, state
 
-    def reset_batch(self, key: PRNGKey, num_envs: int) -> tuple[Array, EnvState]:
-        """``num_envs`` independent resets: ``obs[B, ...]`` and a state with leading axis B."""
-        return jax.vmap(self.reset)(jax.random.split(key, num_envs))
+    def reset_batch(self, key: PRNGKey, num_envs: int, groups: int = 0) -> tuple[Array, EnvState]:
+        """``num_envs`` resets: ``obs[B, ...]`` and a state with leading axis B; independent, or with ``groups``
+        G > 0 environment i reset like environment i mod G (:func:`env_keys`)."""
+        return jax.vmap(self.reset)(env_keys(key, num_envs, groups))
 
-    def step_batch(self, key: PRNGKey, state: EnvState, action: Array) -> tuple[EnvStep, EnvState]:
-        """:meth:`step` over a leading batch axis B of ``state`` and ``action``."""
+    def step_batch(
+        self, key: PRNGKey, state: EnvState, action: Array, groups: int = 0
+    ) -> tuple[EnvStep, EnvState]:
+        """:meth:`step` over a leading batch axis B of ``state`` and ``action`` (keys by :func:`env_keys`)."""
         num_envs = jax.tree.leaves(state)[0].shape[0]
-        return jax.vmap(self.step)(jax.random.split(key, num_envs), state, action)
+        return jax.vmap(self.step)(env_keys(key, num_envs, groups), state, action)
 
     def rollout(
         self,
@@ -139,6 +142,7 @@ class JaxEnv:
         policy_fn: PolicyFn,
         params: Params,
         num_steps: int,
+        groups: int = 0,
     ) -> tuple[Transition, EnvState, Array]:
         """``num_steps`` steps of B parallel environments under ``policy_fn`` (a ``lax.scan``).
 
@@ -149,6 +153,8 @@ class JaxEnv:
           policy_fn: ``(params, obs[B, ...], key) -> action[B, ...]``.
           params: the policy parameters θ_k.
           num_steps: T, a Python int.
+          groups: 0, or G > 0 for common random numbers: environment i steps (and auto-resets) with the key of
+            environment i mod G (:func:`env_keys`).
 
         Returns:
           ``(traj, env_state, obs)``: a time-major :class:`Transition` ``[T, B, ...]`` and the carry
@@ -160,12 +166,20 @@ class JaxEnv:
             state, o = carry
             k_act, k_env = jax.random.split(k)
             action = policy_fn(params, o, k_act)
-            out, state = self.step_batch(k_env, state, action)
+            out, state = self.step_batch(k_env, state, action, groups)
             tr = Transition(o, action, out.reward, out.terminated, out.truncated, out.next_obs)
             return (state, out.obs), tr
 
         (env_state, obs), traj = jax.lax.scan(one_step, (env_state, obs), jax.random.split(key, num_steps))
         return traj, env_state, obs
+
+
+def env_keys(key: PRNGKey, num_envs: int, groups: int = 0) -> Array:
+    """One key per environment: ``num_envs`` independent keys (``groups`` = 0, the plain split), or with G > 0
+    the G keys of ``split(key, G)`` repeated, environment i getting key i mod G (common random numbers)."""
+    if not groups:
+        return jax.random.split(key, num_envs)
+    return jax.random.split(key, groups)[jnp.arange(num_envs) % groups]
 
 
 def make_jax_env(env_id: str, **param_overrides: Any) -> JaxEnv:

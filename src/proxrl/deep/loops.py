@@ -208,10 +208,10 @@ def evaluate(
 
 
 def loop_init(learner: Learner, env: JaxEnv, norm: Normalization, key: PRNGKey) -> LoopState:
-    """A run on a gymnax environment, ready to collect: ``learner.num_envs`` environments reset, the learner
-    initialised on their (normalised) first observations."""
+    """A run on a gymnax environment, ready to collect: ``learner.num_envs`` environments reset (grouped by
+    ``learner.env_groups``), the learner initialised on their (normalised) first observations."""
     k_env, k_carry = jax.random.split(key)
-    obs, env_state = env.reset_batch(k_env, learner.num_envs)
+    obs, env_state = env.reset_batch(k_env, learner.num_envs, learner.env_groups)
     return LoopState(carry_init(learner, k_carry, obs, norm), env_state, obs)
 
 
@@ -228,8 +228,11 @@ def loop_update(
     k_roll = jax.random.fold_in(state.carry.key, 1)
     env_state, obs = state.env_state, state.obs
     if learner.episodic:  # every rollout from freshly reset environments
-        obs, env_state = env.reset_batch(jax.random.fold_in(state.carry.key, 2), learner.num_envs)
-    traj, env_state, obs = env.rollout(k_roll, env_state, obs, policy_fn, state.carry, learner.num_steps)
+        k_reset = jax.random.fold_in(state.carry.key, 2)
+        obs, env_state = env.reset_batch(k_reset, learner.num_envs, learner.env_groups)
+    traj, env_state, obs = env.rollout(
+        k_roll, env_state, obs, policy_fn, state.carry, learner.num_steps, learner.env_groups
+    )
     carry, metrics = absorb(learner, norm, state.carry, traj)
     return LoopState(carry, env_state, obs), metrics
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from proxrl.errors import check_choice
 from proxrl.prox.geometry import euclidean
@@ -54,14 +55,22 @@ def linear_surrogate(grad: Callable[[Any], Params] = lambda batch: batch.grad) -
     return term
 
 
-def zeroth_order_step(lr: Array | float, solver: str = "sgd") -> ProxStep:
+def zeroth_order_step(lr: Array | float | optax.Schedule, solver: str = "sgd") -> ProxStep:
     """The Euclidean proximal step on an estimated gradient: ``Problem(linear_surrogate(), euclidean())`` with
     β = 1/η, solved in closed form (``"sgd"``: ``θ_k + η ĝ_k``, the maximiser) or by one Adam step of size η on
-    the same objective (``"adam"``). The batch is an :class:`EstimateBatch`. Metrics: ``grad_estimate_norm``,
-    the kit's ``surrogate_gain`` (``⟨θ_{k+1} − θ_k, ĝ_k⟩``) and ``step_norm``, ``beta``."""
+    the same objective (``"adam"``). ``lr`` may be a schedule η_k of the step count k (e.g.
+    :func:`proxrl.prox.solvers.linear_anneal`): "sgd" is then one gradient step of size η_k on the same objective,
+    still exactly θ_k + η_k ĝ_k (its gradient at θ_k is ĝ_k), and the metric ``beta`` is 1/η_0. The batch is an
+    :class:`EstimateBatch`. Metrics: ``grad_estimate_norm``, the kit's ``surrogate_gain`` (``⟨θ_{k+1} − θ_k,
+    ĝ_k⟩``) and ``step_norm``, ``beta``."""
     check_choice("solver", solver, SOLVERS)
     problem = Problem(linear_surrogate(), geometry=euclidean())
 
+    if callable(lr):
+        beta = 1.0 / lr(0)
+        if solver == "sgd":
+            return prox_step(problem, gradient_steps(optax.scale_by_schedule(lambda k: -lr(k))), beta=beta)
+        return prox_step(problem, gradient_steps(optimiser(lr)), beta=beta)
     if solver == "sgd":
 
         def formula(theta_k: Params, batch: Any) -> Params:

@@ -27,6 +27,7 @@ import numpy as np
 from proxrl.deep import loops
 from proxrl.deep.gym_envs import GymVecEnv, make_gym_env
 from proxrl.deep.loops import Carry, Normalization
+from proxrl.errors import ConfigError
 from proxrl.run.runner import Runner
 from proxrl.types import Learner, Metrics, PRNGKey, Transition
 
@@ -54,6 +55,11 @@ class HostRunner(Runner):
         eval_episodes: int,
         seed: int,
     ) -> None:
+        if learner.env_groups:
+            raise ConfigError(
+                f"{learner.name}: common random numbers (crn) need a gymnax environment; the Gymnasium back end "
+                "resets every environment independently (use crn='none')"
+            )
         self.learner, self.env_id, self.norm = learner, env_id, norm
         self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed

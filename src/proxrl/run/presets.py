@@ -64,9 +64,11 @@ PRESETS: dict[str, dict[str, Preset]] = {
     "es": {
         "pendulum": Preset(
             "Pendulum-v1 (gymnax; use with --env Pendulum-v1): 64 members (32 antithetic pairs) × 1000 steps (5 "
-            "episodes each), σ = 0.05, Adam 0.05, centered ranks, 32×32 tanh generator with one noise input, 300 "
-            "generations (19.2M steps); not every seed reaches −300 (see docs/methods/implicit-policies.md)",
-            {"num_envs": 64, "num_steps": 1000, "sigma": 0.05, "lr": 0.05},
+            "episodes each), both members of a pair from the same initial states and noise (crn pairs), raw "
+            "observations (no obs_norm), σ = 0.05, Adam 0.05, centered ranks, 32×32 tanh generator with one noise "
+            "input, 300 generations (19.2M steps); reaches −300 on nearly every seed (see "
+            "docs/methods/implicit-policies.md)",
+            {"num_envs": 64, "num_steps": 1000, "sigma": 0.05, "lr": 0.05, "crn": "pairs", "obs_norm": False},
             {"total_steps": 19_200_000, "eval_every": 640_000, "eval_episodes": 10},
         ),
         "ars_halfcheetah": Preset(

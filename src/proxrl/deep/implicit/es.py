@@ -10,12 +10,14 @@ parameters: with P antithetic pairs ε_1, …, ε_P ∼ N(0, I),
 F the (shaped) return of a perturbed policy, w_i selecting pairs. Each update k is one generation:
 
 1. environment i of the ``num_envs`` = 2P lockstep environments acts with θ_k + σε_i (i < P) or θ_k − σε_{i−P};
-   the noise input ξ of the implicit policy is drawn afresh at every step;
+   the noise input ξ of the implicit policy is drawn afresh at every step; with common random numbers (``crn``
+   "pairs") the two members of a pair draw the same initial states, resets and ξ (gymnax only), so that
+   F(θ_k + σε_i) − F(θ_k − σε_i) is not drowned by the draw of the states;
 2. the fitness of a member is the mean return of the episodes that started and ended within the rollout (a
    member without one is dropped with its pair: use ``num_steps`` ≥ twice the longest episode to score all);
 3. fitness shaping: centered ranks (OpenAI-ES), division by the standard deviation of the used returns (ARS) or
    none; ARS's top-b selection keeps the b pairs with the largest max(F⁺, F⁻);
-4. the Euclidean proximal step on ĝ_k (:func:`proxrl.prox.zeroth_order.zeroth_order_step`);
+4. the Euclidean proximal step on ĝ_k (:func:`proxrl.prox.zeroth_order.zeroth_order_step`), η fixed or annealed;
 5. observation statistics absorb the rollout's states (ARS "V2": the policy sees (s − μ)/σ_s, statistics frozen
    within a generation).
 
@@ -30,6 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from proxrl.config import Config
@@ -41,11 +44,16 @@ from proxrl.deep.normalize import RunningStats, normalize, running_stats_init, r
 from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
 from proxrl.estimators.zeroth_order import antithetic_gradient, centered_ranks, one_point_gradient, top_pairs
 from proxrl.prox import StepState
+from proxrl.prox.solvers import linear_anneal
 from proxrl.prox.zeroth_order import SOLVERS, EstimateBatch, zeroth_order_step
 from proxrl.types import Array, Learner, Metrics, Params, PRNGKey, Transition
 
 SCORINGS = ("window", "first")
 """Which episodes score a member: those that start and end within the rollout, or the first one from a reset."""
+CRN = ("none", "pairs", "population")
+"""Common random numbers of a generation's rollout: none (every member's environment and noise input drawn
+independently), the two members of each antithetic pair from the same initial states and noise, or every member."""
+
 SHAPINGS = ("rank", "std", "none")
 """How the returns of the population are turned into fitness values: centered ranks, divided by their standard
 deviation, or as they are."""
@@ -75,15 +83,20 @@ class Perturbation:
     """Which episodes score a member: "window" (the mean return of the episodes that start and end within the
     rollout; environments run on across generations) or "first" (every generation resets the environments and
     scores each member's first episode, at most num_steps long: ARS's one rollout per direction)."""
+    crn: str = "none"
+    """Common random numbers (gymnax only): "pairs" runs θ + σε_i and θ − σε_i from the same initial states with
+    the same noise inputs ξ (F⁺ − F⁻ then differs by the perturbation only, where episodes end in step), "population"
+    runs every member so (the ranks compare members on the same episodes), "none" draws each member's own."""
     shift: float = 0.0
     """Subtracted from every reward when members are scored (ARS's "shift": 1 removes the survival bonus of Hopper,
     Walker2d and Ant, so that standing still stops being a local optimum); evaluations see the true rewards."""
 
     def validate(self) -> None:
-        """σ > 0, a known shaping, top_b ≥ 0, a finite shift."""
+        """σ > 0, a known shaping, scoring and crn, top_b ≥ 0, a finite shift."""
         check_positive("sigma", self.sigma)
         check_choice("shaping", self.shaping, SHAPINGS)
         check_choice("score_episodes", self.score_episodes, SCORINGS)
+        check_choice("crn", self.crn, CRN)
         check_int_at_least("top_b", self.top_b, 0)
         if not np.isfinite(float(self.shift)):
             raise ConfigError(f"shift must be a finite number, got {self.shift!r}")
@@ -95,6 +108,8 @@ class ESStep(Step):
 
     solver: str = "adam"
     """Solver of the step: "sgd" (θ_k + η ĝ_k exactly, ARS) or "adam" (one Adam step of size η on the same objective, OpenAI-ES)."""
+    anneal_lr: bool = False
+    """Decay the step size linearly from lr to 0 over the run's generations, η_k = lr·(1 − k/K) (needs the run's budget)."""
 
     def validate(self) -> None:
         """lr > 0, a known solver."""
@@ -112,8 +127,13 @@ class ESConfig(Config):
     perturbation: Perturbation = dataclasses.field(default_factory=Perturbation)
 
     def check(self) -> None:
-        """The population (num_envs) is even with antithetic pairs and at least 2; top_b ≤ the number of pairs."""
+        """The population (num_envs) is even with antithetic pairs and at least 2; top_b ≤ the number of pairs;
+        crn "pairs" needs antithetic pairs."""
         n = self.rollout.num_envs
+        if self.perturbation.crn == "pairs" and not self.perturbation.antithetic:
+            raise ConfigError(
+                "crn 'pairs' needs antithetic pairs (antithetic=True); use crn 'population' or 'none'"
+            )
         if n < 2:
             raise ConfigError(f"num_envs (the population) must be >= 2, got {n}")
         if self.perturbation.antithetic and n % 2:
@@ -195,7 +215,6 @@ def make_learner(
     ``step_norm``, ``beta``, and ``steps_scored`` (the steps of the scored episodes: with ``score_episodes``
     "first", what ARS counts as the generation's cost).
     """
-    del total_steps  # no schedule
     config.validate()
     net, pert = config.network, config.perturbation
     first = pert.score_episodes == "first"
@@ -205,7 +224,13 @@ def make_learner(
     population = config.rollout.num_envs
     pairs = population // 2 if pert.antithetic else population
     sigma = pert.sigma
-    step = zeroth_order_step(config.step.lr, config.step.solver)
+    lr: float | optax.Schedule = config.step.lr
+    if config.step.anneal_lr:
+        if total_steps is None:
+            raise ConfigError("anneal_lr needs the run's step budget: build the learner with total_steps")
+        lr = linear_anneal(config.step.lr, max(total_steps // config.rollout.size, 1))
+    step = zeroth_order_step(lr, config.step.solver)
+    groups = {"none": 0, "pairs": pairs, "population": 1}[pert.crn]  # environment i draws like i mod groups
 
     def feats(stats: RunningStats, obs: Array) -> Array:
         x = flatten_obs(jnp.asarray(obs, jnp.float32), obs_ndim)
@@ -231,7 +256,9 @@ def make_learner(
     def act(state: ESState, obs: Array, key: PRNGKey) -> Array:
         unravel = unravel_fn(state.theta)
         x = feats(state.obs_stats, obs)
-        xi = noise(key, (x.shape[0],), net.noise_dim)
+        xi = noise(key, (groups or x.shape[0],), net.noise_dim)
+        if groups:  # common random numbers: member i uses the noise of member i mod groups
+            xi = xi[jnp.arange(x.shape[0]) % groups]
         return jax.vmap(lambda p, o, z: policy.apply(unravel(p), o, z))(state.members, x, xi)
 
     def mode(state: ESState, obs: Array) -> Array:
@@ -241,7 +268,6 @@ def make_learner(
     def learn(state: ESState, traj: Transition) -> tuple[ESState, Metrics]:
         done = traj.terminated | traj.truncated
         reward = jnp.asarray(traj.reward, jnp.float32) - pert.shift
-        first = pert.score_episodes == "first"
         if first:  # the environments were reset for this rollout (Learner.episodic)
             scores = episode_fitness(reward, done, jnp.ones_like(state.fresh), first_only=True)
             fresh = jnp.ones_like(state.fresh)
@@ -294,4 +320,4 @@ def make_learner(
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
-    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps, episodic=first)
+    return Learner("es", init, act, mode, learn, population, config.rollout.num_steps, groups, episodic=first)
