@@ -56,6 +56,10 @@ def cases() -> list[tuple[str, object, str, int]]:
         out.append((name, t[name](**OFF), "Pendulum-v1", 600))
     out.append(("offpolicy_ac", t["offpolicy_ac"](**OFF), "CartPole-v1", 600))
     out.append(("dpg_onpolicy", t["dpg_onpolicy"](**ON), "Pendulum-v1", 1024))
+    es = dict(num_envs=8, num_steps=100, hidden=(8,))
+    out.append(("es-cartpole", t["es"](**es), "CartPole-v1", 2400))
+    out.append(("es-pendulum-crn", t["es"](**es, crn="pairs", obs_norm=False), "Pendulum-v1", 2400))
+    out.append(("es-cartpole-first", t["es"](**es, score_episodes="first"), "CartPole-v1", 2400))
     return out
 
 
@@ -64,7 +68,10 @@ def fingerprint(config: object, env_id: str, total_steps: int) -> tuple[str, str
     train = jax.jit(jax.vmap(make_train(config, env_id, total_steps), axis_name=SEED_AXIS))
     state, metrics = train(jax.random.split(jax.random.key(3), 2))
     learner = state.carry.learner
-    params = learner.params if hasattr(learner, "params") else learner.agent.params
+    if hasattr(learner, "params"):
+        params = learner.params
+    else:  # ES keeps the mean θ_k; the deterministic actor-critics keep an agent
+        params = learner.theta if hasattr(learner, "theta") else learner.agent.params
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(params):
         leaf = np.asarray(leaf)
