@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from helpers import (
+    PPO_PENDULUM,
+    PPO_PENDULUM_STEPS,
     assert_learns,
     assert_one_line_config_error,
     assert_seeds_differ_and_repeat,
@@ -32,21 +34,7 @@ from proxrl.run.train import make_evaluate, make_train
 # over 10 episodes; the measured per-seed returns are beside each threshold.
 CARTPOLE = override(PPOConfig(), num_envs=4, num_steps=128, lr=1e-3, ent_coef=0.0)
 CARTPOLE_STEPS = 200_000
-# Pendulum with a Gaussian policy (learned state-independent log σ), RL-Zoo-like shapes without gSDE; value
-# clipping off: with raw Pendulum returns (≈ −100 per state at γ = 0.9) a value step clipped to ±ε stalls the
-# critic (with clipping on, 4 seeds stayed at −1000 to −1200 after 100k steps; off: −104 to −294).
-PENDULUM_STEPS = 100_352
-PENDULUM = override(
-    PPOConfig(),
-    num_envs=4,
-    num_steps=1024,
-    update_epochs=10,
-    num_minibatches=16,
-    lr=1e-3,
-    gamma=0.9,
-    ent_coef=0.0,
-    clip_vloss=False,
-)
+PENDULUM_STEPS, PENDULUM = PPO_PENDULUM_STEPS, PPO_PENDULUM
 
 
 # ---------------------------------------------------------------------------------------------- objectives

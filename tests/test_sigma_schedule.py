@@ -113,23 +113,10 @@ def test_ppo_with_a_linear_sigma_schedule_learns_pendulum():
     from 1.0 to the default end 0.5 over the budget, 4 seeds vmapped, 10 deterministic episodes each. A random
     policy scores about −1200; measured here (AMD EPYC, 2 cores) per seed −215.5, −116.9, −318.9, −300.5 (median
     −258.0, bench/bench_sigma.py), so a median of −500 leaves about 240 of margin and sits 700 above random."""
-    from helpers import assert_learns
-    from proxrl.deep.on_policy.ppo import PPOConfig
+    from helpers import PPO_PENDULUM, PPO_PENDULUM_STEPS, assert_learns
     from proxrl.run.train import make_evaluate
 
-    config = override(
-        PPOConfig(),
-        num_envs=4,
-        num_steps=1024,
-        update_epochs=10,
-        num_minibatches=16,
-        lr=1e-3,
-        gamma=0.9,
-        ent_coef=0.0,
-        clip_vloss=False,
-        sigma="linear",
-    )
-    steps = 100_352
+    config, steps = override(PPO_PENDULUM, sigma="linear"), PPO_PENDULUM_STEPS
     keys = jax.random.split(jax.random.key(0), 4)
     state, metrics = jax.jit(jax.vmap(make_train(config, "Pendulum-v1", steps)))(keys)
     sigma = np.asarray(metrics["sigma"])
