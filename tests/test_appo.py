@@ -8,7 +8,6 @@ module. The learning check (CartPole-v1 ≥ 475) is bench/bench_actors.py, too s
 from __future__ import annotations
 
 import csv
-import logging
 import time
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import ray
 
 from proxrl.config import override
 from proxrl.deep.appo import APPOConfig, make_learner
@@ -71,19 +69,6 @@ def test_appo_learning_from_its_own_rollout_is_on_policy():
     _, metrics = jax.jit(learner.learn)(state, traj)
     np.testing.assert_allclose(metrics["rho_mean"], 1.0, rtol=1e-6)
     assert float(metrics["rho_truncated"]) == 0
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    yield
-    ray.shutdown()
 
 
 def read(path: Path, drop: tuple[str, ...] = ("chunk_seconds",)) -> list[dict[str, str]]:

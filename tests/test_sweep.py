@@ -8,7 +8,6 @@ learning. Ray starts once for the module (2 CPUs, no dashboard)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -22,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 from proxrl.cli import main
 from proxrl.errors import ConfigError
@@ -40,19 +38,6 @@ from proxrl.run.sweep import (
 
 TINY = "hidden = [8], num_envs = 2, num_steps = 16, num_minibatches = 1, update_epochs = 1"
 RUN = "seeds = 2\ntotal_steps = 64\neval_every = 64\neval_episodes = 1\n"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    yield
-    ray.shutdown()
 
 
 def write(tmp_path: Path, text: str) -> Path:
