@@ -61,6 +61,7 @@ class HostRunner(Runner):
                 "resets every environment independently (use crn='none')"
             )
         self.learner, self.env_id, self.norm = learner, env_id, norm
+        self._updates_reset = 0  # rollouts that began from a reset (episodic learners)
         self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed
         self.env: GymVecEnv = make_gym_env(env_id, num_envs=num_seeds * learner.num_envs)
@@ -88,8 +89,6 @@ class HostRunner(Runner):
     # -- shapes: the vector environment is flat [N·B]; the learner sees [N, B] --
     def _split(self, x: np.ndarray, per_seed: int) -> np.ndarray:
         return x.reshape(self.num_seeds, per_seed, *x.shape[1:])
-
-    _updates_reset = 0
 
     def _reset(self, offset: int = 0) -> None:
         self._obs = self._split(self.env.reset(seed=self.seed + offset), self.learner.num_envs)

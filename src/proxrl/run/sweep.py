@@ -529,6 +529,15 @@ def curve_summary(eval_csv: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- Ray
 
 
+def connect_error(host: str, port: int, timeout: float) -> OSError | None:
+    """Why a TCP connection to ``host:port`` fails within ``timeout`` seconds, or None if it succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return e
+
+
 def check_address(address: str, timeout: float = 5.0) -> None:
     """A one-line ConfigError unless something listens at ``HOST:PORT`` (checked before Ray is asked)."""
     host, sep, port = address.rpartition(":")
@@ -536,10 +545,8 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         raise ConfigError(
             f"--address must be HOST:PORT (a cluster started with 'ray start --head'), got {address!r}"
         )
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as e:
+    e = connect_error(host, int(port), timeout)
+    if e is not None:
         raise ConfigError(
             f"cannot reach a Ray cluster at {address} ({e.strerror or e}); start one with 'ray start --head' "
             "or leave out --address to run on this machine"
@@ -604,21 +611,16 @@ class ClusterWatch:
     def check(self) -> None:
         """Raise :class:`SweepError` once the GCS has refused connections for :data:`LOST_AFTER_S` seconds."""
         host, _, port = self.address.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=POLL_S):
-                self.down_since = None
-                return
-        except OSError as e:
-            now = time.monotonic()
-            self.down_since = self.down_since or now
-            if now - self.down_since >= LOST_AFTER_S:
-                self.lost = True
-                raise SweepError(
-                    self.message(
-                        f"its control store at {self.address} refused connections for "
-                        f"{LOST_AFTER_S:g} s: {e.strerror or e}"
-                    )
-                ) from None
+        e = connect_error(host, int(port), POLL_S)
+        if e is None:
+            self.down_since = None
+            return
+        now = time.monotonic()
+        self.down_since = now if self.down_since is None else self.down_since
+        if now - self.down_since >= LOST_AFTER_S:
+            self.lost = True
+            why = f"its control store at {self.address} refused connections for {LOST_AFTER_S:g} s"
+            raise SweepError(self.message(f"{why}: {e.strerror or e}"))
 
 
 def _cell_task(cell: Cell, cell_dir: str) -> dict[str, Any]:
