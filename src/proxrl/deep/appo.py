@@ -16,8 +16,9 @@ V-trace; Â_i are V-trace advantages (:func:`proxrl.estimators.vtrace.vtrace`) a
 V-trace targets. With ``norm_adv`` the unweighted advantages r_i + γ·v_{i+1} − V(s_i) are standardised over the
 batch before the ρ̄ weights multiply them: standardising the weighted ones lets the batch mean leak into the step
 through ρ̄'s correlation with the action's distance from the mean, which shrinks a Gaussian's σ update after update
-(docs/methods/async-actor-critic.md). The proximal step is :func:`proxrl.prox.prox_step` of the clipped-ratio surrogate on the
-ρ̄-weighted advantages, the entropy bonus and the value regression, solved by minibatch epochs (PPO's solver).
+(docs/methods/async-actor-critic.md). The proximal step is :func:`proxrl.prox.prox_step` of the clipped-ratio
+surrogate on the ρ̄-weighted advantages, the entropy bonus and the value regression, solved by minibatch epochs
+(PPO's solver).
 With no lag (μ = π_θk) it is PPO with V-trace(λ) targets. The actors and the learner's loop are
 :mod:`proxrl.run.actors`.
 """
