@@ -44,6 +44,8 @@ EVOSAX_TASKS = {
     "CartPole-v1": (475.0, 32, 1000, 1, 0.05, 0.03, 20),
     "Pendulum-v1": (-300.0, 64, 1000, 5, 0.05, 0.05, 300),  # the preset "pendulum"
 }
+EVOSAX_OPTIONS = {"Pendulum-v1": {"crn": "pairs", "obs_norm": False}}
+"""proxrl's further options per task (the Pendulum preset's); the peer then runs on raw observations too."""
 
 ARS_TASKS = {
     # env: threshold(s), ARS V2-t setting (N directions, b top, α, ν, shift), num_steps, and the paper's Table 1:
@@ -86,7 +88,8 @@ def proxrl_gymnax(env_id: str, seeds: int, seed: int) -> dict:
     from proxrl.run.train import make_evaluate, make_train
 
     _, population, num_steps, _, sigma, lr, generations = EVOSAX_TASKS[env_id]
-    cfg = override(ESConfig(), num_envs=population, num_steps=num_steps, sigma=sigma, lr=lr)
+    options = EVOSAX_OPTIONS.get(env_id, {})
+    cfg = override(ESConfig(), num_envs=population, num_steps=num_steps, sigma=sigma, lr=lr, **options)
     fn = jax.jit(jax.vmap(make_train(cfg, env_id, generations * cfg.rollout.size), axis_name=SEED_AXIS))
     keys = jax.random.split(jax.random.key(seed), seeds)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -111,6 +114,8 @@ def evosax_run(python: Path, env_id: str, seeds: int, seed: int) -> dict:
     cmd = [str(python), str(HERE / "peers/peer_evosax.py"), "--env", env_id, "--seeds", str(seeds)]
     cmd += ["--generations", str(generations), "--population", str(population), "--rollouts", str(rollouts)]
     cmd += ["--sigma", str(sigma), "--lr", str(lr), "--seed", str(seed)]
+    if EVOSAX_OPTIONS.get(env_id, {}).get("obs_norm") is False:
+        cmd += ["--raw-obs"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

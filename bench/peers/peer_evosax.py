@@ -67,6 +67,9 @@ def main() -> None:
     p.add_argument("--noise-dim", type=int, default=1)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--raw-obs", action="store_true", help="no observation normalisation (use_normalize_obs=False)"
+    )
     args = p.parse_args()
 
     import gymnax
@@ -83,8 +86,11 @@ def main() -> None:
         hidden=hidden,
         noise_dim=args.noise_dim,
     )
-    problem = GymnaxProblem(args.env, Policy(**kw), num_rollouts=args.rollouts)
-    evaluator = GymnaxProblem(args.env, Policy(**kw, deterministic=True), num_rollouts=args.eval_episodes)
+    norm = not args.raw_obs
+    problem = GymnaxProblem(args.env, Policy(**kw), num_rollouts=args.rollouts, use_normalize_obs=norm)
+    evaluator = GymnaxProblem(
+        args.env, Policy(**kw, deterministic=True), num_rollouts=args.eval_episodes, use_normalize_obs=norm
+    )
     solution = problem.sample(jax.random.key(0))
     es = Open_ES(
         population_size=args.population,
