@@ -199,6 +199,18 @@ def test_merged_stats_equal_numpy_over_concatenation():
     np.testing.assert_allclose([z.mean(0), z.std(0)], [np.zeros(3), np.ones(3)], atol=1e-4)
 
 
+def test_masked_stats_update_equals_the_update_on_the_selected_samples():
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 3.0, size=(6, 4, 2)).astype(np.float32)  # [T, B, obs_dim]
+    mask = np.arange(6)[:, None] < np.array([1, 6, 3, 2])[None, :]  # each column's first steps
+    start = running_stats_update(running_stats_init((2,)), rng.normal(size=(5, 2)).astype(np.float32))
+    masked = jax.jit(running_stats_update)(start, x, mask)
+    plain = running_stats_update(start, x[mask])
+    np.testing.assert_allclose(masked.mean, plain.mean, rtol=1e-5)
+    np.testing.assert_allclose(masked.var, plain.var, rtol=1e-5)
+    assert float(masked.count) == 5 + 12
+
+
 def test_stats_update_with_time_and_batch_axes_and_empty_state():
     x = np.arange(24, dtype=np.float32).reshape(4, 3, 2)  # [T, B, obs_dim]
     stats = running_stats_update(running_stats_init((2,)), x)

@@ -76,7 +76,8 @@ def _first_obs_recorder(learner):
 def test_score_first_episodes_resets_every_generation_and_scores_each_member_once(backend):
     """score_episodes "first" (ARS): every rollout starts from reset states (CartPole's initial states lie in
     [−0.05, 0.05]⁴, where a random policy's states leave after a few steps), each of the 8 members is scored on
-    exactly one episode, and steps_scored counts that episode's steps."""
+    exactly one episode, steps_scored counts that episode's steps, and the observation statistics take in the
+    states of those episodes only."""
     from proxrl.deep.gym_envs import make_gym_env
     from proxrl.deep.loops import Normalization, env_for, run_updates
     from proxrl.run.host import HostRunner
@@ -88,18 +89,25 @@ def test_score_first_episodes_resets_every_generation_and_scores_each_member_onc
         env = env_for("CartPole-v1")
         learner = _first_obs_recorder(es.make_learner(config, env.observation_space, env.action_space))
         assert learner.episodic
-        _, metrics = jax.jit(lambda k: run_updates(learner, env, Normalization(), k, 3))(jax.random.key(0))
+        state, metrics = jax.jit(lambda k: run_updates(learner, env, Normalization(), k, 3))(
+            jax.random.key(0)
+        )
+        stats = state.carry.learner.obs_stats
     else:
         spaces = make_gym_env("CartPole-v1", num_envs=1)
         learner = es.make_learner(config, spaces.observation_space, spaces.action_space)
         runner = HostRunner(_first_obs_recorder(learner), "CartPole-v1", 1, Normalization(), 1, 0)
         carry = runner.init(jax.random.split(jax.random.key(0), 1))
-        _, metrics = runner.chunk(carry, 3)
+        carry, metrics = runner.chunk(carry, 3)
         metrics = {k: np.asarray(v)[0] for k, v in metrics.items()}
+        stats = jax.tree.map(lambda a: np.asarray(a)[0], carry.learner.obs_stats)
     assert np.all(np.asarray(metrics["first_obs"]) <= 0.05), metrics["first_obs"]
     np.testing.assert_array_equal(metrics["episodes_scored"], 8)  # one per member: CartPole truncates at 500
     steps = np.asarray(metrics["steps_scored"])
     assert np.all((steps >= 8 * 8) & (steps <= 8 * 500)), steps  # CartPole's episodes last 8 steps or more
+    assert float(stats.count) == float(
+        np.sum(steps)
+    )  # the observation statistics saw the scored episodes only
 
 
 def test_score_first_episodes_refuses_env_runner_actors():

@@ -50,14 +50,23 @@ def running_stats_merge(a: RunningStats, b: RunningStats) -> RunningStats:
     return RunningStats(mean, var, n)
 
 
-def running_stats_update(stats: RunningStats, x: Array) -> RunningStats:
-    """Add a batch ``x[N, *shape]`` (any number of leading axes: all but the sample shape are batch)."""
+def running_stats_update(stats: RunningStats, x: Array, mask: Array | None = None) -> RunningStats:
+    """Add a batch ``x[N, *shape]`` (any number of leading axes: all but the sample shape are batch); with
+    ``mask`` (the batch axes' shape), only the samples where it is true."""
     batch_axes = tuple(range(x.ndim - stats.mean.ndim))
-    batch = RunningStats(
-        jnp.mean(x, axis=batch_axes),
-        jnp.var(x, axis=batch_axes),
-        jnp.asarray(float(math.prod(x.shape[: len(batch_axes)]))),
-    )
+    if mask is None:
+        batch = RunningStats(
+            jnp.mean(x, axis=batch_axes),
+            jnp.var(x, axis=batch_axes),
+            jnp.asarray(float(math.prod(x.shape[: len(batch_axes)]))),
+        )
+    else:
+        w = jnp.reshape(jnp.asarray(mask, x.dtype), mask.shape + (1,) * stats.mean.ndim)
+        n = jnp.sum(w)
+        safe_n = jnp.maximum(n, 1.0)
+        mean = jnp.sum(w * x, axis=batch_axes) / safe_n
+        var = jnp.sum(w * (x - mean) ** 2, axis=batch_axes) / safe_n
+        batch = RunningStats(mean, var, n)
     return running_stats_merge(stats, batch)
 
 

@@ -19,7 +19,8 @@ F the (shaped) return of a perturbed policy, w_i selecting pairs. Each update k 
    none; ARS's top-b selection keeps the b pairs with the largest max(F⁺, F⁻);
 4. the Euclidean proximal step on ĝ_k (:func:`proxrl.prox.zeroth_order.zeroth_order_step`), η fixed or annealed;
 5. observation statistics absorb the rollout's states (ARS "V2": the policy sees (s − μ)/σ_s, statistics frozen
-   within a generation).
+   within a generation); with ``score_episodes`` "first", the states of the scored episodes only, as ARS's
+   statistics are those of its rollouts.
 
 The evaluation (deterministic) policy is g_θk(s, 0). Only returns are used: neither log π_θ nor a critic.
 """
@@ -305,8 +306,10 @@ def make_learner(
             state.theta, state.step, EstimateBatch(unravel(grad)), k_step
         )
         stats = state.obs_stats
-        if net.obs_norm:
-            stats = running_stats_update(stats, flatten_obs(jnp.asarray(traj.obs, jnp.float32), obs_ndim))
+        if net.obs_norm:  # the states of the rollout; with "first", those of the scored episodes only (ARS)
+            x = flatten_obs(jnp.asarray(traj.obs, jnp.float32), obs_ndim)
+            t = jnp.arange(done.shape[0])[:, None]
+            stats = running_stats_update(stats, x, t < scores.steps[None, :] if first else None)
         eps, members = generation(theta, k_gen)
         m = jnp.maximum(jnp.sum(valid), 1)
         metrics = dict(
