@@ -48,26 +48,23 @@ EVOSAX_OPTIONS = {"Pendulum-v1": {"crn": "pairs", "obs_norm": False}}
 """proxrl's further options per task (the Pendulum preset's); the peer then runs on raw observations too."""
 
 ARS_TASKS = {
-    # env: threshold(s), ARS V2-t setting (N directions, b top, α, ν, shift), num_steps, and the paper's Table 1:
+    # env: threshold(s), ARS V2-t setting (N directions, α, ν, shift; b = 4 and 1000-step episodes in
+    # proxrl.run.presets.ars_v2t), and the paper's Table 1:
     # episodes of ARS V2-t to the threshold on the v1 environment, mean over 3 seeds
     "HalfCheetah-v5": dict(
         thresholds=(3000.0, 3430.0),
         directions=32,
-        top_b=4,
         alpha=0.02,
         nu=0.03,
         shift=0.0,
-        num_steps=1000,
         published={3430.0: 1707},
     ),
     "Hopper-v5": dict(
         thresholds=(3120.0,),
         directions=8,
-        top_b=4,
         alpha=0.01,
         nu=0.025,
         shift=1.0,
-        num_steps=1000,
         published={3120.0: 1973},
     ),
 }
@@ -169,35 +166,25 @@ def bench_evosax(args: argparse.Namespace) -> None:
 def bench_ars(args: argparse.Namespace) -> None:
     from proxrl.config import override
     from proxrl.deep.implicit.es import ESConfig
+    from proxrl.run.presets import ars_v2t
     from proxrl.run.train import RunConfig, make_runner, train
 
     for env_id in args.envs.split(","):
         task = ARS_TASKS[env_id]
-        population = 2 * task["directions"]
-        cfg = override(
-            ESConfig(),
-            num_envs=population,
-            num_steps=task["num_steps"],
-            linear=True,
-            noise_dim=0,
-            obs_norm=True,
-            shaping="std",
-            top_b=task["top_b"],
-            solver="sgd",
-            lr=2 * task["nu"] * task["alpha"],
-            sigma=task["nu"],
-            shift=task["shift"],
-            score_episodes="first",
+        options = ars_v2t(
+            task["directions"], task["alpha"], task["nu"], shift=task["shift"], score_episodes="first"
         )
+        cfg = override(ESConfig(), **options)
+        population = cfg.rollout.num_envs
         out = Path(args.out) / f"es-{env_id}-seed{args.seed}"
-        per_generation = population * task["num_steps"]
+        per_generation = cfg.rollout.size
         total_steps = args.generations * per_generation
         run_cfg = RunConfig(num_seeds=1, total_steps=total_steps, eval_every=args.eval_generations * per_generation,
                             eval_episodes=args.eval_episodes, backend="gymnasium", progress=False, out=out,
                             seed=args.seed)  # fmt: skip
-        print(f"\n== {env_id}: ARS V2-t, {task['directions']} directions, top {task['top_b']}, α {task['alpha']} "
+        print(f"\n== {env_id}: ARS V2-t, {task['directions']} directions, top {cfg.perturbation.top_b}, α {task['alpha']} "
               f"(η = 2να = {cfg.step.lr:g}), ν {task['nu']}, shift {task['shift']}, {population} members × "
-              f"{task['num_steps']} steps per generation, {args.generations} generations, seed {args.seed}")  # fmt: skip
+              f"{cfg.rollout.num_steps} steps per generation, {args.generations} generations, seed {args.seed}")  # fmt: skip
         t0, c0 = time.perf_counter(), time.process_time()
         rd = train(make_runner(cfg, env_id, run_cfg), run_cfg, cfg, env_id)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

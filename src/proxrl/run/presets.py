@@ -25,6 +25,26 @@ class Preset(NamedTuple):
 
 _MUJOCO_OFF_POLICY_RUN = {"eval_every": 25_000, "eval_episodes": 10}
 
+
+def ars_v2t(directions: int, alpha: float, nu: float, **extra: object) -> dict[str, object]:
+    """ES options for ARS V2-t (Mania et al. 2018) with N directions, step α and noise ν: a linear policy without
+    noise input on standardised observations, 2N members of one 1000-step episode, top 4 pairs, returns over their
+    standard deviation, the plain step θ + ηĝ with η = 2να (ARS's step has no 1/ν; ĝ divides by 2σ), σ = ν."""
+    return {
+        "num_envs": 2 * directions,
+        "num_steps": 1000,
+        "linear": True,
+        "noise_dim": 0,
+        "obs_norm": True,
+        "shaping": "std",
+        "top_b": 4,
+        "solver": "sgd",
+        "lr": 2 * nu * alpha,
+        "sigma": nu,
+        **extra,
+    }
+
+
 PRESETS: dict[str, dict[str, Preset]] = {
     "ppo": {
         "mujoco": Preset(
@@ -75,18 +95,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
             "ARS V2-t's HalfCheetah setting (Mania et al. 2018): a linear policy without noise input on standardised "
             "observations, 32 directions (64 members × one 1000-step episode), top 4, returns over their standard "
             "deviation, the plain step with α = 0.02 (η = 2να = 0.0012), ν = σ = 0.03",
-            {
-                "num_envs": 64,
-                "num_steps": 1000,
-                "linear": True,
-                "noise_dim": 0,
-                "obs_norm": True,
-                "shaping": "std",
-                "top_b": 4,
-                "solver": "sgd",
-                "lr": 0.0012,
-                "sigma": 0.03,
-            },
+            ars_v2t(directions=32, alpha=0.02, nu=0.03),
             {"eval_every": 128_000, "eval_episodes": 3},
         ),
         "ars_hopper": Preset(
@@ -94,20 +103,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
             "observations, 8 directions (16 members, each scored on one episode from a reset, at most 1000 steps), "
             "top 4, returns over their standard deviation, the survival bonus subtracted while scoring (shift 1), "
             "the plain step with α = 0.01 (η = 2να = 0.0005), ν = σ = 0.025",
-            {
-                "num_envs": 16,
-                "num_steps": 1000,
-                "linear": True,
-                "noise_dim": 0,
-                "obs_norm": True,
-                "shaping": "std",
-                "top_b": 4,
-                "solver": "sgd",
-                "lr": 0.0005,
-                "sigma": 0.025,
-                "shift": 1.0,
-                "score_episodes": "first",
-            },
+            ars_v2t(directions=8, alpha=0.01, nu=0.025, shift=1.0, score_episodes="first"),
             {"eval_every": 160_000, "eval_episodes": 20},
         ),
     },
