@@ -14,11 +14,19 @@ truncation bootstrap V(s_{t+1}) needs it), exactly like :mod:`proxrl.deep.jax_en
 
 Arrays are numpy; observations and rewards are float32. The environment is stateful (it is a host
 simulator); everything the learner sees is a plain array.
+
+That state can be rebuilt exactly. With ``record_episodes=True`` every copy remembers how its current episode
+began (the seed of a seeded reset, or the state of its random generator before an unseeded one) and the
+actions it has taken since (:class:`EpisodeRecorder`). :meth:`GymVecEnv.episode_record` returns that record,
+and :meth:`GymVecEnv.replay` resets each copy as its episode began and steps it through the same actions: a
+simulator that is a deterministic function of its generator and its actions (MuJoCo and the classic-control
+and toy-text environments are) is then exactly where it was. This is how a resumed run continues its episodes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +48,63 @@ def convert_gym_space(space: gym.Space) -> Space:
     if isinstance(space, gym.spaces.Box):
         return BoxSpace(space.low.astype(np.float32), space.high.astype(np.float32), tuple(space.shape))
     raise ConfigError(f"space must be a Discrete or Box space, got {type(space).__name__}")
+
+
+EPISODE_RECORD_LIMIT = 100_000
+"""An episode longer than this many steps is no longer recorded (its copy cannot be replayed)."""
+
+
+def _generator_state(generator: np.random.Generator) -> dict[str, Any] | None:
+    """The generator's bit-generator state if it is plain JSON (PCG64's is), else None."""
+    state = generator.bit_generator.state
+    try:
+        json.dumps(state, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return state
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """One copy's record of its current episode: how it began and the actions taken since.
+
+    ``start`` is ``{"seed": s}`` after ``reset(seed=s)``, ``{"rng": state}`` after an unseeded reset (``state``:
+    the copy's generator before that reset, as JSON), or None when the episode cannot be replayed (reset
+    options, a generator whose state is not JSON, an episode longer than :data:`EPISODE_RECORD_LIMIT`).
+    ``actions`` are the actions exactly as the copy received them.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.start: dict[str, Any] | None = None
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if options is not None:
+            self.start = None
+        elif seed is not None:
+            self.start = {"seed": int(seed)}
+        else:
+            state = _generator_state(self.env.np_random)
+            self.start = None if state is None else {"rng": state}
+        self.actions = []
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        if self.start is not None:
+            if len(self.actions) >= EPISODE_RECORD_LIMIT:
+                self.start, self.actions = None, []
+            else:
+                self.actions.append(np.array(action, copy=True))
+        return super().step(action)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeRecord:
+    """How every copy's current episode began (``starts``, JSON) and its actions since (``actions[i]``:
+    ``[t_i, *action_shape]``)."""
+
+    starts: list[dict[str, Any]]
+    actions: list[np.ndarray]
 
 
 @dataclasses.dataclass(eq=False)
@@ -120,6 +185,44 @@ class GymVecEnv:
                 on_step()
         return total
 
+    def episode_record(self) -> EpisodeRecord | None:
+        """Every copy's :class:`EpisodeRecorder` record, or None if one of them cannot be replayed (or the
+        environment was made without ``record_episodes``)."""
+        recorders = list(self.vec_env.envs)
+        if not all(isinstance(r, EpisodeRecorder) and r.start is not None for r in recorders):
+            return None
+        space = self.vec_env.single_action_space
+        empty = np.zeros((0, *space.shape), space.dtype)
+        return EpisodeRecord(
+            starts=[dict(r.start) for r in recorders],
+            actions=[np.stack(r.actions) if r.actions else empty for r in recorders],
+        )
+
+    def replay(self, record: EpisodeRecord) -> np.ndarray:
+        """Rebuild every copy's episode from ``record``: reset it as the episode began, then step it through
+        the recorded actions. Returns the observations ``[B, ...]`` to continue from (compare them with the ones
+        saved: equal observations show the replay arrived). ValueError if the record does not fit these copies
+        or an episode ends during its replay."""
+        envs = list(self.vec_env.envs)
+        if len(record.starts) != len(envs) or len(record.actions) != len(envs):
+            raise ValueError(f"the record holds {len(record.starts)} copies, the environment {len(envs)}")
+        obs = []
+        for env, start, actions in zip(envs, record.starts, record.actions, strict=True):
+            if "seed" in start:
+                o, _ = env.reset(seed=int(start["seed"]))
+            else:
+                state = start["rng"]
+                generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+                generator.bit_generator.state = state
+                env.np_random = generator
+                o, _ = env.reset()
+            for a in actions:
+                o, _, terminated, truncated, _ = env.step(a)
+                if terminated or truncated:
+                    raise ValueError("an episode ended during its replay")
+            obs.append(o)
+        return np.asarray(obs, dtype=np.float32)
+
     def close(self) -> None:
         self.vec_env.close()
 
@@ -134,11 +237,14 @@ def true_next_obs(obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     return next_obs
 
 
-def make_gym_env(env_id: str, num_envs: int = 1, **env_kwargs: Any) -> GymVecEnv:
+def make_gym_env(
+    env_id: str, num_envs: int = 1, record_episodes: bool = False, **env_kwargs: Any
+) -> GymVecEnv:
     """A synchronous Gymnasium vector environment in SAME_STEP autoreset mode.
 
     ``env_kwargs`` go to ``gymnasium.make`` for each copy (e.g. ``max_episode_steps=200``). An unknown
-    id raises :class:`~proxrl.errors.ConfigError` naming the closest registered ids.
+    id raises :class:`~proxrl.errors.ConfigError` naming the closest registered ids. ``record_episodes``
+    wraps each copy in an :class:`EpisodeRecorder` (see :meth:`GymVecEnv.replay`).
     """
     num_envs = check_int_at_least("num_envs", num_envs, 1)
     known = list(gym.registry)
@@ -150,6 +256,7 @@ def make_gym_env(env_id: str, num_envs: int = 1, **env_kwargs: Any) -> GymVecEnv
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            wrappers=[EpisodeRecorder] if record_episodes else None,
             **env_kwargs,
         )
     except (gym.error.Error, ImportError) as e:  # a missing dependency (Box2D, MuJoCo, ALE, …), a bad spec

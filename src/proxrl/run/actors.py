@@ -46,6 +46,7 @@ from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
 from proxrl.run.host import HostRunner
+from proxrl.run.runner import HostState
 from proxrl.types import Learner, Metrics, Transition
 
 ASYNC_DEPTH = 1
@@ -339,9 +340,17 @@ class ActorRunner(HostRunner):
         self._after_update(carry)
         return carry, metrics
 
-    def resumed(self, carry: Carry) -> Carry:
-        """A restored state: the schedule restarts from its update count (in-flight rollouts are dropped)."""
-        carry = super().resumed(carry)
+    def host_state(self) -> None:
+        """None: the actors' environments live in other processes and are not saved."""
+        return None
+
+    def _replay(self, host: HostState | None) -> str:
+        return "the actors' environments are not saved in checkpoints"
+
+    def resumed(self, carry: Carry, host: HostState | None = None) -> Carry:
+        """A restored state: the schedule restarts from its update count (in-flight rollouts are dropped) and
+        the actors' episodes from fresh resets."""
+        carry = super().resumed(carry, host)
         update = getattr(carry.learner, "update", None)
         self.version = int(np.asarray(update).reshape(-1)[0]) if update is not None else 0
         self.requests, self._pending, self._fixed, self._weights = (

@@ -1,7 +1,8 @@
 """Checkpoints in a safe format: safetensors (no pickle), hashed, written atomically and verified.
 
 A checkpoint is one ``.safetensors`` file: every array leaf of a pytree under its key path
-(``jax.tree_util.keystr``), plus string metadata:
+(``jax.tree_util.keystr``), any extra tensors under ``host/…`` (state kept outside the pytree, such as a host
+runner's episode record), plus string metadata:
 
 - ``proxrl``: JSON metadata (algorithm, configuration, step, …);
 - ``proxrl_tensors``: JSON ``{key: sha256}``, the SHA-256 of each tensor's dtype, shape and bytes;
@@ -73,9 +74,25 @@ def _metadata_digest(meta_json: str, tensors_json: str) -> str:
     return hashlib.sha256(f"{_HASH_VERSION}\n{meta_json}\n{tensors_json}".encode()).hexdigest()
 
 
-def checkpoint_bytes(tree: Any, metadata: dict[str, Any]) -> bytes:
-    """The bytes of the checkpoint of ``tree`` and ``metadata`` (see the module docstring)."""
+EXTRA_PREFIX = "host/"
+"""Tensors under this prefix are stored beside the pytree (``extra``) and skipped by :func:`restore`."""
+
+
+def checkpoint_bytes(
+    tree: Any, metadata: dict[str, Any], extra: dict[str, np.ndarray] | None = None
+) -> bytes:
+    """The bytes of the checkpoint of ``tree``, ``metadata`` and the ``extra`` tensors (keys starting with
+    :data:`EXTRA_PREFIX`), see the module docstring."""
     arrays = _flatten(tree)
+    for key, value in (extra or {}).items():
+        if not key.startswith(EXTRA_PREFIX):
+            raise ValueError(f"extra checkpoint tensors are named {EXTRA_PREFIX}…, got {key!r}")
+        arrays[key] = np.array(value, copy=True, order="C")
+    return encode(arrays, metadata)
+
+
+def encode(arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> bytes:
+    """The checkpoint bytes of tensors already named (C-ordered arrays by key) and ``metadata``, hashed."""
     meta_json = json.dumps(metadata, sort_keys=True, allow_nan=False)
     tensors_json = json.dumps({k: tensor_digest(v) for k, v in arrays.items()}, sort_keys=True)
     header = {
@@ -86,12 +103,14 @@ def checkpoint_bytes(tree: Any, metadata: dict[str, Any]) -> bytes:
     return safetensors.numpy.save(arrays, metadata=header)
 
 
-def save_checkpoint(path: str | Path, tree: Any, metadata: dict[str, Any]) -> Path:
-    """Write ``tree`` and ``metadata`` to ``path`` atomically (readers see the old file or the new one) after
-    reading the new file back and verifying it."""
+def save_checkpoint(
+    path: str | Path, tree: Any, metadata: dict[str, Any], extra: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Write ``tree``, ``metadata`` and the ``extra`` tensors to ``path`` atomically (readers see the old file or
+    the new one) after reading the new file back and verifying it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = checkpoint_bytes(tree, metadata)
+    data = checkpoint_bytes(tree, metadata, extra)
     atomic_write_bytes(path, data, verify=lambda tmp: _verify_copy(tmp, data), fault="checkpoint-write")
     faults.inject("checkpoint")
     return path
@@ -167,8 +186,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def restore(checkpoint: Checkpoint, template: Any, name: str = "checkpoint") -> Any:
-    """The pytree of ``template``'s structure holding ``checkpoint``'s tensors (keys and shapes must match)."""
-    arrays = checkpoint.arrays
+    """The pytree of ``template``'s structure holding ``checkpoint``'s tensors (keys and shapes must match; the
+    extra tensors, under :data:`EXTRA_PREFIX`, are not part of it)."""
+    arrays = {k: v for k, v in checkpoint.arrays.items() if not k.startswith(EXTRA_PREFIX)}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     new = []
     for key_path, leaf in leaves:

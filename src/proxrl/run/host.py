@@ -12,12 +12,18 @@ environment holds ``N·B`` copies (SAME_STEP autoreset, :mod:`proxrl.deep.gym_en
 functions the gymnax back end uses inside its scan, so normalisation, episode statistics and ``learn`` are
 the same code on both back ends. Copy ``s·B + b`` of the vector environment is seeded ``seed + s·B + b``.
 
-The environments themselves are host state and are not checkpointed: a resumed run restarts its
-episodes from fresh resets (the learner, the normalisation statistics and the keys are restored exactly).
+The environments are host state. A checkpoint holds how every copy's current episode began and the actions
+it has taken since (:meth:`HostRunner.host_state`, :class:`~proxrl.deep.gym_envs.EpisodeRecorder`); a resumed
+run replays them, checks that the replay arrives at the saved observations, and continues the same episodes, so
+its records equal an uninterrupted run's. Where that is not possible (a checkpoint written without this record,
+an environment that cannot be replayed, a replay that arrives elsewhere) the run says so in one line and
+restarts its episodes from fresh resets; the learner, the normalisation statistics and the keys are restored
+exactly either way.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
@@ -25,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from proxrl.deep import loops
-from proxrl.deep.gym_envs import GymVecEnv, make_gym_env
+from proxrl.deep.gym_envs import EpisodeRecord, GymVecEnv, make_gym_env
 from proxrl.deep.loops import Carry, Normalization
 from proxrl.errors import ConfigError
-from proxrl.run.runner import Runner
+from proxrl.run.runner import HostState, Runner
 from proxrl.types import Learner, Metrics, PRNGKey, Transition
 
 EPISODIC_SEED_OFFSET = 2_000_000
@@ -64,7 +70,9 @@ class HostRunner(Runner):
         self._updates_reset = 0  # rollouts that began from a reset (episodic learners)
         self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed
-        self.env: GymVecEnv = make_gym_env(env_id, num_envs=num_seeds * learner.num_envs)
+        self.env: GymVecEnv = make_gym_env(
+            env_id, num_envs=num_seeds * learner.num_envs, record_episodes=True
+        )
         self._eval_env: GymVecEnv | None = None
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
         self._obs: np.ndarray | None = None
@@ -98,10 +106,52 @@ class HostRunner(Runner):
         self._reset()
         return self._init(keys, self._obs)
 
-    def resumed(self, carry: Carry) -> Carry:
-        """Continue a restored carry on freshly reset environments (their episodes restart)."""
+    def host_state(self) -> HostState:
+        """The episode record of every environment copy (``host/actions/i`` and the observations ``host/obs``
+        to continue from) and the count of episodic resets; see the module docstring."""
+        meta: dict[str, Any] = {"updates_reset": self._updates_reset}
+        record = self.env.episode_record()
+        if record is None or self._obs is None:
+            return HostState({}, meta)
+        arrays = {f"host/actions/{i}": a for i, a in enumerate(record.actions)}
+        arrays["host/obs"] = np.asarray(self._obs)
+        return HostState(arrays, meta | {"starts": record.starts})
+
+    def resumed(self, carry: Carry, host: HostState | None = None) -> Carry:
+        """Continue a restored carry: on the same episodes, rebuilt from ``host`` (see the module docstring), or,
+        where they cannot be rebuilt, on freshly reset environments (one line on stderr says so)."""
+        if host is not None:
+            self._updates_reset = int(host.meta.get("updates_reset", 0))
+        why = self._replay(host)
+        if why is None:
+            return carry
+        print(
+            f"{self.name} {self.env_id}: {why}; its episodes restart from fresh resets, so from here on its "
+            "records differ from an uninterrupted run's",
+            file=sys.stderr,
+        )
         self._reset(offset=1_000_000)
         return carry._replace(episode_return=jnp.zeros_like(carry.episode_return))
+
+    def _replay(self, host: HostState | None) -> str | None:
+        """Rebuild the environments' episodes from ``host``: None when done, else why not."""
+        if host is None or "starts" not in host.meta:
+            return "the checkpoint holds no record of the environments' episodes"
+        n = self.num_seeds * self.learner.num_envs
+        starts = host.meta["starts"]
+        keys = [f"host/actions/{i}" for i in range(n)] + ["host/obs"]
+        if not isinstance(starts, list) or len(starts) != n or any(k not in host.arrays for k in keys):
+            return "the checkpoint's record of the environments does not fit this run"
+        record = EpisodeRecord(starts, [host.arrays[f"host/actions/{i}"] for i in range(n)])
+        try:
+            obs = self.env.replay(record)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return f"the environments' episodes could not be replayed ({e})"
+        saved = host.arrays["host/obs"]
+        if obs.shape != (n, *saved.shape[2:]) or not np.array_equal(obs, saved.reshape(obs.shape)):
+            return "replaying the environments' episodes did not arrive at the saved observations"
+        self._obs = self._split(obs, self.learner.num_envs)
+        return None
 
     def update(self, carry: Carry) -> tuple[Carry, Metrics]:
         """One rollout of ``num_steps`` steps per environment, then ``absorb`` (learn) for every seed."""

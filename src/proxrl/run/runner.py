@@ -8,11 +8,19 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from proxrl.types import PRNGKey
+
+
+class HostState(NamedTuple):
+    """What a runner keeps outside the training state to continue exactly (its host environments): arrays,
+    saved as checkpoint tensors under ``host/``, and JSON metadata, saved as the checkpoint's ``host`` entry."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
 
 
 class Runner(abc.ABC):
@@ -25,9 +33,14 @@ class Runner(abc.ABC):
     def init(self, keys: PRNGKey) -> Any:
         """States of all seeds from keys ``[N]``."""
 
-    def resumed(self, state: Any) -> Any:
-        """A restored state, ready to continue."""
+    def resumed(self, state: Any, host: HostState | None = None) -> Any:
+        """A restored state, ready to continue; ``host`` is what :meth:`host_state` gave when the checkpoint was
+        written (None if the checkpoint holds none)."""
         return state
+
+    def host_state(self) -> HostState | None:
+        """State outside ``state`` that a checkpoint must hold for the run to continue exactly (None: none)."""
+        return None
 
     @abc.abstractmethod
     def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:

@@ -65,7 +65,7 @@ from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
 from proxrl.run.presets import PRESETS, apply_preset
 from proxrl.run.records import atomic_write_text
-from proxrl.run.runner import Runner
+from proxrl.run.runner import HostState, Runner
 from proxrl.run.train import BACKENDS, CHECKPOINT, RunConfig, latest_per_step, make_runner, train
 
 RESULTS = "results.csv"
@@ -432,8 +432,11 @@ class _FiniteRunner(Runner):
     def init(self, keys: Any) -> Any:
         return self.inner.init(keys)
 
-    def resumed(self, state: Any) -> Any:
-        return self.inner.resumed(state)
+    def resumed(self, state: Any, host: HostState | None = None) -> Any:
+        return self.inner.resumed(state, host)
+
+    def host_state(self) -> HostState | None:
+        return self.inner.host_state()
 
     def chunk(self, state: Any, updates: int) -> tuple[Any, dict[str, np.ndarray]]:
         import jax

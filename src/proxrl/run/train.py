@@ -11,8 +11,9 @@
 The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed, configuration and
 machine give the same numbers, whether or not the run was interrupted and resumed: ``resume=RUN_DIR`` cuts
 the records back to the checkpoint's step, so metrics.csv and eval.csv of a run killed at any moment and resumed
-equal an uninterrupted run's byte for byte (on gymnax; host-side Gymnasium environments restart their episodes
-on resume, see :mod:`proxrl.run.host`). One process at a time trains in a run directory (its lock file).
+equal an uninterrupted run's byte for byte (host-side Gymnasium environments too: the checkpoint holds the
+record of their episodes and the resume replays it, see :mod:`proxrl.run.host`; env-runner actors restart their
+episodes). One process at a time trains in a run directory (its lock file).
 
 A :class:`~proxrl.run.runner.Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a
 learner on a gymnax environment (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
@@ -54,10 +55,10 @@ from proxrl.errors import (
 )
 from proxrl.run import faults
 from proxrl.run.cache import enable_compilation_cache
-from proxrl.run.checkpoints import Checkpoint, read_checkpoint, restore, save_checkpoint
+from proxrl.run.checkpoints import EXTRA_PREFIX, Checkpoint, read_checkpoint, restore, save_checkpoint
 from proxrl.run.host import HostRunner, gym_spaces
 from proxrl.run.records import RunDir, to_jsonable
-from proxrl.run.runner import Runner
+from proxrl.run.runner import HostState, Runner
 from proxrl.run.stats import mean_ci, return_range
 from proxrl.run.summary import finish_run, latest_per_step  # noqa: F401  (latest_per_step re-exported)
 from proxrl.types import Learner, Metrics, PRNGKey
@@ -391,7 +392,10 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
         seeds = np.arange(run_cfg.num_seeds)
         state = runner.init(jax.vmap(lambda i: jax.random.fold_in(base, i))(seeds))
         if checkpoint is not None:
-            state = runner.resumed(restore(checkpoint, state, f"checkpoint {str(rd.path / CHECKPOINT)!r}"))
+            state = runner.resumed(
+                restore(checkpoint, state, f"checkpoint {str(rd.path / CHECKPOINT)!r}"),
+                host_state(checkpoint),
+            )
         eval_key = jax.random.fold_in(base, 1_000_003)
         try:
             with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
@@ -436,10 +440,13 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
                     rd.log({"step": step, "chunk_seconds": seconds}, table="timing")
                     rd.flush()  # TensorBoard events for this chunk
                     faults.inject("eval-row")
+                    host = runner.host_state()
                     save_checkpoint(
                         rd.path / CHECKPOINT,
                         state,
-                        {"algo": runner.name, "chunk": c + 1, "step": step, "config": record},
+                        {"algo": runner.name, "chunk": c + 1, "step": step, "config": record}
+                        | ({} if host is None else {"host": host.meta}),
+                        None if host is None else host.arrays,
                     )
                     bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
         finally:
@@ -449,6 +456,15 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
     finally:
         rd.close()
     return rd
+
+
+def host_state(checkpoint: Checkpoint) -> HostState | None:
+    """The runner's :class:`~proxrl.run.runner.HostState` saved in a checkpoint (None if it holds none)."""
+    meta = checkpoint.metadata.get("host")
+    if not isinstance(meta, dict):
+        return None
+    arrays = {k: v for k, v in checkpoint.arrays.items() if k.startswith(EXTRA_PREFIX)}
+    return HostState(arrays, meta)
 
 
 def config_record(algo: str, env_id: str, run_cfg: RunConfig, algo_config: Any) -> dict[str, Any]:
