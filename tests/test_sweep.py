@@ -26,6 +26,7 @@ from proxrl.cli import main
 from proxrl.errors import ConfigError
 from proxrl.run.sweep import (
     ATTEMPTS,
+    NOTES,
     PID_FILE,
     Cell,
     Setting,
@@ -33,6 +34,7 @@ from proxrl.run.sweep import (
     load_spec,
     parse_spec,
     read_results,
+    run_cell,
     run_sweep,
 )
 
@@ -205,6 +207,29 @@ def test_killed_worker_runs_its_cell_again_and_every_cell_has_one_row(local_ray,
     pids = [line.split("pid=")[1] for line in (victim / ATTEMPTS).read_text().splitlines()]
     assert pids[0] == str(pid) and pids[1] != str(pid)
     assert results and results[0].ran == 2
+
+
+def test_a_cells_stderr_is_kept_in_its_notes_file(tmp_path, capsys):
+    """A Ray worker's stderr is not shown, so a cell appends what its run prints there (here the note that the
+    budget is not a whole number of updates) to notes.log, time-stamped, and passes it on."""
+    spec = parse_spec(
+        {
+            "envs": ["CartPole-v1"],
+            "seeds": 1,
+            "total_steps": 80,
+            "eval_every": 64,
+            "eval_episodes": 1,
+            "settings": [{"algo": "ppo", "options": {"hidden": [8], "num_envs": 2, "num_steps": 16}}],
+        }
+    )
+    row = run_cell(cells(spec)[0], tmp_path / "cell")
+    assert row["status"] == "ok", row
+    note = "note: --total-steps 80 is not a multiple of the 32 steps of one update"
+    assert note in capsys.readouterr().err
+    lines = (tmp_path / "cell" / NOTES).read_text().splitlines()
+    assert len(lines) == 1 and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d " + re.escape(note) + ".*", lines[0]
+    )
 
 
 def _kill_processes_mentioning(text: str) -> int:

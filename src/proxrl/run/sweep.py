@@ -6,7 +6,9 @@ preset); each cell trains all its seeds in one vmapped call (:func:`proxrl.run.t
 
     SWEEP_DIR/sweep.json          the resolved sweep (settings, environments, run options, score bounds)
     SWEEP_DIR/results.csv         one row per finished cell, rewritten atomically as each cell finishes
-    SWEEP_DIR/cells/<cell>/       the cell's run directory (config.json, eval.csv, metrics.csv, checkpoint, …)
+    SWEEP_DIR/cells/<cell>/       the cell's run directory (config.json, eval.csv, metrics.csv, checkpoint, …),
+                                  plus attempts.log (one line per attempt) and notes.log (what its runs printed
+                                  on stderr, such as a resume's notes: a Ray worker's own stderr is not shown)
 
 The engine is Ray: ``ray.init()`` in-process with as many CPUs as the machine has (or ``workers``), or a
 running cluster (``address="HOST:PORT"``, started with ``ray start --head``). A cell's identity is a hash of
@@ -39,6 +41,7 @@ The sweep file (TOML)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -50,6 +53,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +76,7 @@ RESULTS = "results.csv"
 SPEC = "sweep.json"
 PID_FILE = "worker.pid"
 ATTEMPTS = "attempts.log"
+NOTES = "notes.log"
 
 COLUMNS = (
     "key",
@@ -472,10 +477,33 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, ConfigError) else f"{type(error).__name__}: {text}".rstrip(": ")
 
 
+class _Notes(io.TextIOBase):
+    """A stderr that appends every line, time-stamped, to a cell's notes file and passes it on."""
+
+    def __init__(self, path: Path, passthrough: Any) -> None:
+        self.path, self.passthrough, self.pending = path, passthrough, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.passthrough.write(text)
+        *lines, self.pending = (self.pending + text).split("\n")
+        if lines:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            with self.path.open("a") as f:
+                f.writelines(f"{stamp} {line}\n" for line in lines)
+        return len(text)
+
+    def flush(self) -> None:
+        self.passthrough.flush()
+
+
 def run_cell(cell: Cell, cell_dir: str | Path) -> dict[str, Any]:
     """Train one cell into ``cell_dir`` (the ordinary driver, all seeds in one call) and return its results row.
 
-    Writes the process id to ``worker.pid`` and a line per attempt to ``attempts.log`` first. A directory left
+    Writes the process id to ``worker.pid`` and a line per attempt to ``attempts.log`` first; what the run
+    prints on stderr is also appended to ``notes.log``, each line time-stamped. A directory left
     by an earlier attempt continues from its checkpoint (or starts over if it has none). An exception becomes
     a row with status ``failed`` and the error's first line."""
     start = time.perf_counter()
@@ -503,11 +531,12 @@ def run_cell(cell: Cell, cell_dir: str | Path) -> dict[str, Any]:
         resume = (cell_dir / CHECKPOINT).exists()
         if not resume:  # an attempt killed before its first checkpoint: start afresh
             for p in cell_dir.iterdir():
-                if p.name not in (PID_FILE, ATTEMPTS):
+                if p.name not in (PID_FILE, ATTEMPTS, NOTES):
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
         run_cfg = dataclasses.replace(run_cfg, out=cell_dir, resume=cell_dir if resume else None)
-        runner = _FiniteRunner(make_runner(algo_cfg, cell.env, run_cfg))
-        train(runner, run_cfg, algo_cfg, cell.env)
+        with contextlib.redirect_stderr(_Notes(cell_dir / NOTES, sys.stderr)):
+            runner = _FiniteRunner(make_runner(algo_cfg, cell.env, run_cfg))
+            train(runner, run_cfg, algo_cfg, cell.env)
         row.update(curve_summary(cell_dir / "eval.csv"), status="ok", error="")
     except Exception as e:  # a failed cell is a row, not the end of the sweep
         row.update(status="failed", error=one_line(e))
