@@ -129,6 +129,21 @@ def test_killed_run_resumed_equals_the_uninterrupted_run(fault, args, reference,
     assert len(event_files(out / "tb")) == (1 if fault == "config:kill" else 2)
 
 
+def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(args, reference, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt) after the second chunk's rows, before its checkpoint: one line, exit 130, the
+    lock released; --resume then finishes the run with the uninterrupted run's records."""
+    out = tmp_path / "run"
+    monkeypatch.setenv("PROXRL_FAULT", "eval-row#2:interrupt")
+    assert main([*args, "--out", str(out)]) == 130
+    assert _error(capsys) == (
+        "proxrl: interrupted; continue the run from its last checkpoint with --resume RUN_DIR"
+    )
+    assert (out / ".lock").read_text() == "" and read_metadata(out / CHECKPOINT)["chunk"] == 1
+    monkeypatch.delenv("PROXRL_FAULT")
+    assert main([*args, "--resume", str(out)]) == 0
+    assert_same_records(out, reference)
+
+
 def test_a_second_resume_is_refused_while_the_first_runs_and_a_killed_owner_is_replaced(
     args, reference, tmp_path, monkeypatch, capsys
 ):

@@ -137,8 +137,16 @@ def _sweep(argv: list[str]) -> RunDir:
     return sweep_main(argv)
 
 
+INTERRUPTED = {
+    "train": "continue the run from its last checkpoint with --resume RUN_DIR",
+    "sweep": "finished cells keep their rows and a running cell its last checkpoint: rerun the same command "
+    "to continue",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value)."""
+    """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value, 130
+    interrupted by Ctrl-C)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
@@ -167,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as e:  # tyro/argparse: --help (0) or a parse error (2)
         return int(e.code or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what is kept and how to continue
+        print(
+            f"proxrl: interrupted; {INTERRUPTED.get(command, 'stopped before it finished')}", file=sys.stderr
+        )
+        return 130
     print(f"run directory: {rd.path}")
     print(f"summary:       {rd.path / 'summary.md'}")
     for png in sorted(rd.path.glob("*.png")):

@@ -5,7 +5,8 @@
 
 - ``kill``: SIGKILL this process (a crash, a power cut: nothing after it runs, no clean-up);
 - ``stop``: SIGSTOP this process (it waits, holding what it holds, until SIGCONT or SIGKILL);
-- ``enospc``: raise ``OSError(ENOSPC)`` ("No space left on device"), as a full disk would.
+- ``enospc``: raise ``OSError(ENOSPC)`` ("No space left on device"), as a full disk would;
+- ``interrupt``: raise ``KeyboardInterrupt``, as Ctrl-C would.
 
 Points: ``config`` (config.json of a new run written, nothing trained yet), ``eval-row`` (a chunk's rows
 appended to metrics.csv and eval.csv, its checkpoint not yet written), ``checkpoint-write`` (the new checkpoint
@@ -41,5 +42,7 @@ def inject(point: str) -> None:
             os.kill(os.getpid(), signal.SIGSTOP)
         elif action == "enospc":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        elif action == "interrupt":
+            raise KeyboardInterrupt
         else:
-            raise ValueError(f"{ENV}: unknown action {action!r} (kill, stop or enospc)")
+            raise ValueError(f"{ENV}: unknown action {action!r} (kill, stop, enospc or interrupt)")
