@@ -110,3 +110,24 @@ def test_replay_rebuilds_every_copy_exactly():
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     first.close()
     second.close()
+
+
+def test_episodes_that_cannot_be_replayed_leave_no_record(monkeypatch):
+    """An episode longer than the limit, or begun with reset options, is not recorded (the resume then says its
+    episodes restart); the next plain reset records again."""
+    from proxrl.deep import gym_envs
+
+    monkeypatch.setattr(gym_envs, "EPISODE_RECORD_LIMIT", 5)
+    env = make_gym_env("Pendulum-v1", num_envs=2, record_episodes=True)
+    env.reset(seed=0)
+    action = np.zeros((2, 1), np.float32)
+    for _ in range(5):
+        env.step(action)
+    assert env.episode_record() is not None
+    env.step(action)
+    assert env.episode_record() is None
+    env.reset(seed=1)
+    assert [a.shape for a in env.episode_record().actions] == [(0, 1), (0, 1)]
+    env.vec_env.envs[0].reset(options={"x_init": 0.5})
+    assert env.episode_record() is None
+    env.close()

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proxrl.deep import loops
-from proxrl.deep.gym_envs import EpisodeRecord, GymVecEnv, make_gym_env
+from proxrl.deep.gym_envs import EPISODE_RECORD_LIMIT, EpisodeRecord, GymVecEnv, make_gym_env
 from proxrl.deep.loops import Carry, Normalization
 from proxrl.errors import ConfigError
 from proxrl.run.runner import HostState, Runner
@@ -135,8 +135,13 @@ class HostRunner(Runner):
 
     def _replay(self, host: HostState | None) -> str | None:
         """Rebuild the environments' episodes from ``host``: None when done, else why not."""
-        if host is None or "starts" not in host.meta:
+        if host is None:
             return "the checkpoint holds no record of the environments' episodes"
+        if "starts" not in host.meta:
+            return (
+                "the environments' episodes could not be recorded (reset options, a random generator whose state "
+                f"is not JSON, or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
+            )
         n = self.num_seeds * self.learner.num_envs
         starts = host.meta["starts"]
         keys = [f"host/actions/{i}" for i in range(n)] + ["host/obs"]
