@@ -61,6 +61,8 @@ def test_a_killed_host_run_resumed_equals_the_uninterrupted_run(case, tmp_path, 
     assert main(["train", *args, *COMMON, "--resume", str(tmp_path / "run")]) == 0
     assert "fresh resets" not in capsys.readouterr().err
     assert_same_records(tmp_path / "run", tmp_path / "reference")
+    if case == "td3-pendulum":  # the episode record beside the state does not disturb evaluate
+        assert main(["evaluate", str(tmp_path / "run"), "--episodes", "1"]) == 0
 
 
 def test_a_checkpoint_without_the_record_resumes_on_fresh_episodes_and_says_so(tmp_path, capsys):
