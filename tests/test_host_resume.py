@@ -12,13 +12,17 @@ import signal
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from proxrl.cli import main
+from proxrl.config import override
+from proxrl.deep import registry
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.run.checkpoints import encode, read_checkpoint
-from proxrl.run.train import CHECKPOINT
+from proxrl.run.train import CHECKPOINT, RunConfig, make_runner
 from test_reliability import assert_same_records
 
 COMMON = ["--backend", "gymnasium", "--num-seeds", "2", "--eval-episodes", "1", "--no-progress"]
@@ -133,3 +137,89 @@ def test_episodes_that_cannot_be_replayed_leave_no_record(monkeypatch):
     env.vec_env.envs[0].reset(options={"x_init": 0.5})
     assert env.episode_record() is None
     env.close()
+
+
+def test_first_episodes_equals_the_rollout_up_to_each_first_end_and_stops_early():
+    """``first_episodes`` (episodic learners) against ``rollout`` from the same reset under the same policy: the
+    rows up to each copy's first end are equal, the rest are placeholders, and the policy is called only until
+    every copy has ended."""
+    calls: list[int] = []
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        calls.append(t)
+        return (obs[:, 2] > 0).astype(np.int64)  # push the pole's way: episodes of 24–38 steps
+
+    full_env, first_env = (make_gym_env("CartPole-v1", num_envs=4) for _ in range(2))
+    full, _ = full_env.rollout(full_env.reset(seed=3), policy, 300)
+    calls.clear()
+    first, obs = first_env.first_episodes(first_env.reset(seed=3), policy, 300)
+    done = full.terminated | full.truncated
+    ends = done.argmax(axis=0)
+    assert done.any(axis=0).all() and len(calls) == ends.max() + 1 < 300
+    within = np.cumsum(done, axis=0) - done == 0
+    for name, a, b in zip(full._fields, full, first, strict=True):
+        assert a.shape == b.shape and np.array_equal(a[within], b[within]), name
+    after = ~within
+    assert not first.terminated[after].any() and not first.truncated[after].any()
+    assert not first.reward[after].any() and not first.action[after].any()
+    for i in range(4):  # a copy waits on its reset observation
+        assert np.array_equal(first.obs[ends[i] + 1 :, i], np.broadcast_to(obs[i], (299 - ends[i], 4)))
+    full_env.close()
+    first_env.close()
+
+
+def test_an_episodic_learner_learns_the_same_without_the_steps_after_each_first_end(tmp_path):
+    """ES scoring first episodes (``Learner.episodic``) on Gymnasium CartPole: the host runner that stops at each
+    environment's first end and one that simulates the whole window reach the same state and the same
+    metrics, bit for bit."""
+    config = override(
+        registry.TRAINERS["es"].config(), num_envs=4, num_steps=200, hidden=(8,), score_episodes="first"
+    )
+    run = RunConfig(backend="gymnasium", num_seeds=2, total_steps=2400, progress=False)
+    outs = []
+    for first_only in (True, False):
+        runner = make_runner(config, "CartPole-v1", run)
+        assert runner.first_episodes_only
+        runner.first_episodes_only = first_only
+        carry = runner.init(jax.random.split(jax.random.key(0), 2))
+        carry, metrics = runner.chunk(carry, 3)
+        keys_as_data = [  # typed PRNG keys compare through their raw data
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+            for x in jax.tree.leaves(carry)
+        ]
+        outs.append((keys_as_data, metrics))
+        runner.close()
+    (a, ma), (b, mb) = outs
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert ma.keys() == mb.keys() and all(np.array_equal(ma[k], mb[k], equal_nan=True) for k in ma)
+    assert (ma["episodes"] == 4).all()  # the first episode of each environment, nothing after it
+
+
+@pytest.mark.parametrize("episodic", [False, True])
+def test_episode_statistics_of_an_episodic_learner_count_first_episodes_from_the_reset(episodic):
+    """Two environments, reward 1 per step, carrying running returns of 10 into the rollout. Environment 0 ends
+    episodes at steps 1 and 3, environment 1 at step 3. Running on: episodes of 12, 2 and 14. Episodic (every
+    rollout from a reset, first episodes only): 2 and 4, and the observation statistics take in steps 0–1 of
+    environment 0 and 0–3 of environment 1 only."""
+    from proxrl.deep.loops import Carry, Normalization, absorb, carry_init
+    from proxrl.types import Learner, Transition
+
+    learner = Learner(
+        "stub", lambda k, o: jnp.zeros(()), None, None, lambda s, tr: (s, {}), 2, 5, episodic=episodic
+    )
+    norm = Normalization(obs=True)
+    obs = np.arange(10, dtype=np.float32).reshape(5, 2, 1)  # step t, environment b: 2t + b
+    done = np.zeros((5, 2), bool)
+    done[1, 0] = done[3, 0] = done[3, 1] = True
+    traj = Transition(obs, np.zeros((5, 2)), np.ones((5, 2), np.float32), done, np.zeros_like(done), obs)
+    start = carry_init(learner, jax.random.key(0), np.full((2, 1), 7.0, np.float32), norm)
+    carry = Carry(start.learner, start.obs_stats, start.reward_norm, jnp.full(2, 10.0), start.key)
+    new, metrics = absorb(learner, norm, carry, traj)
+    if episodic:
+        assert metrics["episodes"] == 2 and metrics["episodic_return"] == 3.0
+        seen = [7.0, 7.0, 0.0, 1.0, 2.0, 3.0, 5.0, 7.0]  # the initial observations, then the counted steps
+    else:
+        assert metrics["episodes"] == 3 and np.isclose(metrics["episodic_return"], 28.0 / 3)
+        seen = [7.0, 7.0, *range(10)]
+    np.testing.assert_allclose(new.obs_stats.mean, [np.mean(seen)], rtol=1e-6)
+    np.testing.assert_allclose(new.obs_stats.var, [np.var(seen)], rtol=1e-5)

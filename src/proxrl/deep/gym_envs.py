@@ -160,6 +160,52 @@ class GymVecEnv:
         traj = Transition(*(np.stack(field) for field in zip(*steps, strict=True)))
         return traj, obs
 
+    def first_episodes(
+        self, obs: np.ndarray, policy: Callable[[np.ndarray, int], np.ndarray], num_steps: int
+    ) -> tuple[Transition, np.ndarray]:
+        """:meth:`rollout` for episodic learners (:attr:`proxrl.types.Learner.episodic`), which use each copy's
+        first episode only: a copy is stepped until its first episode ends (then reset, as SAME_STEP would, and
+        left waiting), and the rollout stops once every copy has ended. The rows after a copy's end are
+        placeholders: its reset observation (as ``obs`` and ``next_obs``), a zero action and reward, no end. Up to
+        each copy's first end the rows equal :meth:`rollout`'s. Same shapes as :meth:`rollout`."""
+        envs = list(self.vec_env.envs)
+        alive = np.ones(self.num_envs, bool)
+        steps: list[Transition] = []
+        for t in range(num_steps):
+            action = np.asarray(policy(obs, t))
+            sent = action
+            if isinstance(self.action_space, BoxSpace):
+                sent = np.clip(action, self.action_space.low, self.action_space.high)
+            reward = np.zeros(self.num_envs, np.float32)
+            terminated = np.zeros(self.num_envs, bool)
+            truncated = np.zeros(self.num_envs, bool)
+            next_obs, new_obs = obs.copy(), obs.copy()
+            for i in np.flatnonzero(alive):
+                o, r, terminated[i], truncated[i], _ = envs[i].step(sent[i])
+                reward[i], next_obs[i], new_obs[i] = r, o, o
+                if terminated[i] or truncated[i]:
+                    new_obs[i] = envs[i].reset()[0]
+            row_action = np.where(alive.reshape(-1, *[1] * (action.ndim - 1)), action, np.zeros_like(action))
+            steps.append(Transition(obs, row_action, reward, terminated, truncated, next_obs))
+            alive &= ~(terminated | truncated)
+            obs = new_obs
+            if not alive.any():
+                break
+        while len(steps) < num_steps:  # every copy has ended: placeholders
+            last = steps[-1]
+            steps.append(
+                Transition(
+                    obs,
+                    np.zeros_like(last.action),
+                    np.zeros_like(last.reward),
+                    np.zeros_like(last.terminated),
+                    np.zeros_like(last.truncated),
+                    obs,
+                )
+            )
+        traj = Transition(*(np.stack(field) for field in zip(*steps, strict=True)))
+        return traj, obs
+
     def episodes(
         self,
         policy: Callable[[np.ndarray], np.ndarray],

@@ -144,9 +144,20 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
 
     ``traj``: raw time-major transitions ``[T, B, ...]`` collected by :func:`act` under ``carry``.
     Metrics: the learner's, plus ``episodic_return`` (mean raw return of the episodes completed in the
-    rollout; NaN if none) and ``episodes``.
+    rollout; NaN if none) and ``episodes``. For an episodic learner (:attr:`~proxrl.types.Learner.episodic`)
+    only each environment's first episode counts, from the rollout's first step to its first end: the episode
+    statistics and the observation statistics leave out the steps after it (the host back end does not simulate
+    them, :meth:`proxrl.deep.gym_envs.GymVecEnv.first_episodes`).
     """
-    ep_mean, ep_count, running = episode_stats(traj, carry.episode_return)
+    within = None  # [T, B]: the steps that count (None: all)
+    if learner.episodic:
+        done = traj.terminated | traj.truncated
+        within = jnp.cumsum(done, axis=0) - done == 0  # no earlier step ended the environment's first episode
+        first_end = traj._replace(terminated=done & within, truncated=jnp.zeros_like(done))
+        ep_mean, ep_count, _ = episode_stats(first_end, jnp.zeros_like(carry.episode_return))
+        running = jnp.zeros_like(carry.episode_return)
+    else:
+        ep_mean, ep_count, running = episode_stats(traj, carry.episode_return)
     obs_stats, reward_norm = carry.obs_stats, carry.reward_norm
     data = traj._replace(
         obs=jnp.asarray(traj.obs, jnp.float32), next_obs=jnp.asarray(traj.next_obs, jnp.float32)
@@ -155,7 +166,7 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
         data = data._replace(
             obs=observe(obs_stats, data.obs, norm), next_obs=observe(obs_stats, data.next_obs, norm)
         )
-        obs_stats = running_stats_update(obs_stats, jnp.asarray(traj.obs, jnp.float32))
+        obs_stats = running_stats_update(obs_stats, jnp.asarray(traj.obs, jnp.float32), within)
     if norm.reward:
 
         def fold(state: RewardNormState, xs: tuple[Array, Array]) -> tuple[RewardNormState, None]:

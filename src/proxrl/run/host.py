@@ -68,6 +68,7 @@ class HostRunner(Runner):
             )
         self.learner, self.env_id, self.norm = learner, env_id, norm
         self._updates_reset = 0  # rollouts that began from a reset (episodic learners)
+        self.first_episodes_only = learner.episodic and not norm.reward
         self.name, self.steps_per_update = learner.name, learner.num_envs * learner.num_steps
         self.num_seeds, self.eval_episodes, self.seed = num_seeds, eval_episodes, seed
         self.env: GymVecEnv = make_gym_env(
@@ -170,7 +171,10 @@ class HostRunner(Runner):
             self._updates_reset += 1
             self._reset(offset=EPISODIC_SEED_OFFSET + self._updates_reset * n * b)
         flat_obs = self._obs.reshape(n * b, *self._obs.shape[2:])
-        traj, obs = self.env.rollout(flat_obs, policy, self.learner.num_steps)  # [T, N·B, ...]
+        # an episodic learner uses each environment's first episode only: the rest is not simulated (unless
+        # reward normalisation, which folds in every step, is on)
+        collect = self.env.first_episodes if self.first_episodes_only else self.env.rollout
+        traj, obs = collect(flat_obs, policy, self.learner.num_steps)  # [T, N·B, ...]
         self._obs = self._split(obs, b)
         traj = Transition(*(np.swapaxes(f.reshape(f.shape[0], n, -1, *f.shape[2:]), 0, 1) for f in traj))
         return self._absorb(carry, traj)

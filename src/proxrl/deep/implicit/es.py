@@ -212,7 +212,8 @@ def make_learner(
 
     Metrics: ``fitness_mean``, ``fitness_max`` (mean and best return of the scored members, less ``shift`` per
     step), ``scored`` (fraction of the pairs used), ``episodes_scored``, ``episodes_ended`` (every episode that
-    ended in the rollout, scored or not: what the generation cost in episodes), and the step's ``grad_estimate_norm``, ``surrogate_gain``,
+    ended in the rollout, scored or not: what the generation cost in episodes; with ``score_episodes`` "first",
+    each environment's first only, the steps after it not being part of the rollout), and the step's ``grad_estimate_norm``, ``surrogate_gain``,
     ``step_norm``, ``beta``, and ``steps_scored`` (the steps of the scored episodes: with ``score_episodes``
     "first", what ARS counts as the generation's cost).
     """
@@ -319,7 +320,7 @@ def make_learner(
             scored=jnp.mean(valid_pair.astype(jnp.float32)),
             episodes_scored=jnp.sum(episodes),
             steps_scored=jnp.sum(scores.steps),
-            episodes_ended=jnp.sum(done),
+            episodes_ended=jnp.sum(done & (jnp.cumsum(done, axis=0) - done == 0) if first else done),
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
