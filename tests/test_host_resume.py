@@ -4,7 +4,7 @@ and the resume replays it.
 Each case kills a ``proxrl train --backend gymnasium`` subprocess (SIGKILL) right after a checkpoint taken in the
 middle of episodes, resumes it in this process and compares its records byte for byte with an uninterrupted run
 (:func:`tests.test_reliability.assert_same_records`). Without the replay the resumed episodes restart from fresh
-resets and the records differ; the last test shows that on a checkpoint whose record was removed.
+resets and the records differ, as the tests of a removed or altered record show.
 """
 
 import os
@@ -69,9 +69,19 @@ def test_a_killed_host_run_resumed_equals_the_uninterrupted_run(case, tmp_path, 
         assert main(["evaluate", str(tmp_path / "run"), "--episodes", "1"]) == 0
 
 
-def test_a_checkpoint_without_the_record_resumes_on_fresh_episodes_and_says_so(tmp_path, capsys):
-    """The same TD3 run, its checkpoint rewritten without the episode record (as an older proxrl wrote it): the
-    resume completes, says in one line that its episodes restart, and its later records differ."""
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("removed", "the checkpoint holds no record of the environments' episodes"),
+        ("altered", "replaying the environments' episodes did not arrive at the saved observations"),
+    ],
+)
+def test_a_record_that_is_missing_or_does_not_replay_resumes_on_fresh_episodes_and_says_so(
+    change, why, tmp_path, capsys
+):
+    """The same TD3 run, its checkpoint rewritten without the episode record (as an older proxrl wrote it) or
+    with one saved observation altered: the resume completes, says in one line why its episodes restart, and
+    its later records differ."""
     args = CASES["td3-pendulum"]
     reference = _run(args, tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
@@ -79,14 +89,20 @@ def test_a_checkpoint_without_the_record_resumes_on_fresh_episodes_and_says_so(t
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     path = tmp_path / "run" / CHECKPOINT
     old = read_checkpoint(path)
-    meta = {k: v for k, v in old.metadata.items() if k != "host"}
-    path.write_bytes(encode({k: v for k, v in old.arrays.items() if not k.startswith("host/")}, meta))
+    if change == "removed":
+        meta = {k: v for k, v in old.metadata.items() if k != "host"}
+        arrays = {k: v for k, v in old.arrays.items() if not k.startswith("host/")}
+    else:
+        meta, arrays = old.metadata, dict(old.arrays)
+        arrays["host/obs"] = arrays["host/obs"].copy()
+        arrays["host/obs"][1, 0, 2] += 1e-3
+    path.write_bytes(encode(arrays, meta))
     capsys.readouterr()
     assert main(["train", *args, *COMMON, "--resume", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert [line for line in err if "fresh resets" in line] == [
-        "td3 Pendulum-v1: the checkpoint holds no record of the environments' episodes; its episodes restart "
-        "from fresh resets, so from here on its records differ from an uninterrupted run's"
+        f"td3 Pendulum-v1: {why}; its episodes restart from fresh resets, so from here on its records differ from "
+        "an uninterrupted run's"
     ]
     eval_rows = (tmp_path / "run" / "eval.csv").read_text().splitlines()
     ref_rows = (tmp_path / "reference" / "eval.csv").read_text().splitlines()

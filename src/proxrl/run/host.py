@@ -154,7 +154,8 @@ class HostRunner(Runner):
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             return f"the environments' episodes could not be replayed ({e})"
         saved = host.arrays["host/obs"]
-        if obs.shape != (n, *saved.shape[2:]) or not np.array_equal(obs, saved.reshape(obs.shape)):
+        shape = (self.num_seeds, self.learner.num_envs, *obs.shape[1:])
+        if saved.shape != shape or not np.array_equal(obs, saved.reshape(obs.shape)):
             return "replaying the environments' episodes did not arrive at the saved observations"
         self._obs = self._split(obs, self.learner.num_envs)
         return None
