@@ -157,7 +157,7 @@ def test_episodes_that_cannot_be_replayed_leave_no_record(monkeypatch):
 
 def test_first_episodes_equals_the_rollout_up_to_each_first_end_and_stops_early():
     """``first_episodes`` (episodic learners) against ``rollout`` from the same reset under the same policy: the
-    rows up to each copy's first end are equal, the rest are placeholders, and the policy is called only until
+    rows up to each copy's first end are equal, the rest are padding, and the policy is called only until
     every copy has ended."""
     calls: list[int] = []
 

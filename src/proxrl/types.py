@@ -79,7 +79,7 @@ class Learner(NamedTuple):
     ``episodic``: every rollout starts from freshly reset environments (each environment's first episode begins
     at the rollout's first step), for learners that score a policy by whole episodes from the start (ARS). Only
     each environment's first episode counts: ``learn`` must not use the steps after its first end (the host back
-    end does not simulate them and fills them with placeholders: the environment's next observation, a zero
+    end does not simulate them and pads them with the environment's next observation, a zero
     action and reward, no end).
     """
 

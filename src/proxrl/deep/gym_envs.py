@@ -166,7 +166,7 @@ class GymVecEnv:
         """:meth:`rollout` for episodic learners (:attr:`proxrl.types.Learner.episodic`), which use each copy's
         first episode only: a copy is stepped until its first episode ends (then reset, as SAME_STEP would, and
         left waiting), and the rollout stops once every copy has ended. The rows after a copy's end are
-        placeholders: its reset observation (as ``obs`` and ``next_obs``), a zero action and reward, no end. Up to
+        padding: its reset observation (as ``obs`` and ``next_obs``), a zero action and reward, no end. Up to
         each copy's first end the rows equal :meth:`rollout`'s. Same shapes as :meth:`rollout`."""
         envs = list(self.vec_env.envs)
         alive = np.ones(self.num_envs, bool)
@@ -191,7 +191,7 @@ class GymVecEnv:
             obs = new_obs
             if not alive.any():
                 break
-        while len(steps) < num_steps:  # every copy has ended: placeholders
+        while len(steps) < num_steps:  # every copy has ended: padding rows
             last = steps[-1]
             steps.append(
                 Transition(
