@@ -24,19 +24,11 @@ import numpy as np
 import proxrl  # noqa: F401  (sets proxrl's XLA flags before JAX starts its CPU backend)
 from proxrl.config import override
 from proxrl.deep.registry import TRAINERS
+from proxrl.run.presets import PRESETS
 from proxrl.run.train import make_evaluate, make_train
 
 SETTINGS = {
-    "ppo": dict(
-        num_envs=4,
-        num_steps=1024,
-        update_epochs=10,
-        num_minibatches=16,
-        lr=1e-3,
-        gamma=0.9,
-        ent_coef=0.0,
-        clip_vloss=False,
-    ),
+    "ppo": PRESETS["ppo"]["pendulum"].algo,
     "a2c": dict(num_envs=8, num_steps=16, optimiser="adam", lr=1e-3, gamma=0.9, norm_adv=True),
 }
 

@@ -119,25 +119,17 @@ def gymnax_loop(config: Any, env_id: str, eval_episodes: int = 10, total_steps: 
 
 
 def _ppo_pendulum() -> Any:
-    from proxrl.config import override
     from proxrl.deep.on_policy.ppo import PPOConfig
+    from proxrl.run.presets import apply_preset
+    from proxrl.run.train import RunConfig
 
-    return override(
-        PPOConfig(),
-        num_envs=4,
-        num_steps=1024,
-        update_epochs=10,
-        num_minibatches=16,
-        lr=1e-3,
-        gamma=0.9,
-        ent_coef=0.0,
-        clip_vloss=False,
-    )
+    return apply_preset("ppo", "pendulum", PPOConfig(), RunConfig())[0]
 
 
-# PPO on Pendulum with a Gaussian policy (learned state-independent log σ), RL-Zoo-like shapes without gSDE; value
-# clipping off: with raw Pendulum returns (≈ −100 per state at γ = 0.9) a value step clipped to ±ε stalls the
-# critic (with clipping on, 4 seeds stayed at −1000 to −1200 after 100k steps; off: −104 to −294). Used by the
+# PPO on Pendulum with a Gaussian policy (learned state-independent log σ): the preset "pendulum", RL-Zoo-like
+# shapes without gSDE; value clipping off: with raw Pendulum returns (≈ −100 per state at γ = 0.9) a value step
+# clipped to ±ε stalls the critic (with clipping on, 4 seeds stayed at −1000 to −1200 after 100k steps; off: −104
+# to −294). Used by the
 # learning checks of tests/test_ppo.py (σ learned) and tests/test_sigma_schedule.py (σ scheduled).
 PPO_PENDULUM = _ppo_pendulum()
 PPO_PENDULUM_STEPS = 100_352

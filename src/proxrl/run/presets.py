@@ -65,6 +65,22 @@ PRESETS: dict[str, dict[str, Preset]] = {
             {"lr": 1e-3, "ent_coef": 0.0},
             {},
         ),
+        "pendulum": Preset(
+            "Pendulum-v1 (RL Zoo's shapes without gSDE): 4 environments × 1024 steps, 10 epochs of 16 minibatches, "
+            "Adam 1e-3, γ 0.9, no entropy bonus, no value clipping (raw returns of ≈ −100 per state stall a "
+            "critic whose step is clipped to ±ε)",
+            {
+                "num_envs": 4,
+                "num_steps": 1024,
+                "update_epochs": 10,
+                "num_minibatches": 16,
+                "lr": 1e-3,
+                "gamma": 0.9,
+                "ent_coef": 0.0,
+                "clip_vloss": False,
+            },
+            {},
+        ),
     },
     "td3": {
         "mujoco": Preset(
