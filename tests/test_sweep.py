@@ -7,6 +7,7 @@ learning. Ray starts once for the module (2 CPUs, no dashboard)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from proxrl.run.sweep import (
     read_results,
     run_cell,
     run_sweep,
+    write_row,
 )
 
 TINY = "hidden = [8], num_envs = 2, num_steps = 16, num_minibatches = 1, update_epochs = 1"
@@ -230,6 +232,77 @@ def test_a_cells_stderr_is_kept_in_its_notes_file(tmp_path, capsys):
     assert len(lines) == 1 and re.fullmatch(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d " + re.escape(note) + ".*", lines[0]
     )
+
+
+def test_sweep_status_shows_where_every_cell_stands(tmp_path, monkeypatch, capsys):
+    """Five cells: one finished, one stopped after its first checkpoint (Ctrl-C), one whose run directory a live
+    process holds, one recorded as failed, one not started; `proxrl sweep status` prints each with its steps and
+    last evaluation, writes nothing, and exits 0."""
+    spec = parse_spec(
+        {
+            "envs": ["CartPole-v1"],
+            "seeds": 1,
+            "total_steps": 128,
+            "eval_every": 64,
+            "eval_episodes": 1,
+            "settings": [
+                {
+                    "algo": "ppo",
+                    "label": label,
+                    "options": {"hidden": [8], "num_envs": 2, "num_steps": 16, "lr": lr},
+                }
+                for label, lr in [
+                    ("done", 1e-3),
+                    ("stopped", 2e-3),
+                    ("held", 3e-3),
+                    ("broken", 4e-3),
+                    ("new", 5e-3),
+                ]
+            ],
+        }
+    )
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(spec.to_record()))
+    done, stopped, held, broken, _ = cells(spec)
+    write_row(out / "results.csv", run_cell(done, out / "cells" / done.dirname))
+    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#1:interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(stopped, out / "cells" / stopped.dirname)
+    monkeypatch.delenv("PROXRL_FAULT")
+    write_row(out / "results.csv", {"key": broken.key, "status": "failed", "error": "ValueError: bad"})
+    held_dir = out / "cells" / held.dirname
+    held_dir.mkdir()
+    fd = os.open(held_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    capsys.readouterr()
+    try:
+        assert main(["sweep", "status", str(out)]) == 0
+    finally:
+        os.close(fd)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == [
+        "cell",
+        "environment",
+        "status",
+        "steps",
+        "per",
+        "seed",
+        "last",
+        "evaluation",
+        "attempts",
+    ]
+    table = {line.split()[0]: line for line in lines[1:-1]}
+    final = json.loads(read_results(out / "results.csv")[0]["final_per_seed"])[0]
+    assert re.search(rf"finished\s+128 / 128\s+{final:.1f}\s+1$", table["done"]), table["done"]
+    assert re.search(r"stopped\s+64 / 128\s+-?\d+\.\d\s+1$", table["stopped"]), table["stopped"]
+    assert re.search(rf"running \(pid {os.getpid()}\)\s+0 / 128\s+-\s+0$", table["held"]), table["held"]
+    assert re.search(r"failed: ValueError: bad\s+0 / 128\s+-\s+0$", table["broken"]), table["broken"]
+    assert re.search(r"not started\s+0 / 128\s+-\s+0$", table["new"]), table["new"]
+    assert lines[-1] == "1 finished, 1 failed, 1 running, 1 stopped, 1 not started of 5 cells"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written
 
 
 def _kill_processes_mentioning(text: str) -> int:

@@ -10,6 +10,7 @@
     proxrl evaluate RUN_DIR      evaluate a trained run's checkpoint; optionally write a GIF
     proxrl sweep [SWEEP_FILE]    a grid of runs (settings × environments × seeds) as Ray tasks, resumable
     proxrl sweep report DIR      normalised scores, IQM/mean/median with bootstrap intervals, plots
+    proxrl sweep status DIR      where each cell stands: finished, running, stopped; steps, last evaluation
 
 Every run writes a directory (``--out``, default ``runs/<name>-<timestamp>``) holding config.json,
 metrics.csv, plots and summary.md.
@@ -55,7 +56,8 @@ COMMANDS = {
     "lecture": f"Run one of the lecture's experiments: {', '.join(LECTURES)} (writes plots and a summary).",
     "train": f"Train an algorithm ({', '.join(TRAINERS)}) on an environment, many seeds at once.",
     "evaluate": "Evaluate a training run's checkpoint (returns per seed; --gif writes an episode).",
-    "sweep": "Run a grid of training runs as Ray tasks, locally or on a cluster; 'sweep report' aggregates it.",
+    "sweep": "Run a grid of training runs as Ray tasks, locally or on a cluster; 'sweep report' aggregates it, "
+    "'sweep status' shows its progress.",
 }
 
 
@@ -131,7 +133,7 @@ def _evaluate(argv: list[str]) -> RunDir:
     return run_evaluate(cmd)
 
 
-def _sweep(argv: list[str]) -> RunDir:
+def _sweep(argv: list[str]) -> Any:
     from proxrl.run.sweep_command import sweep_main  # scipy's statistics load only for this command
 
     return sweep_main(argv)
@@ -180,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"proxrl: interrupted; {INTERRUPTED.get(command, 'stopped before it finished')}", file=sys.stderr
         )
         return 130
+    if rd is None:  # a command that only printed (proxrl sweep status)
+        return 0
     print(f"run directory: {rd.path}")
     print(f"summary:       {rd.path / 'summary.md'}")
     for png in sorted(rd.path.glob("*.png")):

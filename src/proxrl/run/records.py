@@ -277,6 +277,26 @@ class RunDir:
 
     # --- ownership -------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def holder(path: str | Path) -> int | None:
+        """The pid of the live process that holds the lock of run directory ``path`` (see :meth:`lock`), or None
+        when no process holds it (the lock is probed, never kept). A held lock whose file names no pid is 0."""
+        p = Path(path) / LOCK
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or 0
+        except OSError:  # no flock on this file system: trust the pid if its process lives
+            owner = _read_pid(fd)
+            return owner if owner and _alive(owner) else None
+        finally:
+            os.close(fd)  # (closing drops a shared lock taken by the probe)
+        return None
+
     def lock(self) -> None:
         """Take the directory's lock, ``RUN_DIR/.lock``, for this process: an exclusive ``flock`` on the file,
         which holds the owner's pid. A lock held by a live process is a one-line ConfigError naming its pid; a

@@ -58,7 +58,7 @@ import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,7 +68,7 @@ from proxrl.deep.on_policy.common import num_updates
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
 from proxrl.run.presets import PRESETS, apply_preset
-from proxrl.run.records import atomic_write_text
+from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import HostState, Runner
 from proxrl.run.train import BACKENDS, CHECKPOINT, RunConfig, latest_per_step, make_runner, train
 
@@ -757,6 +757,57 @@ def _result(ref: Any, cell: Cell, out: Path) -> dict[str, Any]:
             "error": one_line(e),
             "run_dir": str(Path("cells") / cell.dirname),
         }
+
+
+class CellStatus(NamedTuple):
+    """Where one cell of a sweep stands (:func:`sweep_status`)."""
+
+    name: str
+    env: str
+    status: str
+    """"finished" or "failed" (it has a row), "running" (a live process holds its run directory's lock),
+    "stopped" (a run directory, no row, no live owner: the next run of the sweep continues it) or "not started"."""
+    steps: int
+    """Environment steps per seed at its last evaluation (0 before the first)."""
+    total_steps: int
+    last_return: float
+    """Its last evaluation's mean return over seeds (NaN before the first)."""
+    attempts: int
+    pid: int | None
+    error: str
+
+
+def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
+    """Every cell of the sweep in ``sweep_dir`` (from its sweep.json), in sweep order, with its progress read from
+    results.csv and the cell's run directory; nothing is written and no lock is taken."""
+    out = Path(sweep_dir)
+    if not (out / SPEC).is_file():
+        raise ConfigError(f"{str(out)!r} is not a sweep directory (no {SPEC})")
+    rows = {r["key"]: r for r in read_results(out / RESULTS)}
+    found = []
+    for cell in cells(load_spec(out / SPEC)):
+        cell_dir = out / "cells" / cell.dirname
+        total = int(dict(cell.run).get("total_steps", RunConfig().total_steps))
+        attempts_log = cell_dir / ATTEMPTS
+        attempts = len(attempts_log.read_text().splitlines()) if attempts_log.exists() else 0
+        steps, last, pid, error = 0, math.nan, None, ""
+        if (cell_dir / "eval.csv").exists():
+            with (cell_dir / "eval.csv").open(newline="") as f:
+                evals = list(csv.DictReader(f))
+            if evals:
+                steps, last = int(float(evals[-1]["step"])), float(evals[-1]["eval_return_mean"])
+        row = rows.get(cell.key)
+        if row is not None:
+            status, error = ("finished" if row["status"] == "ok" else "failed"), row["error"]
+        elif cell_dir.is_dir():
+            pid = RunDir.holder(cell_dir)
+            status = "stopped" if pid is None else "running"
+        else:
+            status = "not started"
+        found.append(
+            CellStatus(cell.setting.name, cell.env, status, steps, total, last, attempts, pid, error)
+        )
+    return found
 
 
 def _write_spec(out: Path, spec: SweepSpec) -> None:

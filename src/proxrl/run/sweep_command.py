@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
-from proxrl.run.sweep import SPEC, load_spec, parse_spec, run_sweep, spec_from_options
+from proxrl.run.sweep import (
+    SPEC,
+    CellStatus,
+    load_spec,
+    parse_spec,
+    run_sweep,
+    spec_from_options,
+    sweep_status,
+)
 from proxrl.run.sweep_report import Report, report
 
 DESCRIPTION = """\
@@ -55,7 +65,8 @@ per task and over all tasks, performance profiles and learning curves."""
 def sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="proxrl sweep",
-        usage="proxrl sweep [SWEEP_FILE] [OPTIONS]\n       proxrl sweep report SWEEP_DIR [--reps N]",
+        usage="proxrl sweep [SWEEP_FILE] [OPTIONS]\n       proxrl sweep report SWEEP_DIR [--reps N]\n"
+        "       proxrl sweep status SWEEP_DIR",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,6 +125,42 @@ def report_parser() -> argparse.ArgumentParser:
     return p
 
 
+STATUS_DESCRIPTION = """\
+Show where every cell of a sweep stands, from its sweep.json, results.csv and the cells' run directories
+(nothing is written): finished or failed (it has a row), running (a live process holds its run directory),
+stopped (the next run of the sweep command continues it from its checkpoint) or not started; the steps per seed
+at its last evaluation, that evaluation's mean return, and its attempts."""
+
+
+def status_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="proxrl sweep status", description=STATUS_DESCRIPTION)
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a directory written by 'proxrl sweep'")
+    return p
+
+
+def status_table(rows: list[CellStatus]) -> str:
+    """The lines ``proxrl sweep status`` prints: one per cell, columns aligned, and a count by status."""
+    head = ("cell", "environment", "status", "steps per seed", "last evaluation", "attempts")
+    body = [
+        (
+            r.name,
+            r.env,
+            r.status + (f" (pid {r.pid})" if r.pid else "") + (f": {r.error}" if r.error else ""),
+            f"{r.steps:,} / {r.total_steps:,}",
+            "-" if math.isnan(r.last_return) else f"{r.last_return:.1f}",
+            str(r.attempts),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+             for line in [head, *body]]  # fmt: skip
+    counts = Counter(r.status for r in rows)
+    order = ("finished", "failed", "running", "stopped", "not started")
+    lines.append(", ".join(f"{counts[k]} {k}" for k in order if counts[k]) + f" of {len(rows)} cells")
+    return "\n".join(lines)
+
+
 def _check_reps(reps: int) -> int:
     if reps < 100:
         raise ConfigError(f"--reps must be an integer >= 100, got {reps}")
@@ -121,10 +168,15 @@ def _check_reps(reps: int) -> int:
 
 
 def sweep_main(argv: list[str]) -> Any:
-    """``proxrl sweep ...``: run (and report) a sweep, or ``proxrl sweep report DIR``; returns the report."""
+    """``proxrl sweep ...``: run (and report) a sweep, or ``proxrl sweep report DIR``; returns the report.
+    ``proxrl sweep status DIR`` prints where its cells stand and returns None."""
     if argv and argv[0] == "report":
         args = report_parser().parse_args(argv[1:])
         return report(args.sweep_dir, _check_reps(args.reps), args.seed)
+    if argv and argv[0] == "status":
+        args = status_parser().parse_args(argv[1:])
+        print(status_table(sweep_status(args.sweep_dir)))
+        return None
     args = sweep_parser().parse_args(argv)
     _check_reps(args.reps)
     run = {
@@ -188,4 +240,4 @@ def _file_record(path: Path) -> dict[str, Any]:
     return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
 
 
-__all__ = ["Report", "report_parser", "sweep_main", "sweep_parser"]
+__all__ = ["Report", "report_parser", "status_parser", "status_table", "sweep_main", "sweep_parser"]
