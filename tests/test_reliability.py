@@ -136,7 +136,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(args, reference, tmp_pa
     monkeypatch.setenv("PROXRL_FAULT", "eval-row#2:interrupt")
     assert main([*args, "--out", str(out)]) == 130
     assert _error(capsys) == (
-        "proxrl: interrupted; continue the run from its last checkpoint with --resume RUN_DIR"
+        f"proxrl: interrupted; continue the run from its last checkpoint with --resume {out}"
     )
     assert (out / ".lock").read_text() == "" and read_metadata(out / CHECKPOINT)["chunk"] == 1
     monkeypatch.delenv("PROXRL_FAULT")

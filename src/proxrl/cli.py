@@ -177,10 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as e:  # tyro/argparse: --help (0) or a parse error (2)
         return int(e.code or 0)
-    except KeyboardInterrupt:  # Ctrl-C: one line saying what is kept and how to continue
-        print(
-            f"proxrl: interrupted; {INTERRUPTED.get(command, 'stopped before it finished')}", file=sys.stderr
-        )
+    except KeyboardInterrupt as e:  # Ctrl-C: one line saying what is kept and how to continue
+        how = INTERRUPTED.get(command, "stopped before it finished")
+        run_dir = getattr(e, "run_dir", None)  # set by the training driver
+        if run_dir is not None:
+            how = how.replace("RUN_DIR", str(run_dir))
+        print(f"proxrl: interrupted; {how}", file=sys.stderr)
         return 130
     if rd is None:  # a command that only printed (proxrl sweep status)
         return 0

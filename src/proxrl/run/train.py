@@ -453,6 +453,9 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
             runner.close()
         rd.flush()
         finish_run(rd, runner.name, env_id, run_cfg)
+    except KeyboardInterrupt as e:  # Ctrl-C: the caller names the directory to resume
+        e.run_dir = rd.path  # type: ignore[attr-defined]
+        raise
     finally:
         rd.close()
     return rd
