@@ -27,6 +27,7 @@ COMMANDS = [
     ["evaluate"],
     ["sweep"],
     ["sweep", "report"],
+    ["sweep", "status"],
     *(["lecture", name] for name in LECTURES),
     *(["train", name] for name in TRAINERS),
 ]
@@ -109,3 +110,18 @@ def test_option_help_is_one_line_in_source(cls):
             + "\n".join(found),
             pytrace=False,
         )
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "ppo", "--help"], ["sweep", "--help"]])
+def test_help_read_by_a_closed_pipe_ends_quietly(args):
+    """``proxrl … --help | head -1``: once the reader has gone, the rest of the output goes nowhere, with exit
+    status 0 and nothing on stderr (no 'Broken pipe' error, no traceback at exit)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "proxrl.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    p.stdout.close()  # the reader goes away before anything is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 0 and err == ""

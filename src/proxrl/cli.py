@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
@@ -148,7 +149,18 @@ INTERRUPTED = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value, 130
-    interrupted by Ctrl-C)."""
+    interrupted by Ctrl-C). Output cut short by its reader (``… | head``) ends quietly."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # (inside the try: a closed pipe fails here, not at interpreter exit)
+        return status
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):  # nothing more can be written: let the exit's flush go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
@@ -168,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as e:
         print(f"proxrl: error: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # not an error of the run: main ends quietly
+        raise
     except OSError as e:  # a full disk, a permission, …: one line
         where = f"{e.filename}: " if e.filename else ""
         print(f"proxrl: error: {where}{e.strerror or e}", file=sys.stderr)
