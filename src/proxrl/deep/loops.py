@@ -40,6 +40,7 @@ from proxrl.deep.normalize import (
     scale_reward,
 )
 from proxrl.errors import check_in_range, check_positive
+from proxrl.estimators.returns import first_episode
 from proxrl.types import Array, Learner, Metrics, PRNGKey, State, Transition
 
 SEED_AXIS = "seed"
@@ -152,7 +153,7 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
     within = None  # [T, B]: the steps that count (None: all)
     if learner.episodic:
         done = traj.terminated | traj.truncated
-        within = jnp.cumsum(done, axis=0) - done == 0  # no earlier step ended the environment's first episode
+        within = first_episode(done)  # no earlier step ended the environment's first episode
         first_end = traj._replace(terminated=done & within, truncated=jnp.zeros_like(done))
         ep_mean, ep_count, _ = episode_stats(first_end, jnp.zeros_like(carry.episode_return))
         running = jnp.zeros_like(carry.episode_return)

@@ -113,3 +113,9 @@ def n_step_returns(
         return rewards + discount_t * jnp.where(stop, v_next, g_next)
 
     return jax.lax.fori_loop(0, n - 1, extend, td_targets(rewards, discount_t, v_next))
+
+
+def first_episode(done: Array) -> Array:
+    """``within[t, b]``: no step before ``t`` ended environment ``b``'s episode, i.e. step ``t`` belongs to the
+    first episode of a time-major ``done[T, B]`` (its end included): ``Σ_{s≤t} done_s − done_t = 0``."""
+    return jnp.cumsum(done, axis=0) - done == 0

@@ -43,6 +43,7 @@ from proxrl.deep.jax_envs import Space
 from proxrl.deep.networks import flatten_obs
 from proxrl.deep.normalize import RunningStats, normalize, running_stats_init, running_stats_update
 from proxrl.errors import ConfigError, check_choice, check_int_at_least, check_positive
+from proxrl.estimators.returns import first_episode
 from proxrl.estimators.zeroth_order import antithetic_gradient, centered_ranks, one_point_gradient, top_pairs
 from proxrl.prox import StepState
 from proxrl.prox.solvers import linear_anneal
@@ -320,7 +321,7 @@ def make_learner(
             scored=jnp.mean(valid_pair.astype(jnp.float32)),
             episodes_scored=jnp.sum(episodes),
             steps_scored=jnp.sum(scores.steps),
-            episodes_ended=jnp.sum(done & (jnp.cumsum(done, axis=0) - done == 0) if first else done),
+            episodes_ended=jnp.sum(done & first_episode(done) if first else done),
         )
         return ESState(theta, step_state, eps, members, stats, fresh, key), metrics
 
