@@ -8,6 +8,8 @@ module. The learning check (CartPole-v1 ≥ 475) is bench/bench_actors.py, too s
 from __future__ import annotations
 
 import csv
+import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -24,8 +26,10 @@ from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
 from proxrl.estimators import gae
 from proxrl.estimators.vtrace import vtrace
+from proxrl.run import faults
 from proxrl.run.actors import ActorRunner
-from proxrl.run.train import RunConfig, make_runner, train
+from proxrl.run.checkpoints import read_checkpoint
+from proxrl.run.train import CHECKPOINT, RunConfig, make_runner, train
 from proxrl.types import Transition
 
 TINY = {"hidden": (8,), "num_envs": 2, "num_steps": 16, "num_minibatches": 1, "update_epochs": 2}
@@ -173,3 +177,79 @@ def test_actor_options_are_checked(tmp_path):
         make_runner(TRAINERS["sac"].config(), "Pendulum-v1", RunConfig(num_actors=1))
     with pytest.raises(ConfigError, match="lag must be"):
         override(APPOConfig(), lag=-1).validate()
+
+
+RESUME_CASES = {
+    # update k learns actor k mod 2's rollout, sent with θ_{k-1}: a rollout is in flight at every checkpoint, and
+    # each actor keeps its own running discounted returns for --normalize-reward
+    "fixed": (override(APPOConfig(), **TINY, lag_mode="fixed", lag=1), {"normalize_reward": True}),
+    "sync": (override(PPOConfig(), **{**TINY, "num_envs": 4}), {}),
+}
+
+
+def _resume_run(config, run_cfg: RunConfig) -> tuple[list, list]:
+    train(make_runner(config, "CartPole-v1", run_cfg), run_cfg, config, "CartPole-v1")
+    out = Path(run_cfg.resume or run_cfg.out)
+    return read(out / "metrics.csv"), read(out / "eval.csv")
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_an_actor_run_stopped_after_a_checkpoint_resumes_on_the_same_episodes(
+    case, local_ray, tmp_path, monkeypatch, capsys
+):
+    """Stopped (Ctrl-C) right after its second checkpoint, in the middle of the actors' episodes and with a
+    rollout in flight (fixed lag), and resumed: the records equal an uninterrupted run's, row for row. Resumed
+    without the actors' record (the rollouts in flight dropped, the episodes restarted), they differ, and one line
+    says so."""
+    config, options = RESUME_CASES[case]
+    run_cfg = RunConfig(
+        num_seeds=2,
+        total_steps=384,
+        eval_every=128,
+        log_every=1,
+        eval_episodes=1,
+        progress=False,
+        num_actors=2,
+        **options,
+    )
+    reference = _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "reference"))
+    monkeypatch.setattr(faults, "_counts", {})
+    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#2:interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "run"))
+    monkeypatch.delenv("PROXRL_FAULT")
+    shutil.copytree(tmp_path / "run", tmp_path / "without")
+    capsys.readouterr()
+    assert _resume_run(config, dataclasses.replace(run_cfg, resume=tmp_path / "run")) == reference
+    assert "fresh resets" not in capsys.readouterr().err
+    monkeypatch.setattr(ActorRunner, "_replay", lambda self, host: "(the record left out)")
+    metrics, _ = _resume_run(config, dataclasses.replace(run_cfg, resume=tmp_path / "without"))
+    assert "(the record left out); its episodes restart from fresh resets" in capsys.readouterr().err
+    cut = sum(int(row["step"]) <= 256 for row in metrics)  # the rows before the second checkpoint
+    assert metrics[:cut] == reference[0][:cut] and metrics[cut:] != reference[0][cut:]
+
+
+def test_an_async_actor_run_resumes_with_its_rollouts_in_flight(local_ray, tmp_path, monkeypatch, capsys):
+    """The async schedule depends on timing, so its records cannot be compared; its resume keeps every actor's
+    request in flight and the actors' episodes (no restart line), and the run completes."""
+    run_cfg = RunConfig(
+        num_seeds=2,
+        total_steps=384,
+        eval_every=128,
+        log_every=1,
+        eval_episodes=1,
+        progress=False,
+        num_actors=2,
+    )
+    config = override(APPOConfig(), **TINY)
+    monkeypatch.setattr(faults, "_counts", {})
+    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#2:interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "run"))
+    monkeypatch.delenv("PROXRL_FAULT")
+    meta = read_checkpoint(tmp_path / "run" / CHECKPOINT).metadata["host"]
+    assert meta["schedule"] == "async" and len(meta["inflight"]) == 2 and len(meta["actors"]) == 2
+    capsys.readouterr()
+    metrics, evals = _resume_run(config, dataclasses.replace(run_cfg, resume=tmp_path / "run"))
+    assert "fresh resets" not in capsys.readouterr().err
+    assert len(metrics) == 12 and len(evals) == 3

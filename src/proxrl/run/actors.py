@@ -24,6 +24,13 @@ Every update's metrics add ``policy_lag`` (k minus the update whose parameters a
 environment j, actor i) is seeded ``seed + s·B + j + 100003·i`` (``B``: the learner's ``num_envs``);
 in the sync schedule actor i holds environments ``j = i·B/N … (i+1)·B/N − 1``, so that with one actor the copies
 are seeded as in the host runner.
+
+A checkpoint holds what the actors are doing, so a resumed run continues exactly (:meth:`ActorRunner.host_state`):
+the rollouts in flight (waited for, and saved whole), every actor's record of its environments' episodes (how each
+began and the actions since, :class:`~proxrl.deep.gym_envs.EpisodeRecorder`) and running returns, and for appo
+with ``--normalize-reward`` each actor's running discounted returns. The resumed actors replay their episodes, and
+the saved rollouts are handed to the schedule as if they had just arrived; with the sync and fixed schedules the
+records then equal an uninterrupted run's byte for byte.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import numpy as np
 
 from proxrl.deep import registry
 from proxrl.deep.appo import BehaviourTransition, behaviour
-from proxrl.deep.gym_envs import make_gym_env
+from proxrl.deep.gym_envs import EPISODE_RECORD_LIMIT, EpisodeRecord, make_gym_env
 from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
@@ -77,7 +84,7 @@ class EnvRunner:
         total_steps: int,
         record_behaviour: bool,
     ) -> None:
-        env = make_gym_env(env_id, num_envs=num_seeds * envs_per_seed)
+        env = make_gym_env(env_id, num_envs=num_seeds * envs_per_seed, record_episodes=True)
         self.env, self.n, self.b, self.seed = env, num_seeds, envs_per_seed, seed
         entry = registry.entry_for(algo_config)[1]
         learner: Learner = entry.make_learner(
@@ -90,8 +97,11 @@ class EnvRunner:
             for s in range(num_seeds)
             for j in range(envs_per_seed)
         ]
+        self._seeds = seeds
         self.obs = np.asarray(env.vec_env.reset(seed=seeds)[0], np.float32)
-        self.running = np.zeros(num_seeds * envs_per_seed)
+        self.running = np.zeros(
+            num_seeds * envs_per_seed
+        )  # the return of every copy's current episode so far
         agent = (
             make_agent(env.observation_space, env.action_space, algo_config.network)
             if record_behaviour
@@ -117,7 +127,6 @@ class EnvRunner:
     def rollout(self, weights: tuple[Any, Any], version: int, request: int) -> dict[str, Any]:
         """``num_steps`` steps of every copy under ``weights``; the transitions ``[N, T, b, ...]``, ``logp_mu``,
         the episodes that ended (sum and count of their returns per seed), ``version`` and timings."""
-        t0, c0 = time.perf_counter(), time.process_time()
         state, stats = jax.device_put(weights)  # once per rollout, not on every step's call
         n, b = self.n, self.b
         base = self._keys(jnp.arange(n), request)
@@ -148,9 +157,47 @@ class EnvRunner:
             "episode_sum": ep_sum,
             "episode_count": ep_count,
             "version": version,
-            "wall_s": time.perf_counter() - t0,
-            "cpu_s": time.process_time() - c0,
         }
+
+    def episodes(self) -> dict[str, Any]:
+        """Where this actor's environments stand: every copy's episode record (``starts`` None if one cannot be
+        replayed), the observations to continue from and the running returns."""
+        record = self.env.episode_record()
+        return {
+            "starts": None if record is None else record.starts,
+            "actions": [] if record is None else record.actions,
+            "obs": self.obs,
+            "running": self.running.copy(),
+        }
+
+    def continue_episodes(
+        self, starts: list[dict[str, Any]], actions: list[np.ndarray], obs: np.ndarray, running: np.ndarray
+    ) -> str | None:
+        """Rebuild the episodes :meth:`episodes` described by replaying them: None when the replay arrives at
+        ``obs``, else why not (the environments are then reset afresh, with the seeds of a resume)."""
+        try:
+            replayed = self.env.replay(EpisodeRecord(starts, actions))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            why: str | None = f"the environments' episodes could not be replayed ({e})"
+        else:
+            same = replayed.shape == obs.shape and np.array_equal(replayed, obs)
+            why = (
+                None
+                if same
+                else "replaying the environments' episodes did not arrive at the saved observations"
+            )
+        if why is None:
+            self.obs, self.running = replayed, np.array(running, np.float64)
+        else:
+            self.restart_episodes()
+        return why
+
+    def restart_episodes(self) -> None:
+        """Fresh episodes: every copy reset with its seed + 1,000,000 (as the host runner does on a resume)."""
+        self.obs = np.asarray(
+            self.env.vec_env.reset(seed=[s + 1_000_000 for s in self._seeds])[0], np.float32
+        )
+        self.running = np.zeros_like(self.running)
 
     def cpu_seconds(self) -> float:
         """CPU time this actor's process has used."""
@@ -340,17 +387,109 @@ class ActorRunner(HostRunner):
         self._after_update(carry)
         return carry, metrics
 
-    def host_state(self) -> None:
-        """None: the actors' environments live in other processes and are not saved."""
+    def _in_flight(self) -> list[tuple[int, int, Any]]:
+        """The rollouts requested and not yet learnt from: ``(key, actor, ref)``, keyed by the update that will
+        learn from it (fixed) or by the request's number (async); none between the updates of the sync
+        schedule."""
+        if self.schedule == "fixed":
+            return [(j, j % self.num_actors, ref) for j, ref in sorted(self._fixed.items())]
+        return sorted(((r, a, ref) for ref, (a, r) in self._pending.items()), key=lambda x: x[0])
+
+    def host_state(self) -> HostState:
+        """The actors' part of a checkpoint (module docstring): the rollouts in flight, waited for, as tensors under
+        ``host/inflight/KEY/``; each actor's episode record (``host/actor/I/actions/C``), observations and running
+        returns, with the records' starts in the metadata; appo's per-actor running discounted returns
+        (``host/returns/I``). An actor's record is taken after the rollouts it was asked for (Ray runs an actor's
+        calls in order), so it is where those rollouts left its environments."""
+        import ray
+
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"schedule": self.schedule, "requests": self.requests}
+        in_flight = self._in_flight()
+        inflight_meta = []
+        for (key, actor, _), out in zip(in_flight, ray.get([ref for *_, ref in in_flight]), strict=True):
+            prefix = f"host/inflight/{key}/"
+            arrays |= {f"{prefix}traj/{i}": np.asarray(f) for i, f in enumerate(out["traj"])}
+            for name in ("logp_mu", "episode_sum", "episode_count"):
+                arrays[prefix + name] = np.asarray(out[name])
+            inflight_meta.append({"key": key, "actor": actor, "version": int(out["version"])})
+        meta["inflight"] = inflight_meta
+        records = ray.get([a.episodes.remote() for a in self.actors])
+        if all(r["starts"] is not None for r in records):
+            meta["actors"] = [r["starts"] for r in records]
+            for i, r in enumerate(records):
+                arrays |= {f"host/actor/{i}/actions/{c}": a for c, a in enumerate(r["actions"])}
+                arrays[f"host/actor/{i}/obs"] = np.asarray(r["obs"])
+                arrays[f"host/actor/{i}/running"] = np.asarray(r["running"])
+        for actor, ret in self._returns.items():
+            arrays[f"host/returns/{actor}"] = np.asarray(ret)
+        return HostState(arrays, meta)
+
+    def _replay(self, host: HostState | None) -> str | None:
+        """Continue the actors' episodes and the rollouts in flight from ``host``: None when done, else why not
+        (the actors' environments then restart from fresh resets and the schedule from its update count)."""
+        import ray
+
+        if host is None:
+            return "the checkpoint holds no record of the environments' episodes"
+        actors, inflight = host.meta.get("actors"), host.meta.get("inflight")
+        if host.meta.get("schedule") != self.schedule or not isinstance(inflight, list):
+            return "the checkpoint holds no record of the actors' episodes"
+        if actors is None:
+            return (
+                "the environments' episodes could not be recorded (reset options, a random generator whose state "
+                f"is not JSON, or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
+            )
+        arrays = host.arrays
+        try:
+            if not isinstance(actors, list) or len(actors) != self.num_actors:
+                raise KeyError("actors")
+            replays = [
+                actor.continue_episodes.remote(
+                    starts,
+                    [arrays[f"host/actor/{i}/actions/{c}"] for c in range(len(starts))],
+                    arrays[f"host/actor/{i}/obs"],
+                    arrays[f"host/actor/{i}/running"],
+                )
+                for i, (actor, starts) in enumerate(zip(self.actors, actors, strict=True))
+            ]
+            fields = len(Transition._fields)
+            outs = []
+            for item in inflight:
+                prefix = f"host/inflight/{item['key']}/"
+                outs.append(
+                    {
+                        "traj": [arrays[f"{prefix}traj/{i}"] for i in range(fields)],
+                        "logp_mu": arrays[prefix + "logp_mu"],
+                        "episode_sum": arrays[prefix + "episode_sum"],
+                        "episode_count": arrays[prefix + "episode_count"],
+                        "version": int(item["version"]),
+                    }
+                )
+        except (KeyError, TypeError):
+            for actor in self.actors:
+                actor.restart_episodes.remote()
+            return "the checkpoint's record of the actors' episodes does not fit this run"
+        why = next((w for w in ray.get(replays) if w is not None), None)
+        if why is not None:
+            for actor in self.actors:
+                actor.restart_episodes.remote()
+            return why
+        for item, out in zip(inflight, outs, strict=True):  # as if they had just arrived
+            ref = ray.put(out)
+            if self.schedule == "fixed":
+                self._fixed[int(item["key"])] = ref
+            else:
+                self._pending[ref] = (int(item["actor"]), int(item["key"]))
+        self.requests = int(host.meta["requests"])
+        returns = {k.rsplit("/", 1)[1]: v for k, v in arrays.items() if k.startswith("host/returns/")}
+        self._returns = {int(a): jnp.asarray(v) for a, v in returns.items()}
         return None
 
-    def _replay(self, host: HostState | None) -> str:
-        return "the actors' environments are not saved in checkpoints"
-
     def resumed(self, carry: Carry, host: HostState | None = None) -> Carry:
-        """A restored state: the schedule restarts from its update count (in-flight rollouts are dropped) and
-        the actors' episodes from fresh resets."""
-        carry = super().resumed(carry, host)
+        """A restored state, continued on the actors' saved episodes and rollouts in flight (module docstring),
+        or, where they cannot be rebuilt, with the schedule restarted from its update count (in-flight rollouts
+        dropped) and the actors' episodes from fresh resets, which one line on stderr says."""
         update = getattr(carry.learner, "update", None)
         self.version = int(np.asarray(update).reshape(-1)[0]) if update is not None else 0
         self.requests, self._pending, self._fixed, self._weights = (
@@ -359,8 +498,8 @@ class ActorRunner(HostRunner):
             {},
             None,
         )
-        self._returns = {}  # the actors' environments restart, and with them their running returns
-        return carry
+        self._returns = {}
+        return super().resumed(carry, host)
 
     def actor_cpu_seconds(self) -> float:
         """CPU seconds used so far by the actors' processes (for throughput figures)."""

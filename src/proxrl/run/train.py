@@ -12,8 +12,8 @@ The chunk length K = ``eval_every`` steps / ``steps_per_update``. The same seed,
 machine give the same numbers, whether or not the run was interrupted and resumed: ``resume=RUN_DIR`` cuts
 the records back to the checkpoint's step, so metrics.csv and eval.csv of a run killed at any moment and resumed
 equal an uninterrupted run's byte for byte (host-side Gymnasium environments too: the checkpoint holds the
-record of their episodes and the resume replays it, see :mod:`proxrl.run.host`; env-runner actors restart their
-episodes). One process at a time trains in a run directory (its lock file).
+record of their episodes and the resume replays it, see :mod:`proxrl.run.host`; env-runner actors save theirs
+and their rollouts in flight, see :mod:`proxrl.run.actors`). One process at a time trains in a run directory (its lock file).
 
 A :class:`~proxrl.run.runner.Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a
 learner on a gymnax environment (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
