@@ -48,11 +48,11 @@ import numpy as np
 
 from proxrl.deep import registry
 from proxrl.deep.appo import BehaviourTransition, behaviour
-from proxrl.deep.gym_envs import EPISODE_RECORD_LIMIT, EpisodeRecord, make_gym_env
+from proxrl.deep.gym_envs import EpisodeRecord, make_gym_env
 from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
-from proxrl.run.host import HostRunner
+from proxrl.run.host import UNRECORDABLE, HostRunner
 from proxrl.run.runner import HostState
 from proxrl.types import Learner, Metrics, Transition
 
@@ -436,10 +436,7 @@ class ActorRunner(HostRunner):
         if host.meta.get("schedule") != self.schedule or not isinstance(inflight, list):
             return "the checkpoint holds no record of the actors' episodes"
         if actors is None:
-            return (
-                "the environments' episodes could not be recorded (reset options, a random generator whose state "
-                f"is not JSON, or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
-            )
+            return UNRECORDABLE
         arrays = host.arrays
         try:
             if not isinstance(actors, list) or len(actors) != self.num_actors:

@@ -42,6 +42,13 @@ EPISODIC_SEED_OFFSET = 2_000_000
 (apart from the seeds of the first reset, ``seed + i``, and of a resume, ``seed + 1_000_000 + i``)."""
 
 
+UNRECORDABLE = (
+    "the environments' episodes could not be recorded (reset options, a random generator whose state is not JSON, "
+    f"or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
+)
+"""Why a checkpoint holds no episode record although the runner keeps one (said when a resume restarts them)."""
+
+
 def _max_episode_steps(env_id: str) -> int:
     import gymnasium as gym
 
@@ -139,10 +146,7 @@ class HostRunner(Runner):
         if host is None:
             return "the checkpoint holds no record of the environments' episodes"
         if "starts" not in host.meta:
-            return (
-                "the environments' episodes could not be recorded (reset options, a random generator whose state "
-                f"is not JSON, or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
-            )
+            return UNRECORDABLE
         n = self.num_seeds * self.learner.num_envs
         starts = host.meta["starts"]
         keys = [f"host/actions/{i}" for i in range(n)] + ["host/obs"]
