@@ -378,3 +378,42 @@ def test_lost_cluster_stops_the_sweep_with_one_line_and_a_rerun_finishes_it(loca
     assert rows[: len(first)] == first
     assert sorted(r["label"] for r in rows) == ["lr0.0001", "lr0.0003", "lr0.001"]
     assert all(r["status"] == "ok" for r in rows), rows
+
+
+def test_starting_ray_drops_its_token_notice_and_keeps_its_other_warnings(monkeypatch):
+    """Ray says on every start that its instance uses token authentication (the logger and words of Ray 2.5x's
+    authentication_token_setup); init_ray drops that line and lets every other warning through."""
+    import logging
+
+    import ray
+
+    from proxrl.run.cluster import init_ray
+
+    setup = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        setup.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled ...")
+        setup.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage()[:40])
+
+    kept: list[str] = []
+    handler = Keep()
+    setup.addHandler(handler)  # (Ray's loggers do not propagate to the root logger)
+    monkeypatch.setattr(ray, "init", fake_init)
+    try:
+        init_ray(address="local", num_cpus=1)
+    finally:
+        setup.removeHandler(handler)
+    assert kept == ["Token authentication is disabled for thi"]
+    assert seen == {
+        "address": "local",
+        "num_cpus": 1,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    assert not setup.filters  # removed again

@@ -35,11 +35,9 @@ records then equal an uninterrupted run's byte for byte.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
-import warnings
 from typing import Any
 
 import jax
@@ -52,6 +50,7 @@ from proxrl.deep.gym_envs import EpisodeRecord, make_gym_env
 from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
+from proxrl.run.cluster import init_ray
 from proxrl.run.host import UNRECORDABLE, HostRunner
 from proxrl.run.runner import HostState
 from proxrl.types import Learner, Metrics, Transition
@@ -215,28 +214,20 @@ def ensure_ray(num_actors: int, address: str | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    with warnings.catch_warnings():  # Ray starts its services with fork + exec, which JAX's warning misreads
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        if address is not None:
-            host, _, port = address.rpartition(":")
-            try:
-                with socket.create_connection((host, int(port)), timeout=5.0):
-                    pass
-                ray.init(address=address, **quiet)
-            except (OSError, ConnectionError, RuntimeError, ValueError) as e:
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"cannot join the Ray cluster at --address {address}: {reason}") from None
-        elif os.environ.get("RAY_ADDRESS"):
-            ray.init(**quiet)
-        else:
-            # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
-            ray.init(
-                address="local",
-                num_cpus=max(os.cpu_count() or 1, num_actors),
-                include_dashboard=False,
-                **quiet,
-            )
+    if address is not None:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=5.0):
+                pass
+            init_ray(address=address)
+        except (OSError, ConnectionError, RuntimeError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot join the Ray cluster at --address {address}: {reason}") from None
+    elif os.environ.get("RAY_ADDRESS"):
+        init_ray()
+    else:
+        # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
+        init_ray(address="local", num_cpus=max(os.cpu_count() or 1, num_actors), include_dashboard=False)
     return True
 
 

@@ -67,6 +67,7 @@ from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.on_policy.common import num_updates
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
+from proxrl.run.cluster import init_ray
 from proxrl.run.presets import PRESETS, apply_preset
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import HostState, Runner
@@ -588,9 +589,6 @@ def check_address(address: str, timeout: float = 5.0) -> None:
 def connect(address: str | None = None, workers: int | None = None) -> bool:
     """Start Ray in this process (``workers`` CPUs, default all cores) or join the cluster at ``address``;
     returns whether this call started it (then :func:`disconnect` it). Reuses a Ray already initialised."""
-    import logging
-    import warnings
-
     import ray
 
     _check_workers(workers)
@@ -598,19 +596,14 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
         check_address(address)
     if ray.is_initialized():
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    with warnings.catch_warnings():  # Ray starts its services with fork + exec, which JAX's warning misreads
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        if address is not None:
-            try:
-                ray.init(address=address, **quiet)
-            except (ConnectionError, RuntimeError) as e:
-                raise ConfigError(f"cannot join the Ray cluster at {address}: {one_line(e)}") from None
-        else:
-            # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
-            ray.init(
-                address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet
-            )
+    if address is not None:
+        try:
+            init_ray(address=address)
+        except (ConnectionError, RuntimeError) as e:
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {one_line(e)}") from None
+    else:
+        # address="local": a new instance even where `ray start` left a (possibly dead) cluster behind
+        init_ray(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False)
     return True
 
 
