@@ -7,8 +7,10 @@ learning. Ray starts once for the module (2 CPUs, no dashboard)."""
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -31,6 +33,7 @@ from proxrl.run.sweep import (
     PID_FILE,
     Cell,
     Setting,
+    _time_left,
     cells,
     load_spec,
     parse_spec,
@@ -39,6 +42,7 @@ from proxrl.run.sweep import (
     run_sweep,
     write_row,
 )
+from proxrl.run.sweep_command import duration
 
 TINY = "hidden = [8], num_envs = 2, num_steps = 16, num_minibatches = 1, update_epochs = 1"
 RUN = "seeds = 2\ntotal_steps = 64\neval_every = 64\neval_episodes = 1\n"
@@ -292,15 +296,21 @@ def test_sweep_status_shows_where_every_cell_stands(tmp_path, monkeypatch, capsy
         "seed",
         "last",
         "evaluation",
+        "time",
+        "left",
         "attempts",
     ]
     table = {line.split()[0]: line for line in lines[1:-1]}
     final = json.loads(read_results(out / "results.csv")[0]["final_per_seed"])[0]
-    assert re.search(rf"finished\s+128 / 128\s+{final:.1f}\s+1$", table["done"]), table["done"]
-    assert re.search(r"stopped\s+64 / 128\s+-?\d+\.\d\s+1$", table["stopped"]), table["stopped"]
-    assert re.search(rf"running \(pid {os.getpid()}\)\s+0 / 128\s+-\s+0$", table["held"]), table["held"]
-    assert re.search(r"failed: ValueError: bad\s+0 / 128\s+-\s+0$", table["broken"]), table["broken"]
-    assert re.search(r"not started\s+0 / 128\s+-\s+0$", table["new"]), table["new"]
+    assert re.search(rf"finished\s+128 / 128\s+{final:.1f}\s+-\s+1$", table["done"]), table["done"]
+    # the stopped cell has one chunk (64 steps) left, which should take as long as its first took
+    with (out / "cells" / stopped.dirname / "timing.csv").open() as f:
+        first = float(next(csv.DictReader(f))["chunk_seconds"])
+    left = duration(first)
+    assert re.search(rf"stopped\s+64 / 128\s+-?\d+\.\d\s+{left}\s+1$", table["stopped"]), table["stopped"]
+    assert re.search(rf"running \(pid {os.getpid()}\)\s+0 / 128\s+-\s+-\s+0$", table["held"]), table["held"]
+    assert re.search(r"failed: ValueError: bad\s+0 / 128\s+-\s+-\s+0$", table["broken"]), table["broken"]
+    assert re.search(r"not started\s+0 / 128\s+-\s+-\s+0$", table["new"]), table["new"]
     assert lines[-1] == "1 finished, 1 failed, 1 running, 1 stopped, 1 not started of 5 cells"
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written
 
@@ -417,3 +427,15 @@ def test_starting_ray_drops_its_token_notice_and_keeps_its_other_warnings(monkey
         "logging_level": logging.WARNING,
     }
     assert not setup.filters  # removed again
+
+
+def test_time_left_is_the_median_of_recent_chunks_times_the_chunks_left(tmp_path):
+    """A cell at 300 of 1000 steps, chunks of 100 steps, its last 10 chunks timed 1..10 s after 2 slow ones: the
+    median of those 10 (5.5 s) × 7 chunks left = 38.5 s; without a timing file, unknown."""
+    times = [500.0, 400.0, *range(1, 11)]
+    (tmp_path / "timing.csv").write_text(
+        "step,chunk_seconds\n" + "".join(f"{100 * (i + 1)},{t}\n" for i, t in enumerate(times))
+    )
+    assert _time_left(tmp_path, 300, 1000, 100) == 5.5 * 7
+    assert math.isnan(_time_left(tmp_path / "none", 300, 1000, 100))
+    assert [duration(x) for x in (math.nan, 42.4, 1020, 7500)] == ["-", "42 s", "17 min", "2 h 05 min"]

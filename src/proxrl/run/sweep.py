@@ -768,6 +768,27 @@ class CellStatus(NamedTuple):
     attempts: int
     pid: int | None
     error: str
+    time_left_s: float = math.nan
+    """For a running or stopped cell, the seconds its remaining chunks should take: the median time of its last
+    (up to :data:`ETA_CHUNKS`) chunks times the chunks left (NaN without a timed chunk)."""
+
+
+ETA_CHUNKS = 10
+"""Chunks whose times :func:`sweep_status` takes the median of to estimate a cell's time left."""
+
+
+def _time_left(cell_dir: Path, steps: int, total: int, eval_every: int) -> float:
+    """Median seconds of the last :data:`ETA_CHUNKS` chunks in ``cell_dir/timing.csv`` × the chunks left."""
+    path = cell_dir / "timing.csv"
+    if not path.exists():
+        return math.nan
+    with path.open(newline="") as f:
+        seconds = [float(r["chunk_seconds"]) for r in csv.DictReader(f) if r.get("chunk_seconds")]
+    if not seconds:
+        return math.nan
+    recent = sorted(seconds[-ETA_CHUNKS:])
+    median = (recent[(len(recent) - 1) // 2] + recent[len(recent) // 2]) / 2
+    return median * math.ceil(max(total - steps, 0) / eval_every)
 
 
 def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
@@ -780,7 +801,11 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
     found = []
     for cell in cells(load_spec(out / SPEC)):
         cell_dir = out / "cells" / cell.dirname
-        total = int(dict(cell.run).get("total_steps", RunConfig().total_steps))
+        run = dict(cell.run)
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # the run's own options (a preset's too)
+            run |= json.loads((cell_dir / "config.json").read_text()).get("run", {})
+        total = int(run.get("total_steps", RunConfig().total_steps))
+        eval_every = int(run.get("eval_every", RunConfig().eval_every))
         attempts_log = cell_dir / ATTEMPTS
         attempts = len(attempts_log.read_text().splitlines()) if attempts_log.exists() else 0
         steps, last, pid, error = 0, math.nan, None, ""
@@ -797,8 +822,11 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
             status = "stopped" if pid is None else "running"
         else:
             status = "not started"
+        left = (
+            _time_left(cell_dir, steps, total, eval_every) if status in ("running", "stopped") else math.nan
+        )
         found.append(
-            CellStatus(cell.setting.name, cell.env, status, steps, total, last, attempts, pid, error)
+            CellStatus(cell.setting.name, cell.env, status, steps, total, last, attempts, pid, error, left)
         )
     return found
 

@@ -129,7 +129,8 @@ STATUS_DESCRIPTION = """\
 Show where every cell of a sweep stands, from its sweep.json, results.csv and the cells' run directories
 (nothing is written): finished or failed (it has a row), running (a live process holds its run directory),
 stopped (the next run of the sweep command continues it from its checkpoint) or not started; the steps per seed
-at its last evaluation, that evaluation's mean return, and its attempts."""
+at its last evaluation, that evaluation's mean return, the time a running or stopped cell should still take (its
+recent chunks' median time × the chunks left) and its attempts."""
 
 
 def status_parser() -> argparse.ArgumentParser:
@@ -138,9 +139,20 @@ def status_parser() -> argparse.ArgumentParser:
     return p
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` for a person: "-" if unknown (NaN), "42 s", "17 min" or "2 h 05 min"."""
+    if math.isnan(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def status_table(rows: list[CellStatus]) -> str:
-    """The lines ``proxrl sweep status`` prints: one per cell, columns aligned, and a count by status."""
-    head = ("cell", "environment", "status", "steps per seed", "last evaluation", "attempts")
+    """The lines ``proxrl sweep status`` prints: one per cell, columns aligned, and a count by status (with the
+    time the running and stopped cells should still take, where their chunks were timed)."""
+    head = ("cell", "environment", "status", "steps per seed", "last evaluation", "time left", "attempts")
     body = [
         (
             r.name,
@@ -148,6 +160,7 @@ def status_table(rows: list[CellStatus]) -> str:
             r.status + (f" (pid {r.pid})" if r.pid else "") + (f": {r.error}" if r.error else ""),
             f"{r.steps:,} / {r.total_steps:,}",
             "-" if math.isnan(r.last_return) else f"{r.last_return:.1f}",
+            duration(r.time_left_s),
             str(r.attempts),
         )
         for r in rows
