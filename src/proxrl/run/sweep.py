@@ -802,7 +802,9 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
     for cell in cells(load_spec(out / SPEC)):
         cell_dir = out / "cells" / cell.dirname
         run = dict(cell.run)
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # the run's own options (a preset's too)
+        with contextlib.suppress(
+            OSError, ValueError, AttributeError
+        ):  # the run's own options (a preset's too)
             run |= json.loads((cell_dir / "config.json").read_text()).get("run", {})
         total = int(run.get("total_steps", RunConfig().total_steps))
         eval_every = int(run.get("eval_every", RunConfig().eval_every))
