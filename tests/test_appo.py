@@ -187,10 +187,25 @@ RESUME_CASES = {
 }
 
 
+RESUMED = RunConfig(
+    num_seeds=2, total_steps=384, eval_every=128, log_every=1, eval_episodes=1, progress=False, num_actors=2
+)
+"""Three chunks of 128 steps with 2 actors; the runs below stop after the second checkpoint."""
+
+
 def _resume_run(config, run_cfg: RunConfig) -> tuple[list, list]:
     train(make_runner(config, "CartPole-v1", run_cfg), run_cfg, config, "CartPole-v1")
     out = Path(run_cfg.resume or run_cfg.out)
     return read(out / "metrics.csv"), read(out / "eval.csv")
+
+
+def _stopped_after_second_checkpoint(config, run_cfg: RunConfig, monkeypatch) -> None:
+    """Run until Ctrl-C (a fault) right after the second checkpoint is written."""
+    monkeypatch.setattr(faults, "_counts", {})
+    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#2:interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        _resume_run(config, run_cfg)
+    monkeypatch.delenv("PROXRL_FAULT")
 
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
@@ -202,22 +217,9 @@ def test_an_actor_run_stopped_after_a_checkpoint_resumes_on_the_same_episodes(
     without the actors' record (the rollouts in flight dropped, the episodes restarted), they differ, and one line
     says so."""
     config, options = RESUME_CASES[case]
-    run_cfg = RunConfig(
-        num_seeds=2,
-        total_steps=384,
-        eval_every=128,
-        log_every=1,
-        eval_episodes=1,
-        progress=False,
-        num_actors=2,
-        **options,
-    )
+    run_cfg = dataclasses.replace(RESUMED, **options)
     reference = _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "reference"))
-    monkeypatch.setattr(faults, "_counts", {})
-    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#2:interrupt")
-    with pytest.raises(KeyboardInterrupt):
-        _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "run"))
-    monkeypatch.delenv("PROXRL_FAULT")
+    _stopped_after_second_checkpoint(config, dataclasses.replace(run_cfg, out=tmp_path / "run"), monkeypatch)
     shutil.copytree(tmp_path / "run", tmp_path / "without")
     capsys.readouterr()
     assert _resume_run(config, dataclasses.replace(run_cfg, resume=tmp_path / "run")) == reference
@@ -232,24 +234,11 @@ def test_an_actor_run_stopped_after_a_checkpoint_resumes_on_the_same_episodes(
 def test_an_async_actor_run_resumes_with_its_rollouts_in_flight(local_ray, tmp_path, monkeypatch, capsys):
     """The async schedule depends on timing, so its records cannot be compared; its resume keeps every actor's
     request in flight and the actors' episodes (no restart line), and the run completes."""
-    run_cfg = RunConfig(
-        num_seeds=2,
-        total_steps=384,
-        eval_every=128,
-        log_every=1,
-        eval_episodes=1,
-        progress=False,
-        num_actors=2,
-    )
     config = override(APPOConfig(), **TINY)
-    monkeypatch.setattr(faults, "_counts", {})
-    monkeypatch.setenv("PROXRL_FAULT", "checkpoint#2:interrupt")
-    with pytest.raises(KeyboardInterrupt):
-        _resume_run(config, dataclasses.replace(run_cfg, out=tmp_path / "run"))
-    monkeypatch.delenv("PROXRL_FAULT")
+    _stopped_after_second_checkpoint(config, dataclasses.replace(RESUMED, out=tmp_path / "run"), monkeypatch)
     meta = read_checkpoint(tmp_path / "run" / CHECKPOINT).metadata["host"]
     assert meta["schedule"] == "async" and len(meta["inflight"]) == 2 and len(meta["actors"]) == 2
     capsys.readouterr()
-    metrics, evals = _resume_run(config, dataclasses.replace(run_cfg, resume=tmp_path / "run"))
+    metrics, evals = _resume_run(config, dataclasses.replace(RESUMED, resume=tmp_path / "run"))
     assert "fresh resets" not in capsys.readouterr().err
     assert len(metrics) == 12 and len(evals) == 3
