@@ -51,7 +51,7 @@ from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
 from proxrl.run.cluster import init_ray
-from proxrl.run.host import UNRECORDABLE, HostRunner
+from proxrl.run.host import REPLAY_MISSED, UNRECORDABLE, HostRunner
 from proxrl.run.runner import HostState
 from proxrl.types import Learner, Metrics, Transition
 
@@ -98,9 +98,8 @@ class EnvRunner:
         ]
         self._seeds = seeds
         self.obs = np.asarray(env.vec_env.reset(seed=seeds)[0], np.float32)
-        self.running = np.zeros(
-            num_seeds * envs_per_seed
-        )  # the return of every copy's current episode so far
+        # the return of every copy's current episode so far
+        self.running = np.zeros(num_seeds * envs_per_seed)
         agent = (
             make_agent(env.observation_space, env.action_space, algo_config.network)
             if record_behaviour
@@ -125,7 +124,7 @@ class EnvRunner:
 
     def rollout(self, weights: tuple[Any, Any], version: int, request: int) -> dict[str, Any]:
         """``num_steps`` steps of every copy under ``weights``; the transitions ``[N, T, b, ...]``, ``logp_mu``,
-        the episodes that ended (sum and count of their returns per seed), ``version`` and timings."""
+        the episodes that ended (sum and count of their returns per seed) and ``version``."""
         state, stats = jax.device_put(weights)  # once per rollout, not on every step's call
         n, b = self.n, self.b
         base = self._keys(jnp.arange(n), request)
@@ -179,12 +178,7 @@ class EnvRunner:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             why: str | None = f"the environments' episodes could not be replayed ({e})"
         else:
-            same = replayed.shape == obs.shape and np.array_equal(replayed, obs)
-            why = (
-                None
-                if same
-                else "replaying the environments' episodes did not arrive at the saved observations"
-            )
+            why = None if replayed.shape == obs.shape and np.array_equal(replayed, obs) else REPLAY_MISSED
         if why is None:
             self.obs, self.running = replayed, np.array(running, np.float64)
         else:
@@ -470,8 +464,11 @@ class ActorRunner(HostRunner):
             else:
                 self._pending[ref] = (int(item["actor"]), int(item["key"]))
         self.requests = int(host.meta["requests"])
-        returns = {k.rsplit("/", 1)[1]: v for k, v in arrays.items() if k.startswith("host/returns/")}
-        self._returns = {int(a): jnp.asarray(v) for a, v in returns.items()}
+        self._returns = {
+            int(k.rsplit("/", 1)[1]): jnp.asarray(v)
+            for k, v in arrays.items()
+            if k.startswith("host/returns/")
+        }
         return None
 
     def resumed(self, carry: Carry, host: HostState | None = None) -> Carry:

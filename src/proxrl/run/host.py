@@ -47,6 +47,8 @@ UNRECORDABLE = (
     f"or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
 )
 """Why a checkpoint holds no episode record although the runner keeps one (said when a resume restarts them)."""
+REPLAY_MISSED = "replaying the environments' episodes did not arrive at the saved observations"
+"""Why a resume restarts the episodes when their replay ends elsewhere than the checkpoint's observations."""
 
 
 def _max_episode_steps(env_id: str) -> int:
@@ -160,7 +162,7 @@ class HostRunner(Runner):
         saved = host.arrays["host/obs"]
         shape = (self.num_seeds, self.learner.num_envs, *obs.shape[1:])
         if saved.shape != shape or not np.array_equal(obs, saved.reshape(obs.shape)):
-            return "replaying the environments' episodes did not arrive at the saved observations"
+            return REPLAY_MISSED
         self._obs = self._split(obs, self.learner.num_envs)
         return None
 
