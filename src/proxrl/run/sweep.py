@@ -53,6 +53,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import sys
 import time
 import tomllib
@@ -786,9 +787,7 @@ def _time_left(cell_dir: Path, steps: int, total: int, eval_every: int) -> float
         seconds = [float(r["chunk_seconds"]) for r in csv.DictReader(f) if r.get("chunk_seconds")]
     if not seconds:
         return math.nan
-    recent = sorted(seconds[-ETA_CHUNKS:])
-    median = (recent[(len(recent) - 1) // 2] + recent[len(recent) // 2]) / 2
-    return median * math.ceil(max(total - steps, 0) / eval_every)
+    return statistics.median(seconds[-ETA_CHUNKS:]) * math.ceil(max(total - steps, 0) / eval_every)
 
 
 def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
@@ -801,10 +800,8 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
     found = []
     for cell in cells(load_spec(out / SPEC)):
         cell_dir = out / "cells" / cell.dirname
-        run = dict(cell.run)
-        with contextlib.suppress(
-            OSError, ValueError, AttributeError
-        ):  # the run's own options (a preset's too)
+        run = dict(cell.run)  # updated by the run's own options where it has started (a preset's too)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             run |= json.loads((cell_dir / "config.json").read_text()).get("run", {})
         total = int(run.get("total_steps", RunConfig().total_steps))
         eval_every = int(run.get("eval_every", RunConfig().eval_every))

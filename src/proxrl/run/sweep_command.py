@@ -150,8 +150,8 @@ def duration(seconds: float) -> str:
 
 
 def status_table(rows: list[CellStatus]) -> str:
-    """The lines ``proxrl sweep status`` prints: one per cell, columns aligned, and a count by status (with the
-    time the running and stopped cells should still take, where their chunks were timed)."""
+    """The lines ``proxrl sweep status`` prints: one per cell, columns aligned (the time left where a running or
+    stopped cell's chunks were timed, else "-"), and a count by status."""
     head = ("cell", "environment", "status", "steps per seed", "last evaluation", "time left", "attempts")
     body = [
         (
