@@ -51,7 +51,7 @@ from proxrl.deep.loops import Carry, Normalization, observe
 from proxrl.deep.on_policy.common import make_agent
 from proxrl.errors import ConfigError
 from proxrl.run.cluster import init_ray
-from proxrl.run.host import REPLAY_MISSED, UNRECORDABLE, HostRunner
+from proxrl.run.host import NO_RECORD, REPLAY_MISSED, UNRECORDABLE, HostRunner
 from proxrl.run.runner import HostState
 from proxrl.types import Learner, Metrics, Transition
 
@@ -416,7 +416,7 @@ class ActorRunner(HostRunner):
         import ray
 
         if host is None:
-            return "the checkpoint holds no record of the environments' episodes"
+            return NO_RECORD
         actors, inflight = host.meta.get("actors"), host.meta.get("inflight")
         if host.meta.get("schedule") != self.schedule or not isinstance(inflight, list):
             return "the checkpoint holds no record of the actors' episodes"

@@ -42,6 +42,8 @@ EPISODIC_SEED_OFFSET = 2_000_000
 (apart from the seeds of the first reset, ``seed + i``, and of a resume, ``seed + 1_000_000 + i``)."""
 
 
+NO_RECORD = "the checkpoint holds no record of the environments' episodes"
+"""Why a resume restarts the episodes of a checkpoint written without their record (by an older proxrl)."""
 UNRECORDABLE = (
     "the environments' episodes could not be recorded (reset options, a random generator whose state is not JSON, "
     f"or an episode longer than {EPISODE_RECORD_LIMIT:,} steps)"
@@ -146,7 +148,7 @@ class HostRunner(Runner):
     def _replay(self, host: HostState | None) -> str | None:
         """Rebuild the environments' episodes from ``host``: None when done, else why not."""
         if host is None:
-            return "the checkpoint holds no record of the environments' episodes"
+            return NO_RECORD
         if "starts" not in host.meta:
             return UNRECORDABLE
         n = self.num_seeds * self.learner.num_envs

@@ -13,7 +13,8 @@ machine give the same numbers, whether or not the run was interrupted and resume
 the records back to the checkpoint's step, so metrics.csv and eval.csv of a run killed at any moment and resumed
 equal an uninterrupted run's byte for byte (host-side Gymnasium environments too: the checkpoint holds the
 record of their episodes and the resume replays it, see :mod:`proxrl.run.host`; env-runner actors save theirs
-and their rollouts in flight, see :mod:`proxrl.run.actors`). One process at a time trains in a run directory (its lock file).
+and their rollouts in flight, see :mod:`proxrl.run.actors`). One process at a time trains in a run directory (its
+lock file).
 
 A :class:`~proxrl.run.runner.Runner` hides the back end: :class:`JaxRunner` compiles a whole chunk of a
 learner on a gymnax environment (all seeds, K updates) into one call; :class:`~proxrl.run.host.HostRunner`
