@@ -18,13 +18,16 @@ metrics.csv, plots and summary.md.
 Exit status:
 
 - 0: done;
+- 1: a sweep stopped because its Ray cluster was lost (one line; finished cells are kept and the same
+  command continues);
 - 2: bad input, printed as one line: an option out of range, a run directory that cannot be used (a corrupt,
   unhashed or foreign checkpoint, a config.json that disagrees with its checkpoint, a directory another process
   is training in, a symbolic link in it), or an operating-system error such as a full disk (the files of the run
   are left as they were after its last checkpoint: ``--resume`` continues it);
 - 3: a training run produced a NaN or an infinity (in a metric, a parameter or an evaluation); one line names
   the value, the update and the seed. The run stopped before writing that chunk: its last checkpoint and the
-  records up to it are kept.
+  records up to it are kept;
+- 130: interrupted by Ctrl-C (one line saying how to continue).
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ INTERRUPTED = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 bad input or an OS error, 3 a non-finite value, 130
-    interrupted by Ctrl-C). Output cut short by its reader (``… | head``) ends quietly."""
+    """Entry point; returns the exit status (0 ok, 1 a sweep's cluster lost, 2 bad input or an OS error, 3 a
+    non-finite value, 130 interrupted by Ctrl-C). Output cut short by its reader (``… | head``) ends quietly."""
     try:
         status = _main(argv)
         sys.stdout.flush()  # (inside the try: a closed pipe fails here, not at interpreter exit)

@@ -188,8 +188,8 @@ def make_jax_env(env_id: str, **param_overrides: Any) -> JaxEnv:
     Example: ``make_jax_env("CartPole-v1", max_steps_in_episode=200)``. An unknown id or parameter
     name raises :class:`~proxrl.errors.ConfigError` with the closest registered names. Without overrides the
     environment is built once per id and reused (its spaces are read from device arrays: building it again
-    later would queue small device computations behind whatever training is in flight; with jax 0.10.2 on
-    CPU such a queued conversion was seen never to complete).
+    later would queue small device computations behind whatever training is in flight, and with jax 0.10.2 on
+    CPU such a queued conversion can wait for ever).
     """
     if not param_overrides:
         return _default_jax_env(env_id)

@@ -49,7 +49,7 @@ def orthonormal_columns(a: Array) -> Array:
     kernels split a *batched* factorisation (a QR under ``vmap`` over seeds) across XLA's intra-op thread
     pool and block a pool thread until the pieces finish; two such calls running at once on a 2-core
     machine hold both pool threads and wait for each other for ever (stack: ``QrFactorization`` →
-    ``ParallelBatchMap`` → ``BlockingCounter::Wait``). That deadlock was the "stall" seen in training runs.
+    ``ParallelBatchMap`` → ``BlockingCounter::Wait``): a training run stalls with no error.
     """
     m, n = a.shape
     if m < n:

@@ -5,11 +5,10 @@
 | :func:`closed_form`        | a formula: ``θ_k + η q̂`` (EW), ``θ_k + η ∇L_k`` (PG), ``θ_k + η F⁺∇L_k`` per state (NPG) | tables |
 | :func:`gradient_steps`     | ``m`` full-batch optimiser steps on ``W_k`` (m = 1: the Euclidean step ``θ_k + η g``, preconditioned) | REINFORCE, A2C, QAC, DPG, DDPG, TD3, SAC, NPG-reg |
 | :func:`minibatch_epochs`   | ``epochs × minibatches`` optimiser steps on shuffled minibatches | PPO                       |
-| :func:`natural_gradient`   | ``θ_k + η (F + λI)⁻¹ g`` by conjugate gradient, ``η`` fixed or ``√(2δ / wᵀFw)``, optional line search | NPG, TRPO |
+| :func:`natural_gradient`   | ``θ_k + η (F + λI)⁻¹ g`` by conjugate gradient, ``η`` fixed or ``√(2δ / wᵀ(F + λI)w)``, optional line search | NPG, TRPO |
 
-The linear algebra is here too: :func:`pinv_solve`, :func:`lstsq_solve` (the lecture's least-squares form
-of ``F⁺g``), :func:`conjugate_gradient`, :func:`line_search`; and :func:`fit`, the same minibatch loop for a
-plain loss (every critic regression).
+The linear algebra is here too: :func:`pinv_solve`, :func:`conjugate_gradient`, :func:`line_search`; and
+:func:`fit`, the same minibatch loop for a plain loss (every critic regression).
 """
 
 from __future__ import annotations
@@ -207,19 +206,6 @@ def pinv_solve(fisher: Array, g: Array, rcond: float | None = None) -> Array:
     return jnp.einsum("...ij,...j->...i", jnp.linalg.pinv(fisher, rtol=rcond), g)
 
 
-def lstsq_solve(features: Array, targets: Array, weights: Array | None = None) -> Array:
-    """``argmin_w Σ_i weights_i (features_iᵀ w − targets_i)²``, minimum-norm.
-
-    ``features`` ``[N, P]`` (rows ``∇log π(a_i)``), ``targets`` ``[N]`` (advantages), ``weights``
-    ``[N]`` (``π(a)`` for the exact form, 1 for samples). The solution is ``F⁺ g`` with
-    ``F = Σ_i w_i x_i x_iᵀ`` and ``g = Σ_i w_i x_i y_i``: the normal equations of the regression.
-    """
-    if weights is not None:
-        sw = jnp.sqrt(weights)
-        features, targets = features * sw[:, None], targets * sw
-    return jnp.linalg.lstsq(features, targets)[0]
-
-
 def conjugate_gradient(
     matvec: Callable[[Array], Array], b: Array, iters: int = 10, tol: float = 1e-10
 ) -> tuple[Array, Array]:
@@ -301,7 +287,7 @@ def line_search(
 
 
 STEP_LENGTHS = ("fixed", "trust_region")
-"""How :func:`natural_gradient` scales the natural direction w = (F + λI)⁻¹g: a fixed η, or η = √(2δ / wᵀFw)."""
+"""How :func:`natural_gradient` scales the natural direction w = (F + λI)⁻¹g: a fixed η, or η = √(2δ / wᵀ(F + λI)w)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,9 +295,9 @@ class NaturalStep:
     """How the natural step is solved (conjugate gradient), sized and checked (defaults: TRPO's)."""
 
     step: str = "trust_region"
-    """Step length: "fixed" (θ_k + η·F⁻¹g, η = lr) or "trust_region" (η = √(2δ / wᵀFw))."""
+    """Step length: "fixed" (θ_k + η·(F + λI)⁻¹g, η = lr) or "trust_region" (η = √(2δ / wᵀ(F + λI)w), w = (F + λI)⁻¹g)."""
     lr: float = 0.05
-    """Step size η of the "fixed" natural step θ_k + η·F⁻¹g (the trust-region step sets η from max_kl instead)."""
+    """Step size η of the "fixed" natural step θ_k + η·(F + λI)⁻¹g (the trust-region step sets η from max_kl instead)."""
     max_kl: float = 0.01
     """Trust-region radius δ on the mean KL(π_θ, π_θk) (trust-region scaling and line-search constraint)."""
     line_search: bool = True
@@ -346,11 +332,11 @@ def natural_gradient(fisher_kl: Callable[[Params, Any], Array], region: NaturalS
     ``F v`` is a Hessian-vector product (:func:`~proxrl.prox.geometry.fisher_vector_product`) and conjugate
     gradient solves for ``w`` in ``region.cg_iters`` products. This is the maximiser of the quadratic model
     ``(θ − θ_k)ᵀg − (1/2η)(θ − θ_k)ᵀF(θ − θ_k)`` of the lecture's KL-proximal step. The step length η is fixed
-    or TRPO's ``√(2δ / wᵀFw)``; with ``region.line_search`` TRPO's backtracking (:func:`line_search`) keeps
+    or TRPO's ``√(2δ / wᵀ(F + λI)w)`` (the damped quadratic model, as CG solves it); with ``region.line_search`` TRPO's backtracking (:func:`line_search`) keeps
     the exact KL (the problem's geometry term) ≤ δ and the surrogate improving.
 
     Metrics: ``expected_gain`` (gᵀΔθ of the step taken), ``grad_norm`` (‖g‖), ``cg_residual``
-    (‖g − (F + λI)w‖² / ‖g‖²), ``quad_kl`` (½ΔθᵀFΔθ of the full step), ``line_search_steps``, ``accepted``.
+    (‖g − (F + λI)w‖² / ‖g‖²), ``quad_kl`` (½Δθᵀ(F + λI)Δθ of the full step), ``line_search_steps``, ``accepted``.
     """
 
     region = region or NaturalStep()

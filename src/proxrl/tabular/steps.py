@@ -69,7 +69,7 @@ def exponential_weights(eta: Array | float) -> ProxStep:
 
         π_{k+1}(a|s) = π_k(a|s) exp(η q̂(s,a)) / Σ_b π_k(b|s) exp(η q̂(s,b))   ⇔   θ_{k+1} = θ_k + η q̂
 
-    Composition: surrogate :func:`~proxrl.prox.surrogates.table`, geometry table KL, solver the closed
+    Composition: surrogate :func:`table_surrogate`, geometry table KL, solver the closed
     form :func:`~proxrl.prox.solvers.mirror_step`. With ``q̂ = A_θk`` instead of ``q̂ = R`` the update differs
     by a per-state constant in θ only, which ``π_θ`` ignores (the lecture's ``exp(−c)`` argument).
     """

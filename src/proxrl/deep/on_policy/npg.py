@@ -14,7 +14,8 @@ product is one forward-over-reverse derivative, ``F v = ∂/∂ε ∇KL̄(θ_k +
 solves ``(F + λI) w = g`` in ``cg_iters`` products. The step is then, by ``step``:
 
 - ``"fixed"``: ``θ_{k+1} = θ_k + η·w`` with η = ``lr`` (the lecture's update);
-- ``"trust_region"``: η = √(2δ / wᵀFw), the largest step whose quadratic KL model ½ηwᵀFηw equals δ = ``max_kl``
+- ``"trust_region"``: η = √(2δ / wᵀ(F + λI)w), the largest step whose damped quadratic KL model ½η²wᵀ(F + λI)w equals
+  δ = ``max_kl``
   (TRPO's scaling; the update's size no longer depends on the scale of Â).
 
 ``line_search=True`` adds TRPO's backtracking: try θ_k + βʲ·Δθ for j = 0, 1, …, ``max_backtracks`` − 1
@@ -141,7 +142,7 @@ def make_learner(
 
     Per-update metrics: the step's (``kl`` the exact mean KL(π_θ_{k+1}, π_θk), ``surrogate_gain``
     L(θ_{k+1}) − L(θ_k), ``step_norm``, ``expected_gain`` gᵀΔθ, ``grad_norm`` ‖g‖, ``cg_residual``, ``quad_kl``
-    ½ΔθᵀFΔθ of the full step, ``line_search_steps``, ``accepted``), ``value_loss`` (mean over the critic's
+    ½Δθᵀ(F + λI)Δθ of the full step, ``line_search_steps``, ``accepted``), ``value_loss`` (mean over the critic's
     steps), ``entropy`` (at θ_k) and ``explained_variance``.
     """
     config.validate()
