@@ -39,7 +39,8 @@ def test_lecture_expert_end_to_end(tmp_path, capsys):
     ):
         assert (out / f).exists(), f
     assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 6
-    assert "EW is at least as good" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert summary.count("holds here") == 3  # the three claims, each with its verdict
     assert str(out / "summary.md") in capsys.readouterr().out
 
 
@@ -59,7 +60,18 @@ def test_lecture_bandit_and_conditioning_end_to_end(tmp_path):
         str(tmp_path / "c"),
     ]
     assert main(args) == 0
-    assert "Newton" in (tmp_path / "c" / "summary.md").read_text()
+    summary = (tmp_path / "c" / "summary.md").read_text()
+    # GD within the bound at both κ, Newton in one step, and NPG's count per factor 10 in 1/p from the rows
+    assert (
+        "at most the theory's bound at 2 of 2 κ values" in summary
+        and "Newton needs one step at every κ." in summary
+    )
+    rows = list(csv.DictReader((tmp_path / "c" / "expert.csv").open()))
+    assert [r["init_p"] for r in rows] == ["0.1", "0.01"]
+    per_decade = int(rows[1]["npg_iters"]) - int(
+        rows[0]["npg_iters"]
+    )  # two points: the fit is their difference
+    assert f"NPG's by {per_decade:.1f} iterations per\nfactor 10 in 1/p" in summary
 
 
 @pytest.mark.parametrize(
@@ -94,3 +106,27 @@ def test_console_script_help_and_error():
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "proxrl: error: rounds must be an integer >= 1, got 0"
+
+
+def test_lecture_expert_summary_says_when_a_claim_does_not_hold():
+    """Each claim of the summary carries the verdict of the numbers under it: with totals where PG beats EW
+    by far at one η, claim 3 reads "does not hold here"; with EW ahead everywhere, "holds here"."""
+    from proxrl.lecture.expert import ExpertConfig, _summary
+
+    cfg = ExpertConfig(seeds=8, rounds=10, num_etas=2)
+    etas = np.array([0.01, 1000.0])
+    rng = np.random.default_rng(0)
+    noise = rng.normal(scale=0.1, size=(2, 8))
+    pi1 = {"ew": np.full((2, 8), 0.9), "pg": np.array([[1e-4] * 8, [1e-5] * 8])}
+    pg_ahead = _summary(cfg, etas, {"ew": 5.0 + noise, "pg": np.array([[5.0] * 8, [9.0] * 8])}, pi1)
+    ew_ahead = _summary(cfg, etas, {"ew": 9.0 + noise, "pg": np.array([[5.0] * 8, [6.0] * 8])}, pi1)
+    claim = "**EW is at least as good as PG at every η** ("
+    assert claim + "does not hold here: PG significantly better at 1 η values)" in pg_ahead
+    assert claim + "holds here: PG significantly better at 0 η values)" in ew_ahead
+    for text in (pg_ahead, ew_ahead):  # PG ends below EW at the small η, and locks at the large one
+        assert "**PG at small η is too slow to leave action 2** (holds here)" in text
+        assert "**PG at large η commits too fast** (holds here)" in text
+    still = {"ew": pi1["ew"], "pg": np.full((2, 8), 0.95)}
+    text = _summary(cfg, etas, {"ew": 9.0 + noise, "pg": np.full((2, 8), 6.0)}, still)
+    assert "too slow to leave action 2** (does not hold here)" in text
+    assert "commits too fast** (does not hold here)" in text

@@ -202,6 +202,10 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
     large = np.nonzero(etas >= min(100.0, etas[-1]))[0]
     locked = final_pi1["pg"][large] < cfg.lock_threshold
     locked_max = float(final_pi1["pg"][large][locked].max()) if locked.any() else float("nan")
+    # each claim's verdict comes from the numbers below it
+    slow_holds = final_pi1["pg"][i_small].mean() < final_pi1["ew"][i_small].mean()
+    fast_holds = lock[large].min() > ew_lock[large].max()
+    ew_holds = n_sig_pg == 0
     lines = [
         "# Lecture: expert setting, EW vs softmax PG",
         "",
@@ -211,21 +215,23 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
         "",
         "## What the lecture claims, measured",
         "",
-        f"1. **PG at small η is too slow to leave action 2.** At η = {etas[i_small]:g}, PG ends with mean "
+        f"1. **PG at small η is too slow to leave action 2** ({_verdict(slow_holds)}). At η = {etas[i_small]:g}, "
+        "PG ends with mean "
         f"π(action 1) = {final_pi1['pg'][i_small].mean():.3g} and total reward {pg[i_small].mean():.1f} "
         f"(EW: π(action 1) = {final_pi1['ew'][i_small].mean():.3g}, total {ew[i_small].mean():.1f}). "
         f"PG ends on action 2 in most seeds for every η ≤ {etas[slow].max() if slow.size else float('nan'):.3g}; "
         f"EW leaves action 2 from η ≈ {_first(etas, (final_pi1['ew'] > 0.5).mean(axis=1) >= 0.5):.3g}.",
-        f"2. **PG at large η commits too fast.** For η ≥ {etas[large[0]]:.3g}, {100 * lock[large].min():.1f}–"
+        f"2. **PG at large η commits too fast** ({_verdict(fast_holds)}). For η ≥ {etas[large[0]]:.3g}, "
+        f"{100 * lock[large].min():.1f}–"
         f"{100 * lock[large].max():.1f}% of PG seeds end with π(action 1) < {cfg.lock_threshold:g} (EW: "
         f"{100 * ew_lock[large].max():.1f}% at most). Among those seeds the largest final π(action 1) is "
         f"{locked_max:.2g}, so PG's change of θ(1) − θ(2) per round, at most 2η·π(1) ≤ {2 * etas[-1] * locked_max:.2g}, "
         "leaves them on action 2 for good. PG's best total over the grid is "
         f"{pg[pg_best].mean():.1f} (η = {etas[pg_best]:.3g}), against EW's {ew.mean(axis=1).max():.1f}.",
-        f"3. **EW is at least as good as PG at every η.** The paired difference EW − PG is ≥ 0 in mean at "
+        f"3. **EW is at least as good as PG at every η** ({_verdict(ew_holds)}: PG significantly better at "
+        f"{n_sig_pg} η values). The paired difference EW − PG is ≥ 0 in mean at "
         f"{int(np.sum(d.mean >= 0))}/{len(etas)} η values; its smallest mean is {d.mean[worst_gap]:.3f} "
-        f"(95% CI [{d.lo[worst_gap]:.3f}, {d.hi[worst_gap]:.3f}]) at η = {etas[worst_gap]:.3g}; PG is "
-        f"significantly better at {n_sig_pg} η values. EW's best total is {ew.mean(axis=1).max():.1f} "
+        f"(95% CI [{d.lo[worst_gap]:.3f}, {d.hi[worst_gap]:.3f}]) at η = {etas[worst_gap]:.3g}. EW's best total is {ew.mean(axis=1).max():.1f} "
         f"(best arm: {cfg.rounds * max(cfg.p):g}).",
         "",
         "## Table",
@@ -245,6 +251,11 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _verdict(holds: bool) -> str:
+    """How a claim of the lecture fared in this run."""
+    return "holds here" if holds else "does not hold here"
 
 
 def _first(etas: np.ndarray, mask: np.ndarray) -> float:
