@@ -54,6 +54,28 @@ def test_vtrace_on_policy_is_gae_and_truncates_off_policy():
     off = vtrace(r, disc, v, vn, jnp.full(t, 3.0), lam=1.0, rho_bar=1.0, c_bar=0.5, reset_t=reset)
     np.testing.assert_allclose(off.rho, 1.0)
     assert not np.allclose(off.vs, vtrace(r, disc, v, vn, jnp.zeros(t), lam=1.0, reset_t=reset).vs)
+    # off-policy, ratios on both sides of 1 and of the clips, against Espeholt et al.'s sum written out
+    log_rho = jnp.asarray(rng.normal(scale=1.0, size=t), jnp.float32)
+    lam, rho_bar, c_bar = 0.9, 1.2, 0.8
+    got = vtrace(r, disc, v, vn, log_rho, lam=lam, rho_bar=rho_bar, c_bar=c_bar, reset_t=reset)
+    rho = np.exp(np.asarray(log_rho, np.float64))
+    rr, dd, vv, vvn, rs = (np.asarray(x, np.float64) for x in (r, disc, v, vn, reset))
+    delta = np.minimum(rho_bar, rho) * (rr + dd * vvn - vv)
+    c = lam * np.minimum(c_bar, rho)
+    vs = np.empty(t)
+    for s_ in range(t):  # v_s = V(x_s) + Σ_{u ≥ s} (Π_{s ≤ i < u} γ_i c_i) δ_u, within the episode
+        total, weight = 0.0, 1.0
+        for u in range(s_, t):
+            total += weight * delta[u]
+            if rs[u]:
+                break
+            weight *= dd[u] * c[u]
+        vs[s_] = vv[s_] + total
+    following = np.where(rs, vvn, np.append(vs[1:], vvn[-1]))
+    pg = np.minimum(rho_bar, rho) * (rr + dd * following - vv)
+    assert np.any(rho > rho_bar) and np.any(rho < c_bar) and np.any((rho > c_bar) & (rho < rho_bar))
+    np.testing.assert_allclose(got.vs, vs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.pg_adv, pg, rtol=1e-5, atol=1e-5)
 
 
 def test_appo_learning_from_its_own_rollout_is_on_policy():

@@ -339,15 +339,21 @@ def test_implicit_ac_actor_gradient_is_the_reparameterised_one():
         lambda th, b, k: actor.apply(th, b.obs, jax.random.normal(k, (b.obs.shape[0], 2))),
         cfg.step.lr,
     )
-    _, _, metrics = step.update(
-        agent.params["actor"], step.init(agent.params["actor"]), CriticBatch(obs, agent.params["critic"]), key
-    )
+    theta = agent.params["actor"]
+    new, _, metrics = step.update(theta, step.init(theta), CriticBatch(obs, agent.params["critic"]), key)
     xi = jax.random.normal(key, (5, 2))
     manual = jax.grad(
         lambda th: jnp.mean(critic.apply(agent.params["critic"], obs, actor.apply(th, obs, xi)))
-    )(agent.params["actor"])
+    )(theta)
     norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(manual)))
     np.testing.assert_allclose(metrics["grad_norm"], norm, rtol=1e-5)
+    # Adam's first step ascends Q along that gradient, leaf by leaf: Δθ = η·g/(|g| + ε) (ε = 1e-8)
+    lr = cfg.step.lr
+    for moved, before, g in zip(
+        jax.tree.leaves(new), jax.tree.leaves(theta), jax.tree.leaves(manual), strict=True
+    ):
+        np.testing.assert_allclose(moved - before, lr * g / (jnp.abs(g) + 1e-8), rtol=1e-3, atol=1e-3 * lr)
+    assert float(metrics["surrogate_gain"]) > 0
     # the noise input moves the action: the policy is stochastic at initialisation
     a0 = actor.apply(agent.params["actor"], obs, jnp.zeros((5, 2)))
     a1 = actor.apply(agent.params["actor"], obs, xi)

@@ -153,14 +153,15 @@ def test_line_search_backtracks_on_too_little_improvement_and_rejects_a_bad_dire
 
 @pytest.fixture(scope="module")
 def three_steps():
-    """One CartPole rollout (SMALL, key(0)) and the natural step taken on it three ways (one compile each):
-    TRPO (trust region + line search), the plain trust-region NPG step, and a fixed-η NPG step."""
+    """One CartPole rollout (SMALL, key(0)) and the natural step taken on it four ways (one compile each):
+    TRPO (trust region + line search), the plain trust-region NPG step, and fixed-η NPG steps at η and 2η."""
     delta = 0.02
     state = gymnax_loop(SMALL, "CartPole-v1").init(jax.random.key(0))
     configs = {
         "trpo": override(SMALL, max_kl=delta),
         "plain": override(SMALL, max_kl=delta, line_search=False),
         "fixed": override(SMALL, step="fixed", line_search=False, lr=0.01),
+        "fixed_2x": override(SMALL, step="fixed", line_search=False, lr=0.02),
     }
     out = {}
     for name, config in configs.items():
@@ -196,6 +197,11 @@ def test_fixed_step_is_eta_times_the_natural_direction(three_steps):
     np.testing.assert_allclose(fixed["step_norm"], scale * plain["step_norm"], rtol=1e-3)
     np.testing.assert_allclose(fixed["expected_gain"], scale * plain["expected_gain"], rtol=1e-3)
     assert fixed["step_norm"] > 0 and fixed["expected_gain"] > 0
+    # the step is η·w with η = lr: doubling lr doubles the step and its predicted gain, and quadruples ½Δθᵀ(F + λI)Δθ
+    double = m["fixed_2x"]
+    np.testing.assert_allclose(double["step_norm"], 2 * fixed["step_norm"], rtol=1e-4)
+    np.testing.assert_allclose(double["expected_gain"], 2 * fixed["expected_gain"], rtol=1e-4)
+    np.testing.assert_allclose(double["quad_kl"], 4 * fixed["quad_kl"], rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------- learning

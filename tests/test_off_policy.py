@@ -221,6 +221,11 @@ def test_td3_target_is_min_of_twin_targets_at_smoothed_actions():
     y = td3_target_by_hand(TD3_SMALL, state.agent, sampled, k_update)
     _, m = TD3_LEARN(state, rollout(batch))
     np.testing.assert_allclose(float(m["target_q"]), y.mean(), rtol=1e-5, atol=1e-6)
+    # per sample: the loss Σ_j mean_i (Q_φj(s_i, a_i) − y_i)² at the critics before the step uses these y_i
+    critic = twin_q(QNetwork, 2, hidden=TD3_SMALL.network.hidden, activation=jax.nn.relu)
+    q = np.asarray(critic.apply(state.agent.params["critic"], sampled.obs, sampled.action))  # [2, n]
+    np.testing.assert_allclose(float(m["critic_loss"]), np.sum(np.mean((q - y) ** 2, axis=-1)), rtol=1e-5)
+    assert abs(float(m["critic_loss"]) - np.sum(np.mean((q - y[::-1]) ** 2, axis=-1))) > 1e-3  # rows matter
     term, trunc, r = np.asarray(sampled.terminated), np.asarray(sampled.truncated), np.asarray(sampled.reward)
     assert term.any() and trunc.any()
     np.testing.assert_allclose(y[term], r[term])  # no bootstrap through a termination

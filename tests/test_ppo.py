@@ -114,7 +114,8 @@ def test_value_loss_and_approx_kl():
     # clipped at ±0.5: V_clip = (0.5, 0.5); max{(v−R)², (V_clip−R)²} = (2.25, 2.25)
     np.testing.assert_allclose(value_loss(v, v_old, ret, 0.5), 0.5 * 2.25)
     assert float(sampled_kl(jnp.zeros(3), jnp.zeros(3))) == 0.0
-    assert float(sampled_kl(jnp.log(jnp.array([0.5, 2.0])), jnp.zeros(2))) > 0.0
+    # k3 by hand: mean[(0.5 − 1) − ln 0.5, (2 − 1) − ln 2] = 0.25 (k2, ½ mean log², would give 0.240)
+    assert float(sampled_kl(jnp.log(jnp.array([0.5, 2.0])), jnp.zeros(2))) == pytest.approx(0.25, abs=1e-6)
 
 
 @pytest.mark.parametrize(

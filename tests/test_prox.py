@@ -94,7 +94,12 @@ def test_clipped_surrogate_stops_the_gradient_where_the_clip_binds(policy_batch)
 def test_sampled_kl_is_nonnegative_and_zero_at_theta_k():
     logp_old = jnp.log(jnp.array([0.2, 0.5, 0.3]))
     assert float(sampled_kl(logp_old, logp_old)) == 0.0
-    assert float(sampled_kl(logp_old + jnp.array([0.3, -0.2, 0.1]), logp_old)) > 0.0
+    logp = jax.nn.log_softmax(logp_old + jnp.array([0.3, -0.2, 0.1]))
+    # under a ∼ π_θk the estimate's expectation is KL(π_θk, π_θ) exactly (Σ_a π_θk(a)·ratio(a) = 1)
+    per_action = jnp.stack([sampled_kl(logp[a : a + 1], logp_old[a : a + 1]) for a in range(3)])
+    expected = jnp.sum(jnp.exp(logp_old) * per_action)
+    exact = jnp.sum(jnp.exp(logp_old) * (logp_old - logp))
+    assert float(expected) == pytest.approx(float(exact), rel=1e-5) and float(exact) > 1e-3
 
 
 def test_gradient_ascent_on_a_euclidean_proximal_problem_reaches_its_closed_form():
@@ -195,10 +200,20 @@ def test_minibatch_epochs_and_a_linear_anneal(policy_batch):
     schedule = linear_anneal(1e-2, updates=4, steps_per_update=6)
     assert [float(schedule(c)) for c in (0, 5, 6, 23, 24)] == pytest.approx([1e-2, 1e-2, 7.5e-3, 2.5e-3, 0.0])
     problem = Problem(clipped_ratio(0.2), policy=head)
-    results = []
-    for lr in (schedule, 1e-2):
+    first, second = [], []
+    stepped = lambda c: jnp.where(c < 6, 1e-2, 7.5e-3)  # the anneal's first two updates, by hand
+    for lr in (schedule, 1e-2, stepped):
         step = prox_step(problem, minibatch_epochs(optimiser(lr, 0.5), 3, 2))
-        new, _, metrics = step.update(theta, step.init(theta), batch, jax.random.key(4))
-        results.append(new)
+        new, state, metrics = step.update(theta, step.init(theta), batch, jax.random.key(4))
         assert float(metrics["inner_steps"]) == 6.0 and float(metrics["surrogate_gain"]) > 0
-    _leaves_close(results[0], results[1], rtol=0, atol=0)
+        first.append(new)
+        second.append(
+            step.update(new, state, batch, jax.random.key(5))[0]
+        )  # the state carries the step count
+    _leaves_close(first[0], first[1], rtol=0, atol=0)
+    _leaves_close(second[0], second[2], rtol=1e-6, atol=1e-9)  # update 1 runs at 7.5e-3 ...
+    gap = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(second[0]), jax.tree.leaves(second[1]), strict=True)
+    )
+    assert gap > 1e-5  # ... not at the constant 1e-2

@@ -24,6 +24,7 @@ from proxrl.tabular.trajectories import collect
 
 Z = 5.0  # a false alarm on one of ~15 coordinates has probability < 1e-5
 S, A, GAMMA, N, T = 5, 3, 0.8, 4000, 100  # γ^T ≈ 2e-10: the cap's bias is negligible
+N_BIG, T_BIG = 60_000, 60  # γ^60 ≈ 1.5e-6
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,13 @@ def collect_jit():
 def batch(setting, collect_jit):
     m, theta = setting
     return collect_jit(jax.random.key(1), m, softmax.pi(theta), N, T, "geometric")
+
+
+@pytest.fixture(scope="module")
+def big_batch(setting, collect_jit):
+    """``N_BIG`` trajectories, enough for the checks below to reject an estimate scaled by 0.8."""
+    m, theta = setting
+    return collect_jit(jax.random.key(1), m, softmax.pi(theta), N_BIG, T_BIG, "geometric")
 
 
 def test_trajectories_are_padded_masked_and_geometric(setting, batch):
@@ -65,19 +73,25 @@ def test_trajectories_are_padded_masked_and_geometric(setting, batch):
 
 
 @pytest.mark.parametrize("kind", ["none", "constant", "value"])
-def test_reinforce_is_unbiased_for_the_exact_gradient(setting, batch, kind):
+def test_reinforce_is_unbiased_for_the_exact_gradient(setting, big_batch, kind):
     m, theta = setting
+    batch = big_batch
     ev = tb.evaluate(m, softmax.pi(theta))
     b = {
         "none": jnp.zeros_like(batch.returns),
         "constant": jnp.full_like(batch.returns, 2.0),
         "value": ev.v[batch.state],  # b(s) = V^π(s): any function of the state leaves the mean unchanged
     }[kind]
-    g = np.asarray(sa.reinforce_gradients(theta, batch, b))  # [N, S, A]
-    exact = np.asarray(alg.exact_gradient(m, theta))
-    se = g.std(0) / np.sqrt(N)
+    g = np.asarray(sa.reinforce_gradients(theta, batch, b)).reshape(N_BIG, -1)  # [N, S·A]
+    exact = np.asarray(alg.exact_gradient(m, theta)).reshape(-1)
+    se = g.std(0) / np.sqrt(N_BIG)
     assert np.all(np.abs(g.mean(0) - exact) <= Z * se + 1e-6), (g.mean(0), exact, se)
-    assert np.abs(exact).max() > 10 * se.max() / Z or kind != "value"  # the test has power
+    # along ∇V/|∇V| the mean is |∇V| within Z standard errors, and the test has power: 0.8·ĝ lies outside
+    u = exact / np.linalg.norm(exact)
+    p = g @ u
+    se_p = p.std() / np.sqrt(N_BIG)
+    assert abs(p.mean() - np.linalg.norm(exact)) <= Z * se_p, (p.mean(), np.linalg.norm(exact), se_p)
+    assert abs(0.8 * p.mean() - np.linalg.norm(exact)) > Z * 0.8 * se_p  # measured 8.5–14 SE, keys 1–3
 
 
 def test_state_baseline_reduces_variance(setting, batch):
@@ -125,7 +139,7 @@ def test_ipw_table_turns_softmax_steps_into_the_sampled_updates(setting, batch):
     np.testing.assert_allclose(jax.grad(w_kit)(th1), jax.grad(w_literal)(th1), rtol=1e-4, atol=1e-5)
 
 
-def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting, batch):
+def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting, batch, big_batch):
     m, theta = setting
     small = jax.tree.map(lambda x: x[:, :300] if x.ndim == 2 else x[:300], batch)
     b = jnp.zeros_like(small.returns)
@@ -137,12 +151,17 @@ def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting,
     assert float(jnp.linalg.norm(F @ w - g)) <= 1e-3 * float(jnp.linalg.norm(g))
     visited = np.isin(np.arange(S), np.asarray(small.state)[np.asarray(small.mask)])
     assert np.all(np.asarray(w).reshape(S, A)[~visited] == 0)
-    # with all samples, F̂⁺ĝ ≈ F⁺∇V = A^π per state, up to a per-state constant
+    # with many samples, F̂⁺ĝ ≈ F⁺∇V = A^π per state, up to a per-state constant
     ev = tb.evaluate(m, softmax.pi(theta))
-    wf = sa.npg_direction(theta, batch, ev.v[batch.state])
+    wf = sa.npg_direction(theta, big_batch, ev.v[big_batch.state])
     adv = ev.adv
     centred = wf - jnp.sum(softmax.pi(theta) * wf, axis=1, keepdims=True)
-    assert float(jnp.abs(centred - adv).max()) < 0.3 * float(jnp.abs(adv).max())  # 0.18 measured
+
+    def error(w):
+        return float(jnp.linalg.norm(w - adv) / jnp.linalg.norm(adv))
+
+    # measured over collection keys 1–3: 0.04–0.10 for F̂⁺ĝ, 0.20–0.25 for 0.8·F̂⁺ĝ
+    assert error(centred) < 0.15 < error(0.8 * centred), (error(centred), error(0.8 * centred))
 
 
 def test_sampled_bad_input():
