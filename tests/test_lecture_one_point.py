@@ -95,6 +95,7 @@ def test_command_writes_its_run_with_the_same_numbers(command, slopes):
     for name in ("summary.md", "estimators.png", "regret.png", "regret.csv", "estimator.csv"):
         assert (command / name).is_file(), name
     rows = np.genfromtxt(command / "regret.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    assert len(rows) == len(slopes) * len(HORIZONS)  # every (loss, method) at every horizon
     for row in rows:
         runs = slopes[(row["loss"], row["method"])][1]
         i = HORIZONS.index(int(row["horizon"]))

@@ -123,8 +123,12 @@ def test_sac_update_step(one_step):
     assert jax.tree.leaves(new.params.critic)[0].shape[0] == 2  # twin critics
     assert not np.allclose(*(jax.tree.leaves(p.params.critic)[0] for p in (new, state)))
     np.testing.assert_allclose(metrics["alpha"], 0.5, rtol=1e-6)
-    # Adam's first step moves log α by −lr·sign(grad); grad = H − H̄ with H̄ = −1
-    above = float(metrics["entropy"]) > 1.0 * -1.0
+    # the entropy estimate is −mean log π_θk(ã|s) of fresh actions drawn with the step's second key, by hand
+    _, k_pi = jax.random.split(key)
+    entropy = -float(np.mean(nets.sample(state.params.actor, batch.obs, k_pi)[1]))
+    np.testing.assert_allclose(metrics["entropy"], entropy, rtol=1e-5)
+    # Adam's first step moves log α by −lr·sign(grad); grad = H − H̄ with H̄ = −1 (one action dimension)
+    above = entropy > -1.0
     np.testing.assert_allclose(
         new.params.log_alpha - state.params.log_alpha, (-1e-3 if above else 1e-3), rtol=1e-3
     )

@@ -49,8 +49,8 @@ def _expected(kind: str, start: float, end: float, horizon: int, per_update: int
     ],
 )
 def test_sigma_follows_the_schedule(algo, kind):
-    """Four updates to reach σ_end, six updates run: σ_k of each update (the metric, and the policy's entropy
-    where the step reports it) and the σ the final policy holds are the schedule's; no step moved σ."""
+    """Four updates to reach σ_end, six updates run: σ_k of each update (the metric, and the policy's entropy)
+    and the σ the final policy holds are the schedule's; no step moved σ."""
     config = _config(algo, sigma=kind, sigma_start=0.8, sigma_end=0.2, sigma_horizon=4 * 32)
     per_update = config.rollout.size
     assert per_update == 32
@@ -58,8 +58,8 @@ def test_sigma_follows_the_schedule(algo, kind):
     want = _expected(kind, 0.8, 0.2, 4 * 32, per_update, UPDATES)
     np.testing.assert_allclose(metrics["sigma"], want, rtol=1e-6)
     assert want[-1] == pytest.approx(0.2) and want[1] < want[0]
-    if "entropy" in metrics:  # H(N(μ, σ²)) = ½·log(2πe) + log σ (one action dimension), at θ_k
-        np.testing.assert_allclose(metrics["entropy"], 0.5 * LOG_2PI_E + np.log(want), rtol=1e-5)
+    # every one of these steps reports the entropy at θ_k: H(N(μ, σ²)) = ½·log(2πe) + log σ (one action dimension)
+    np.testing.assert_allclose(metrics["entropy"], 0.5 * LOG_2PI_E + np.log(want), rtol=1e-5)
     assert np.all(metrics["step_norm"] > 0)  # the policy moved, σ did not (it is the schedule's)
     theta = state.carry.learner.params["actor"]
     np.testing.assert_allclose(theta["schedule"]["sigma"], 0.2, rtol=1e-6)  # σ_6, for the next rollout
