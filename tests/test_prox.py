@@ -271,3 +271,63 @@ def test_natural_gradient_is_the_explicit_damped_fisher_solve(policy_batch, step
     w_plain = np.linalg.lstsq(fisher, np.asarray(g, np.float64), rcond=None)[0]
     assert np.linalg.norm(w_plain - w) > 0.1 * np.linalg.norm(w)
     assert w @ damped @ w > 1.1 * (w @ fisher @ w)
+
+
+def test_shuffled_minibatches_cut_one_permutation_of_the_batch():
+    """Every sample lands in exactly one minibatch, the leaves of a sample stay together, and one minibatch is
+    the batch in its own order."""
+    from proxrl.prox.solvers import shuffled_minibatches
+
+    data = {"x": jnp.arange(32.0), "y": jnp.arange(32.0)[:, None] * jnp.array([1.0, -1.0])}
+    cut = shuffled_minibatches(data, jax.random.key(3), 4)
+    assert cut["x"].shape == (4, 8) and cut["y"].shape == (4, 8, 2)
+    flat = np.asarray(cut["x"]).reshape(-1)
+    assert sorted(flat.tolist()) == list(range(32)) and flat.tolist() != list(range(32))
+    np.testing.assert_array_equal(np.asarray(cut["y"]).reshape(-1, 2), flat[:, None] * np.array([1.0, -1.0]))
+    whole = shuffled_minibatches(data, jax.random.key(3), 1)
+    np.testing.assert_array_equal(whole["x"][0], data["x"])
+
+
+def test_value_regression_is_minus_c_times_half_the_squared_error_and_leaves_the_policy_alone():
+    """−c_v·½·mean (V_φ(s) − R̂)², with the value clip when asked; its gradient reaches φ only."""
+    from proxrl.prox.surrogates import value_regression
+
+    class B(NamedTuple):
+        obs: Any
+        value_old: Any
+        returns: Any
+
+    batch = B(jnp.array([[1.0], [2.0], [3.0]]), jnp.array([2.0, 2.0, 2.0]), jnp.array([0.0, 1.0, 5.0]))
+    critic = lambda phi, obs: phi["w"] * obs[:, 0]
+    theta = {"actor": jnp.array(0.7), "critic": {"w": jnp.array(1.5)}}
+    value, metrics = value_regression(critic, 0.5)(theta, None, theta, batch)
+    sq = (np.array([1.5, 3.0, 4.5]) - np.array([0.0, 1.0, 5.0])) ** 2  # 2.25, 4, 0.25
+    assert float(metrics["value_loss"]) == pytest.approx(0.5 * sq.mean())
+    assert float(value) == pytest.approx(-0.5 * 0.5 * sq.mean())
+    grad = jax.grad(lambda th: value_regression(critic, 0.5)(th, None, theta, batch)[0])(theta)
+    assert float(grad["actor"]) == 0.0
+    # d/dw of −¼·mean (w·s − R)² = −½·mean (w·s − R)·s
+    assert float(grad["critic"]["w"]) == pytest.approx(
+        -0.5 * np.mean((np.array([1.5, 3.0, 4.5]) - [0, 1, 5]) * [1, 2, 3])
+    )
+    # clipped at ε = 0.2 around V_φk = 2: V_clip = 1.8, 2.2, 2.2; the larger squared error counts
+    clipped = value_regression(critic, 1.0, clip_eps=0.2)(theta, None, theta, batch)[1]["value_loss"]
+    worst = np.maximum(sq, (np.array([1.8, 2.2, 2.2]) - np.array([0.0, 1.0, 5.0])) ** 2)
+    assert float(clipped) == pytest.approx(0.5 * worst.mean())
+
+
+def test_linear_surrogate_is_the_inner_product_with_the_fixed_estimate():
+    """L_k(θ) = ⟨θ − θ_k, ĝ_k⟩ over a pytree, gradient ĝ_k at every θ (ĝ_k held fixed)."""
+    from proxrl.prox.zeroth_order import linear_surrogate
+
+    class B(NamedTuple):
+        grad: Any
+
+    theta_k = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(0.5)}
+    batch = B({"a": jnp.array([3.0, -1.0]), "b": jnp.array(2.0)})
+    theta = {"a": jnp.array([2.0, 0.0]), "b": jnp.array(1.5)}
+    value, metrics = linear_surrogate()(theta, None, theta_k, batch)
+    assert float(value) == pytest.approx(1 * 3.0 + (-2) * (-1.0) + 1.0 * 2.0)  # 7
+    assert float(metrics["grad_estimate_norm"]) == pytest.approx(np.sqrt(9 + 1 + 4))
+    grad = jax.grad(lambda th: linear_surrogate()(th, None, theta_k, batch)[0])(theta)
+    _leaves_close(grad, batch.grad, rtol=0, atol=0)
