@@ -86,6 +86,8 @@ def _train_cases() -> list:
         (["train", "ppo", "--address", "127.0.0.1:1"], "address"),  # no actors to send there
         (["train", "appo", "--env", "CartPole-v1", "--address", "127.0.0.1:1"], "address"),  # nothing listens
         (["train", "ppo", "--out", ""], "out"),
+        (["train", "ppo", "--out", "FILE"], "out"),  # a file, not a directory
+        (["train", "ppo", "--env", "Pendulum-v1", "--sigma", "linear", "--sigma-end", "2.0"], "sigma_end"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "resume"),
         (["train", "ppo", "--preset", "bogus"], "preset"),
         (["train", "ppo", "--surrogate", "kl_adaptive", "--beta", "0"], "beta"),
@@ -113,7 +115,7 @@ def _train_cases() -> list:
 
 
 def _lecture_cases() -> list:
-    cases = []
+    cases = [pytest.param(["lecture", "expert", "--p"], "p", id="lecture-expert-p-empty")]
     for lecture, (cls, _) in cli.LECTURES.items():
         config = cls()
         for f in dataclasses.fields(cls):
@@ -179,7 +181,10 @@ def _check(argv: list[str], name: str, capsys) -> None:
     assert status == 2, (status, err)
     assert "\n" not in err and "Traceback" not in err, err
     assert err.startswith("proxrl: error: "), err
-    assert name in err or _flag(name) in err, (name, err)
+    if _flag(name) in argv:  # the option the user typed, as typed
+        assert _flag(name) in err, (name, err)
+    else:
+        assert name in err, (name, err)
 
 
 @pytest.mark.parametrize(("argv", "name"), _train_cases())
@@ -199,3 +204,26 @@ def test_evaluate_bad_input(argv, name, no_training, capsys):
 
 def test_the_table_is_large():
     assert len(_train_cases()) + len(_lecture_cases()) + len(EVALUATE) >= 300
+
+
+def test_messages_name_the_flags_typed(no_training, capsys):
+    """The fields a message names become the flags the user typed; the rest keep their names; an unknown
+    environment's suggestions are distinct."""
+    argv = ["--batch-size", "7", "--env", "X"]
+    assert cli.as_typed("buffer_size must be >= batch_size = 7, got 4", argv) == (
+        "buffer_size must be >= --batch-size = 7, got 4"
+    )
+    assert cli.as_typed("lr must be a finite number > 0, got -1.0", ["--lr=-1"]).startswith("--lr must")
+    assert cli.as_typed("lr must be a finite number > 0, got -1.0", ["--set", "lr=-1"]).startswith("lr must")
+    assert cli.as_typed(
+        "cell ppo on CartPole-v1: num_seeds must be an integer >= 1, got 0", ["--seeds", "0"]
+    ) == ("cell ppo on CartPole-v1: --seeds must be an integer >= 1, got 0")
+    assert (
+        cli.as_typed("the seed and the env: nothing", ["--seed", "1", "--env", "x"])
+        == "the seed and the env: nothing"
+    )
+    assert cli.main(["train", "ppo", "--env", "CartPol-v1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("proxrl: error: --env 'CartPol-v1' is not a registered"), err
+    suggested = err.split("did you mean ")[1].rstrip("?\n").split(", ")
+    assert "CartPole-v1" in suggested and len(suggested) == len(set(suggested)), err

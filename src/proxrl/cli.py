@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
@@ -150,6 +151,33 @@ INTERRUPTED = {
 }
 
 
+TYPED_AS = {"env_id": ("--env",), "num_seeds": ("--num-seeds", "--seeds")}
+"""Options whose flag is not ``--`` + the field name in kebab case (``--seeds`` is the sweep's ``num_seeds``)."""
+
+_SUBJECT = re.compile(r"^((?:cell [^:]*: )?)([a-z][a-z0-9_]*)(?=[ :])")
+_FIELD = re.compile(r"(?<![\w-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w-])")
+
+
+def as_typed(message: str, argv: Sequence[str]) -> str:
+    """``message`` with the options it names written as the flags the user typed: the field it starts with
+    (``lr``, ``total_steps``) and any other field name with an underscore (``batch_size``) becomes ``--lr``,
+    ``--total-steps``, ``--batch-size`` where that flag is on this command line. Values that came from a preset,
+    a sweep file or a default keep the field name, which is what the user wrote or can look up."""
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+
+    def flag(field: str) -> str | None:
+        for candidate in ("--" + field.replace("_", "-"), *TYPED_AS.get(field, ())):
+            if candidate in typed:
+                return candidate
+        return None
+
+    match = _SUBJECT.match(message)
+    head, rest = "", message
+    if match is not None and flag(match.group(2)) is not None:
+        head, rest = match.group(1) + flag(match.group(2)), message[match.end() :]
+    return head + _FIELD.sub(lambda m: flag(m.group(0)) or m.group(0), rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 a sweep's cluster lost, 2 bad input or an OS error, 3 a
     non-finite value, 130 interrupted by Ctrl-C). Output cut short by its reader (``… | head``) ends quietly."""
@@ -178,7 +206,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         rd = {"lecture": _lecture, "train": _train, "evaluate": _evaluate, "sweep": _sweep}[command](rest)
     except ConfigError as e:
-        print(f"proxrl: error: {e}", file=sys.stderr)
+        print(f"proxrl: error: {as_typed(str(e), rest)}", file=sys.stderr)
         return 2
     except NonFiniteError as e:
         print(f"proxrl: error: {e}", file=sys.stderr)

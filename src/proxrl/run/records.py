@@ -239,7 +239,8 @@ class RunDir:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"cannot create run directory {str(path)!r}: {e.strerror}") from None
+            what = "a file of that name exists" if path.exists() or path.is_symlink() else e.strerror
+            raise ConfigError(f"--out {str(path)!r} cannot be made a run directory: {what}") from None
         self._init(path)
         if lock:
             self.lock()

@@ -94,7 +94,9 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, help="deterministic episodes per evaluation (default 10)")
     p.add_argument("--backend", help="auto, gymnax or gymnasium (default auto)")
     p.add_argument(
-        "--out", type=Path, help="sweep directory (default runs/sweep-NAME, NAME the file's name key, else its stem)"
+        "--out",
+        type=Path,
+        help="sweep directory (default runs/sweep-NAME, NAME the file's name key, else its stem)",
     )
     p.add_argument(
         "--workers",
