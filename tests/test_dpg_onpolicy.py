@@ -49,16 +49,13 @@ def test_sarsa_target_on_a_hand_built_rollout():
     assert y[2, 0] != 1 + 0.5 * q(np.array([3.0]), mu(np.array([3.0])))
 
 
+SMALL = override(
+    DPGOnPolicyConfig(), num_envs=2, num_steps=16, hidden=(16,), q_epochs=2, q_minibatches=2, actor_steps=2
+)
+
+
 def test_one_update_through_the_training_loop_reports_its_metrics():
-    config = override(
-        DPGOnPolicyConfig(),
-        num_envs=2,
-        num_steps=16,
-        hidden=(16,),
-        q_epochs=2,
-        q_minibatches=2,
-        actor_steps=2,
-    )
+    config = SMALL
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state = trainer.init(jax.random.key(0))
     _, metrics = jax.jit(trainer.update)(state)
@@ -70,15 +67,7 @@ def test_one_update_through_the_training_loop_reports_its_metrics():
 def test_one_learn_call_raises_q_along_the_actor_and_fits_the_sarsa_targets():
     """On a fixed rollout: (1/N) Σ Q_φk(s_h, μ_θ(s_h)) is higher at θ_{k+1} than at θ_k, and the critic's squared
     error against the SARSA targets y (fixed at θ_k, φ_k) is lower at φ_{k+1} than at φ_k."""
-    config = override(
-        DPGOnPolicyConfig(),
-        num_envs=2,
-        num_steps=16,
-        hidden=(16,),
-        q_epochs=2,
-        q_minibatches=2,
-        actor_steps=2,
-    )
+    config = SMALL
     space = BoxSpace(-2 * np.ones(1), 2 * np.ones(1), (1,))
     learner = make_learner(config, BoxSpace(-np.ones(3), np.ones(3), (3,)), space)
     k = jax.random.split(jax.random.key(5), 4)

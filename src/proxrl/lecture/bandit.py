@@ -17,7 +17,7 @@ import numpy as np
 from rich.progress import Progress
 
 from proxrl.config import check_numbers
-from proxrl.errors import ConfigError, check_in_range, check_int_at_least, check_memory, check_positive
+from proxrl.errors import check_in_range, check_int_at_least, check_memory, check_positive
 from proxrl.run.plots import band, describe_plot, figure
 from proxrl.run.records import RunDir
 from proxrl.run.stats import CI_LABEL, mean_ci
@@ -66,12 +66,7 @@ class BanditConfig:
 
     def validate(self) -> None:
         check_numbers(self)
-        if len(self.arms) < 2:
-            raise ConfigError(f"arms must list at least 2 Bernoulli means, got {len(self.arms)}")
-        try:
-            rewards_lib.bernoulli(self.arms)
-        except ConfigError as e:
-            raise ConfigError(f"arms: {e}") from None
+        rewards_lib.bernoulli(self.arms, "arms")
         check_int_at_least("rounds", self.rounds)
         check_int_at_least("seeds", self.seeds)
         if self.exp3_eta is not None:

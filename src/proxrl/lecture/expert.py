@@ -66,12 +66,7 @@ class ExpertConfig:
     def validate(self) -> None:
         check_numbers(self)
         check_int_at_least("seed", self.seed, 0)
-        if len(self.p) < 2:
-            raise ConfigError(f"p must list at least 2 Bernoulli means, got {len(self.p)}")
-        try:
-            rewards_lib.bernoulli(self.p)
-        except ConfigError as e:
-            raise ConfigError(f"p: {e}") from None
+        rewards_lib.bernoulli(self.p, "p")
         check_policy("init", self.init, len(self.p))
         check_int_at_least("rounds", self.rounds)
         check_int_at_least("seeds", self.seeds)

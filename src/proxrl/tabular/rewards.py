@@ -88,9 +88,10 @@ def fixed(rewards: np.ndarray | list[float], low: float = 0.0, high: float = 1.0
     return RewardModel("fixed", r, np.zeros_like(r), r[None], low, high)
 
 
-def bernoulli(p: np.ndarray | list[float]) -> RewardModel:
-    """``r_t(a) ∼ Ber(p(a))`` independently; range ``[0, 1]``."""
-    p = check_bounded("bernoulli means", _vector("bernoulli means", p), 0.0, 1.0)
+def bernoulli(p: np.ndarray | list[float], name: str = "bernoulli means") -> RewardModel:
+    """``r_t(a) ∼ Ber(p(a))`` independently; range ``[0, 1]``. ``name``: the option the means came from, for
+    the one-line error (at least 2 means, each in [0, 1])."""
+    p = check_bounded(name, _vector(name, p), 0.0, 1.0)
     return RewardModel("bernoulli", p, np.zeros_like(p), p[None], 0.0, 1.0)
 
 
