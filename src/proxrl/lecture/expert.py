@@ -231,7 +231,8 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
         f"3. **EW is at least as good as PG at every η** ({_verdict(ew_holds)}: PG significantly better at "
         f"{n_sig_pg} η values). The paired difference EW − PG is ≥ 0 in mean at "
         f"{int(np.sum(d.mean >= 0))}/{len(etas)} η values; its smallest mean is {d.mean[worst_gap]:.3f} "
-        f"(95% CI [{d.lo[worst_gap]:.3f}, {d.hi[worst_gap]:.3f}]) at η = {etas[worst_gap]:.3g}. EW's best total is {ew.mean(axis=1).max():.1f} "
+        f"(95% CI [{d.lo[worst_gap]:.3f}, {d.hi[worst_gap]:.3f}]) at η = {etas[worst_gap]:.3g}. "
+        f"EW's best total is {ew.mean(axis=1).max():.1f} "
         f"(best arm: {cfg.rounds * max(cfg.p):g}).",
         "",
         "## Table",
