@@ -333,7 +333,8 @@ def natural_gradient(fisher_kl: Callable[[Params, Any], Array], region: NaturalS
     gradient solves for ``w`` in ``region.cg_iters`` products. This is the maximiser of the quadratic model
     ``(θ − θ_k)ᵀg − (1/2η)(θ − θ_k)ᵀF(θ − θ_k)`` of the lecture's KL-proximal step. The step length η is fixed
     or TRPO's ``√(2δ / wᵀ(F + λI)w)`` (the damped quadratic model, as CG solves it); with
-    ``region.line_search`` TRPO's backtracking (:func:`line_search`) keeps the exact KL (the problem's geometry term) ≤ δ and the surrogate improving.
+    ``region.line_search`` TRPO's backtracking (:func:`line_search`) keeps the exact KL (the problem's geometry
+    term) ≤ δ and the surrogate improving.
 
     Metrics: ``expected_gain`` (gᵀΔθ of the step taken), ``grad_norm`` (‖g‖), ``cg_residual``
     (‖g − (F + λI)w‖² / ‖g‖²), ``quad_kl`` (½Δθᵀ(F + λI)Δθ of the full step), ``line_search_steps``, ``accepted``.
