@@ -2,7 +2,7 @@
 host-side on Gymnasium through the same driver.
 
     python bench/bench_es.py cartpole --seeds 5 --generations 20
-    python bench/bench_es.py pendulum --seeds 8 --seed 1 --generations 300      (the preset "pendulum")
+    python bench/bench_es.py pendulum --seeds 8 --seed 1 --generations 300      (the search's base setting)
     python bench/bench_es.py gym-cartpole --generations 10        (Gymnasium's CartPole-v1 stepped on the host)
 
 Prints the compile and run times, the final deterministic evaluation return of every seed, and the first
@@ -27,7 +27,8 @@ from proxrl.run.train import RunConfig, make_evaluate, make_runner, make_train, 
 
 ENVS = {
     "cartpole": ("CartPole-v1", 475.0, {"num_envs": 32, "num_steps": 1000}),
-    # the preset "pendulum" of `proxrl train es` (src/proxrl/run/presets.py)
+    # the Pendulum search's base setting; the preset "pendulum" of `proxrl train es` adds crn="pairs" and
+    # obs_norm=False to it (proxrl.run.presets.PRESETS["es"]["pendulum"])
     "pendulum": ("Pendulum-v1", -300.0, {"num_envs": 64, "num_steps": 1000, "sigma": 0.05, "lr": 0.05}),
 }
 

@@ -20,8 +20,8 @@ to a threshold published by Mania et al. 2018 (Table 1, on Hopper-v1/HalfCheetah
 ARS's step θ + (α/(b σ_R)) Σ (r⁺ − r⁻) δ has no 1/ν; ours divides by 2σ, so η = 2να. As in ARS every generation
 resets the environments and scores each member on its first episode (``score_episodes="first"``), so a generation
 costs 2N episodes, counted as the paper counts them (evaluation episodes excluded; ``steps_scored`` gives their
-steps); evaluations run every ``--eval-every`` lockstep steps (10 generations = 10·2N·1000, as the paper evaluates
-every 10 iterations).
+steps); evaluations run every ``--eval-generations`` generations (10 generations = 10·2N·1000 lockstep steps, as the
+paper evaluates every 10 iterations).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -140,8 +141,11 @@ def run_part(part: str, steps: int, peers: Path, timeout: float, algo: str) -> d
     ]
     for attempt in (1, 2):
         try:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
-            return json.loads(out.strip().splitlines()[-1])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            return {**json.loads(out.strip().splitlines()[-1]), "process_cpu_s": round(cpu, 2)}
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as e:
             print(f"  {part}: attempt {attempt} failed ({type(e).__name__})", file=sys.stderr)
     return None
@@ -175,21 +179,30 @@ def main() -> None:
 
     parts = ["bare", "proxrl"] + ([] if args.skip_peers else ["sb3"])
     rates: dict[str, list[float]] = {p: [] for p in parts}
+    cpu: dict[str, list[float]] = {p: [] for p in parts}  # whole-process CPU seconds (start-up included)
     for r in range(args.repeats):
         for part in parts:
             row = run_part(part, args.steps, args.peers, args.timeout, args.algo)
             if row is not None:
                 rates[part].append(row["steps_per_s"])
-                print(f"repeat {r + 1} {part:7s} {row['steps_per_s']:9.0f} steps/s", flush=True)
+                cpu[part].append(row["process_cpu_s"])
+                print(
+                    f"repeat {r + 1} {part:7s} {row['steps_per_s']:9.0f} steps/s "
+                    f"(process CPU {row['process_cpu_s']:.1f} s)",
+                    flush=True,
+                )
     print(
         f"\n{args.algo.upper()} on {ENV_ID}, 1 environment, {args.steps} steps per measurement, {args.repeats} repeats"
     )
-    print(f"{'':8s} {'steps/s (median [min–max])':>32s}")
+    print(f"{'':8s} {'steps/s (median [min–max])':>32s}   process CPU s (median)")
     med = {}
     for part, values in rates.items():
         if values:
             med[part] = statistics.median(values)
-            print(f"{part:8s} {med[part]:12.0f} [{min(values):.0f}–{max(values):.0f}], n={len(values)}")
+            print(
+                f"{part:8s} {med[part]:12.0f} [{min(values):.0f}–{max(values):.0f}], n={len(values)}   "
+                f"{statistics.median(cpu[part]):.1f}"
+            )
     ppo = args.algo == "ppo"  # the goals are issue 4's, for PPO; the off-policy figures have none
     if "proxrl" in med and "sb3" in med:
         print(f"proxrl / SB3:  {med['proxrl'] / med['sb3']:.2f}×" + ("  (goal ≥ 3)" if ppo else ""))

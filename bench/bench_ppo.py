@@ -35,6 +35,7 @@ _T_START = time.perf_counter()  # worker processes report their start-up (import
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -166,16 +167,21 @@ class Measurement:
 def run_json(
     cmd: list[str], timeout: float, env: dict[str, str] | None = None
 ) -> tuple[dict[str, Any] | None, str]:
-    """Run ``cmd``; return its last stdout line parsed as JSON (or None) and an error description."""
+    """Run ``cmd``; return its last stdout line parsed as JSON (or None) and an error description. The result
+    gains ``process_wall_s`` and ``process_cpu_s``: the whole process's wall time and CPU seconds (user + system,
+    its own children included), start-up and compilation counted, for a machine whose wall clock is shared."""
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:.0f} s"
+    wall, after = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return None, f"exit {proc.returncode}: " + " | ".join(tail)
-    return json.loads(lines[-1]), ""
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(lines[-1]), "process_wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3)}, ""
 
 
 def measure(m: Measurement, cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> None:
@@ -184,9 +190,8 @@ def measure(m: Measurement, cmd: list[str], timeout: float, env: dict[str, str] 
         result, error = run_json(cmd, timeout, env)
         if result is not None:
             m.runs.append(result)
-            brief = {
-                k: result.get(k) for k in ("t_hit_s", "compile_s", "run_s", "train_s", "n_hit") if k in result
-            }
+            keys = ("t_hit_s", "compile_s", "run_s", "train_s", "n_hit", "process_wall_s", "process_cpu_s")
+            brief = {k: result.get(k) for k in keys if k in result}
             print(f"  {m.name:<26} {json.dumps(brief)}" + (" (after a retry)" if attempt else ""), flush=True)
             return
         print(f"  {m.name:<28} attempt {attempt + 1}: {error}", flush=True)
@@ -199,6 +204,7 @@ def save_raw(path: str | None, ms: dict[str, Measurement]) -> None:
     """Write every raw result so far to ``path`` (if given), so an interrupted benchmark keeps its data."""
     if path:
         raw = {n: {"runs": m.runs, "retries": m.retries, "failures": m.failures} for n, m in ms.items()}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(raw, indent=1))
 
 
@@ -300,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # ---- table
     print(f"\nPPO CartPole-v1, time to 475 — median [min–max], n (benchmark took {elapsed / 60:.1f} min)")
-    header = f"{'measurement':<26} | {'t_hit s':<24} | {'compile s':<24} | {'run s (budget)':<24} | startup s | seeds hit"
+    header = (
+        f"{'measurement':<26} | {'t_hit s':<24} | {'compile s':<24} | {'run s (budget)':<24} | startup s | "
+        "process wall s | process CPU s | seeds hit"
+    )
     print(header)
     print("-" * len(header))
     for n, m in ms.items():
@@ -313,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes += f" failed {len(m.failures)}" if m.failures else ""
         print(
             f"{n:<26} | {stat(m.values('t_hit_s')):<24} | {stat(m.values('compile_s')):<24} | "
-            f"{stat(m.values(run_key)):<24} | {fmt(median(m.values('startup_s'))):<9} | {hit}/{seeds}{notes}"
+            f"{stat(m.values(run_key)):<24} | {fmt(median(m.values('startup_s'))):<9} | "
+            f"{fmt(median(m.values('process_wall_s'))):<14} | {fmt(median(m.values('process_cpu_s'))):<13} | "
+            f"{hit}/{seeds}{notes}"
         )
     for m in ms.values():
         steps = sorted(s for r in m.runs for s in r.get("steps_hit", [r.get("step_hit")]) if s is not None)

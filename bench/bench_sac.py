@@ -30,7 +30,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ppo import Measurement, compile_and_run, first_hit, measure, median, stat  # noqa: E402
+from bench_ppo import Measurement, compile_and_run, first_hit, fmt, measure, median, stat  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 THRESHOLD = -200.0
@@ -133,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             measure(ms["SB3 1 seed"], [*sb3_cmd("sb3"), "--seed", str(r)], args.timeout)
 
     print("\nSAC Pendulum-v1, time to −200 — median [min–max], n")
-    print(f"{'measurement':<16} | {'t_hit s':<24} | {'compile s':<24} | {'run / train s':<24} | seeds hit")
+    print(
+        f"{'measurement':<16} | {'t_hit s':<24} | {'compile s':<24} | {'run / train s':<24} | process wall s | "
+        "process CPU s | seeds hit"
+    )
     for n, m in ms.items():
         if not m.runs and not m.failures:
             continue
@@ -144,14 +147,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(
             f"{n:<16} | {stat(m.values('t_hit_s')):<24} | {stat(m.values('compile_s')):<24} | "
-            f"{stat(m.values(run_key)):<24} | {hit}/{len(m.runs)}{notes}"
+            f"{stat(m.values(run_key)):<24} | {fmt(median(m.values('process_wall_s'))):<14} | "
+            f"{fmt(median(m.values('process_cpu_s'))):<13} | {hit}/{len(m.runs)}{notes}"
         )
     ours = median(ms["proxrl 1 seed"].values("t_hit_s"))
-    print("\nRatios (peer time / proxrl time; goals: > 1 vs Rejax, ≥ 5 vs SB3):")
+    ours_cpu = median(ms["proxrl 1 seed"].values("process_cpu_s"))
+    print("\nRatios (peer / proxrl; goals on time to −200: > 1 vs Rejax, ≥ 5 vs SB3):")
     for n in ("Rejax 1 seed", "SBX 1 seed", "SB3 1 seed"):
-        theirs = median(ms[n].values("t_hit_s"))
-        if ours and theirs:
-            print(f"  {n:<14} {theirs / ours:6.2f}×")
+        theirs, theirs_cpu = median(ms[n].values("t_hit_s")), median(ms[n].values("process_cpu_s"))
+        time_ratio = f"{theirs / ours:6.2f}×" if ours and theirs else "   n/a (missing figure)"
+        cpu_ratio = f"{theirs_cpu / ours_cpu:.2f}×" if ours_cpu and theirs_cpu else "n/a"
+        print(f"  {n:<14} time to −200 {time_ratio}, whole-process CPU seconds {cpu_ratio}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ to see which algorithms a change moved, bit for bit:
     python bench/fingerprint.py > after.txt
     git stash; python bench/fingerprint.py > before.txt; git stash pop; diff before.txt after.txt
 
-``--only ppo-clip td3`` runs a subset (names as printed).
+``--only ppo-cartpole td3`` runs a subset (names as printed; an unknown name is an error).
 """
 
 from __future__ import annotations
@@ -85,6 +85,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", default=None, help="case names to run (default: all)")
     args = parser.parse_args()
+    known = [name for name, *_ in cases()]
+    unknown = sorted(set(args.only or ()) - set(known))
+    if unknown:
+        parser.error(f"--only: unknown case(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     for name, config, env_id, steps in cases():
         if args.only and name not in args.only:
             continue

@@ -2,10 +2,12 @@
 # Install the libraries proxrl's benchmarks compare against, each in its own virtual environment
 # OUTSIDE the project, so that their pinned dependencies never touch proxrl's own environment.
 #
-#   sb3    Stable-Baselines3 on PyTorch 2.13.0 (CPU), Gymnasium with MuJoCo
-#   sbx    SBX (Stable-Baselines3 on JAX), Gymnasium with MuJoCo
-#   rejax  Rejax on gymnax 0.0.9 (Rejax 0.1.3 does not run on gymnax 1.x, whose step returns 6 values)
-#   evosax evosax 0.3.x (OpenAI-ES, bench/bench_es_peers.py) on gymnax 1.x (six: gymnax's MNIST module imports it)
+#   sb3    Stable-Baselines3 2.9.2 on PyTorch 2.13.0 (CPU), Gymnasium with MuJoCo
+#   sbx    SBX 0.28 (Stable-Baselines3 on JAX), Gymnasium with MuJoCo
+#   rejax  Rejax 0.1.3 on gymnax 0.0.9 (Rejax 0.1.3 does not run on gymnax 1.x, whose step returns 6 values)
+#   evosax evosax 0.3.2 (OpenAI-ES, bench/bench_es_peers.py) on gymnax 1.0.1 (six: gymnax's MNIST module imports it)
+# The peers are pinned to the versions behind the figures in RESULTS.md; their own dependencies are resolved by
+# pip, and each venv's full `pip freeze` is kept in $PEERS_DIR/<name>/requirements.lock.
 #
 # Usage:   bash bench/setup_peers.sh [sb3] [sbx] [rejax] [evosax]      (no argument: all four)
 # Where:   $PEERS_DIR/<name>/bin/python, PEERS_DIR defaulting to ~/.cache/proxrl-peers
@@ -47,10 +49,10 @@ if [[ ${#peers[@]} -eq 0 ]]; then
 fi
 for peer in "${peers[@]}"; do
     case "$peer" in
-        sb3) install_peer sb3 "torch==2.13.0" stable-baselines3 "gymnasium[mujoco]" ;;
-        sbx) install_peer sbx sbx-rl "gymnasium[mujoco]" ;;
-        rejax) install_peer rejax rejax "gymnax==0.0.9" ;;
-        evosax) install_peer evosax "evosax>=0.3,<0.4" "gymnax>=1.0" six ;;
+        sb3) install_peer sb3 "torch==2.13.0" "stable-baselines3==2.9.2" "gymnasium[mujoco]" ;;
+        sbx) install_peer sbx "sbx-rl==0.28.0" "gymnasium[mujoco]" ;;
+        rejax) install_peer rejax "rejax==0.1.3" "gymnax==0.0.9" ;;
+        evosax) install_peer evosax "evosax==0.3.2" "gymnax==1.0.1" six ;;
         *)
             echo "unknown peer '$peer' (choose from: sb3 sbx rejax evosax)" >&2
             exit 2

@@ -18,6 +18,7 @@ of every generation's members (for the time to a threshold) and a final evaluati
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import time
 
@@ -131,9 +132,7 @@ def main() -> None:
         json.dumps(
             dict(
                 lib="evosax",
-                version=__import__("evosax").__version__
-                if hasattr(__import__("evosax"), "__version__")
-                else "0.3",
+                version=importlib.metadata.version("evosax"),
                 env=args.env,
                 seeds=args.seeds,
                 generations=args.generations,
