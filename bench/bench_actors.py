@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -91,7 +92,7 @@ def measure(kind: str, env_id: str, updates: int) -> dict:
 def throughput(args: argparse.Namespace) -> None:
     ray.init(
         address="local",
-        num_cpus=2,
+        num_cpus=args.cpus,
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.WARNING,
@@ -164,6 +165,9 @@ def main() -> None:
     t.add_argument("--envs", nargs="+", default=["CartPole-v1", "HalfCheetah-v5"])
     t.add_argument("--updates", type=int, default=30)
     t.add_argument("--repeats", type=int, default=2)
+    t.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 2, help="CPUs Ray may use (default: this machine's)"
+    )
     lp = sub.add_parser("learn")
     lp.add_argument("--lag-mode", default="fixed", choices=("async", "fixed"))
     lp.add_argument("--seeds", type=int, default=3)

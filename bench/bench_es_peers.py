@@ -106,15 +106,20 @@ def proxrl_gymnax(env_id: str, seeds: int, seed: int) -> dict:
     )
 
 
-def evosax_run(python: Path, env_id: str, seeds: int, seed: int) -> dict:
+def evosax_run(python: Path, env_id: str, seeds: int, seed: int, timeout: float) -> dict:
     _, population, _, rollouts, sigma, lr, generations = EVOSAX_TASKS[env_id]
     cmd = [str(python), str(HERE / "peers/peer_evosax.py"), "--env", env_id, "--seeds", str(seeds)]
     cmd += ["--generations", str(generations), "--population", str(population), "--rollouts", str(rollouts)]
     cmd += ["--sigma", str(sigma), "--lr", str(lr), "--seed", str(seed)]
     if EVOSAX_OPTIONS.get(env_id, {}).get("obs_norm") is False:
         cmd += ["--raw-obs"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    for attempt in (1, 2):  # a fresh process each time; retried once on a timeout or a failure
+        try:
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout).stdout
+            return json.loads(out.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as e:
+            print(f"  evosax on {env_id}: attempt {attempt} failed ({type(e).__name__})", flush=True)
+    sys.exit(f"evosax on {env_id} failed twice")
 
 
 def time_to(result: dict, threshold: float, generations: int) -> list[float | None]:
@@ -125,6 +130,9 @@ def time_to(result: dict, threshold: float, generations: int) -> list[float | No
 
 def bench_evosax(args: argparse.Namespace) -> None:
     python = Path(args.peers_dir) / "evosax/bin/python"
+    order = args.order.split(",")
+    if sorted(order) != ["evosax", "proxrl"]:
+        sys.exit(f"--order: give proxrl and evosax once each, in the order to run them (got {args.order!r})")
     if not python.exists():
         sys.exit(f"evosax venv missing ({python}): run `bash bench/setup_peers.sh evosax`")
     for env_id in args.envs.split(","):
@@ -132,11 +140,11 @@ def bench_evosax(args: argparse.Namespace) -> None:
         print(f"\n== {env_id}: population {population}, σ {sigma}, Adam {lr}, {generations} generations, "
               f"{args.seeds} seeds vmapped; threshold {threshold:g} on the population mean return")  # fmt: skip
         results = {}
-        for lib in args.order.split(","):
+        for lib in order:
             results[lib] = (
                 proxrl_gymnax(env_id, args.seeds, args.seed)
                 if lib == "proxrl"
-                else evosax_run(python, env_id, args.seeds, args.seed)
+                else evosax_run(python, env_id, args.seeds, args.seed, args.timeout)
             )
         for lib, r in results.items():
             per_member = (
@@ -228,6 +236,7 @@ def main() -> None:
     e.add_argument("--seeds", type=int, default=4)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--order", default="proxrl,evosax")
+    e.add_argument("--timeout", type=float, default=3600.0, help="seconds before an evosax run is retried")
     e.add_argument(
         "--peers-dir", default=os.environ.get("PEERS_DIR", str(Path.home() / ".cache/proxrl-peers"))
     )
