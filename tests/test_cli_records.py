@@ -77,15 +77,15 @@ def test_lecture_bandit_and_conditioning_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["lecture", "expert", "--eta-min", "0"], "eta_min must be a finite number > 0, got 0.0"),
-        (["lecture", "expert", "--init", "0.5", "0.6"], "init must sum to 1"),
+        (["lecture", "expert", "--eta-min", "0"], "--eta-min must be a finite number > 0, got 0.0"),
+        (["lecture", "expert", "--init", "0.5", "0.6"], "--init must sum to 1"),
         (["lecture", "expert", "--init", "-0.5", "1.5"], "init must have finite entries >= 0"),
         (["lecture", "expert", "--init", "0.2", "0.3", "0.5"], "init must have length 2"),
-        (["lecture", "expert", "--p", "0.6", "1.5"], "bernoulli means must lie in [0, 1], got 1.5"),
-        (["lecture", "bandit", "--reg-m", "0"], "m must be an integer >= 1, got 0"),
-        (["lecture", "bandit", "--npg-n", "0"], "n must be an integer >= 1, got 0"),
-        (["lecture", "bandit", "--pg-eta", "-1"], "eta must be a finite number > 0"),
-        (["lecture", "conditioning", "--kappas", "0.5"], "kappas must be > 1"),
+        (["lecture", "expert", "--p", "0.6", "1.5"], "--p must lie in [0, 1], got 1.5"),
+        (["lecture", "bandit", "--reg-m", "0"], "--reg-m must be an integer >= 1, got 0"),
+        (["lecture", "bandit", "--npg-n", "0"], "--npg-n must be an integer >= 1, got 0"),
+        (["lecture", "bandit", "--pg-eta", "-1"], "--pg-eta must be a finite number > 0"),
+        (["lecture", "conditioning", "--kappas", "0.5"], "--kappas must be > 1"),
         (["frobnicate"], "unknown command 'frobnicate'"),
     ],
 )
@@ -105,7 +105,7 @@ def test_console_script_help_and_error():
         text=True,
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "proxrl: error: rounds must be an integer >= 1, got 0"
+    assert bad.stderr.strip() == "proxrl: error: --rounds must be an integer >= 1, got 0"
 
 
 def test_lecture_expert_summary_says_when_a_claim_does_not_hold():

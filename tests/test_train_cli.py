@@ -112,14 +112,14 @@ def test_evaluate_and_resume(run_dir):
     ("args", "fragment"),
     [
         (["train", "ppo", "--env", "CartPol-v1"], "did you mean CartPole-v1"),
-        (["train", "ppo", "--total-steps", "0"], "total_steps must be an integer >= 1, got 0"),
-        (["train", "ppo", "--num-seeds", "-1"], "num_seeds must be an integer >= 1"),
-        (["train", "ppo", "--lr", "0"], "lr must be a finite number > 0"),
-        (["train", "ppo", "--clip-eps", "0"], "clip_eps must be a finite number > 0"),
-        (["train", "ppo", "--gamma", "1.5"], "gamma must lie in [0, 1]"),
-        (["train", "ppo", "--gae-lambda", "-0.1"], "gae_lambda must lie in [0, 1]"),
+        (["train", "ppo", "--total-steps", "0"], "--total-steps must be an integer >= 1, got 0"),
+        (["train", "ppo", "--num-seeds", "-1"], "--num-seeds must be an integer >= 1"),
+        (["train", "ppo", "--lr", "0"], "--lr must be a finite number > 0"),
+        (["train", "ppo", "--clip-eps", "0"], "--clip-eps must be a finite number > 0"),
+        (["train", "ppo", "--gamma", "1.5"], "--gamma must lie in [0, 1]"),
+        (["train", "ppo", "--gae-lambda", "-0.1"], "--gae-lambda must lie in [0, 1]"),
         (["train", "sarsa"], "unknown algorithm 'sarsa'; choose one of"),
-        (["train", "ppo", "--backend", "jax"], "backend must be one of"),
+        (["train", "ppo", "--backend", "jax"], "--backend must be one of"),
         (
             ["train", "ppo", "--env", "HalfCheetah-v5", "--backend", "gymnax"],
             "not a registered gymnax environment",
@@ -138,7 +138,7 @@ def test_evaluate_and_resume(run_dir):
             ["train", "offpolicy_ac", "--env", "Pendulum-v1"],
             "needs a discrete action space, got Box(-2, 2, (1,)) (Pendulum-v1)",
         ),
-        (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "buffer_size"),
+        (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "--buffer-size must be >= batch_size = 256, got 100"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),
         # tyro's own parse errors, as one line
@@ -155,14 +155,14 @@ def test_evaluate_and_resume(run_dir):
         # options that mean nothing at NaN or infinity, and counts of zero
         (
             ["train", "ppo", "--env", "Pendulum-v1", "--log-std-init", "nan"],
-            "log_std_init must be a finite number",
+            "--log-std-init must be a finite number",
         ),
         (
             ["train", "sac", "--env", "Pendulum-v1", "--target-entropy", "inf"],
-            "target_entropy must be a finite",
+            "--target-entropy must be a finite",
         ),
-        (["train", "ppo", "--num-envs", "0"], "num_envs must be an integer >= 1, got 0"),
-        (["train", "npg", "--num-steps", "0"], "num_steps must be an integer >= 1, got 0"),
+        (["train", "ppo", "--num-envs", "0"], "--num-envs must be an integer >= 1, got 0"),
+        (["train", "npg", "--num-steps", "0"], "--num-steps must be an integer >= 1, got 0"),
     ],
 )
 def test_train_bad_input(args, fragment, capsys):
