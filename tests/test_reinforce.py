@@ -91,10 +91,11 @@ def test_returns_to_go_known_answers():
         np.testing.assert_array_equal(got_mask, want_mask)
 
 
-@pytest.mark.parametrize("baseline", ["none", "value"])
-def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
+@pytest.mark.parametrize(("baseline", "scale"), [("none", 1.0), ("value", 1.0), ("none", 1e-6)])
+def test_first_step_follows_the_hand_computed_policy_gradient(baseline, scale):
     """The learner's g = (1/N) Σ mask·∇log π(a|s)·(R − b(s)) (N = T·B), per-sample gradients by hand; the
-    first Adam step from it is exactly θ₁ − θ₀ = lr·g/(|g| + ε) elementwise (m̂ = g, v̂ = g²)."""
+    first Adam step from it is exactly θ₁ − θ₀ = lr·g/(|g| + ε) elementwise (m̂ = g, v̂ = g²). With rewards
+    scaled by 1e-6, |g| < ε = 1e-5 and the step depends on each |g| (about lr·g/ε), not only on the signs."""
     env = as_env("CartPole-v1")
     config = override(
         REINFORCEConfig(),
@@ -107,6 +108,7 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
     )
     learner = make_learner(config, env.observation_space, env.action_space)
     traj = _traj(1)
+    traj = traj._replace(reward=scale * traj.reward)
     state = learner.init(jax.random.key(2), traj.obs[0])
     new_state, metrics = jax.jit(learner.learn)(state, traj)
 
@@ -133,9 +135,18 @@ def test_first_step_follows_the_hand_computed_policy_gradient(baseline):
     np.testing.assert_allclose(metrics["grad_norm"], jnp.linalg.norm(g_flat), rtol=1e-5)
     step = jax.tree.map(jnp.subtract, new_state.params["actor"], theta)
     expected = jax.tree.map(lambda x: config.step.lr * x / (jnp.abs(x) + 1e-5), g)
-    for got, want in zip(jax.tree.leaves(step), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * config.step.lr)
-    assert float(jnp.linalg.norm(g_flat)) > 1e-3  # not trivially zero
+    for got, want, before in zip(*map(jax.tree.leaves, (step, expected, theta)), strict=True):
+        ulp = np.spacing(np.abs(np.asarray(before)))  # θ₁ − θ₀ is rounded to θ's float32 spacing
+        np.testing.assert_array_less(
+            np.abs(np.asarray(got) - np.asarray(want)), 1e-3 * np.abs(want) + 2 * ulp + 1e-12
+        )
+    assert float(jnp.linalg.norm(g_flat)) > 1e-3 * scale  # not trivially zero
+    if scale < 1:  # every |g| below ε: the step's size follows |g|, not only its sign
+        assert float(jnp.max(jnp.abs(g_flat))) < 1e-5
+        want = np.concatenate([np.abs(np.asarray(x)).ravel() for x in jax.tree.leaves(expected)])
+        ulp = np.concatenate([np.spacing(np.abs(np.asarray(x))).ravel() for x in jax.tree.leaves(theta)])
+        # the biases start at 0, so their steps carry no rounding: 10 entries checked to 1e-3 of lr·g/ε
+        assert np.sum(want > 1e4 * ulp) >= 10
     np.testing.assert_allclose(metrics["kept_frac"], mask.mean())
 
 

@@ -138,7 +138,10 @@ def test_evaluate_and_resume(run_dir):
             ["train", "offpolicy_ac", "--env", "Pendulum-v1"],
             "needs a discrete action space, got Box(-2, 2, (1,)) (Pendulum-v1)",
         ),
-        (["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"], "--buffer-size must be >= batch_size = 256, got 100"),
+        (
+            ["train", "td3", "--env", "Pendulum-v1", "--buffer-size", "100"],
+            "--buffer-size must be >= batch_size = 256, got 100",
+        ),
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),
         # tyro's own parse errors, as one line
