@@ -173,8 +173,8 @@ def as_typed(message: str, argv: Sequence[str]) -> str:
 
     match = _SUBJECT.match(message)
     head, rest = "", message
-    if match is not None and flag(match.group(2)) is not None:
-        head, rest = match.group(1) + flag(match.group(2)), message[match.end() :]
+    if match is not None and (typed_flag := flag(match.group(2))) is not None:
+        head, rest = match.group(1) + typed_flag, message[match.end() :]
     return head + _FIELD.sub(lambda m: flag(m.group(0)) or m.group(0), rest)
 
 
