@@ -67,7 +67,18 @@ def sweep_rows(sweep: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, running
 
 
+STEPS = 1_000_000
+"""Environment steps per seed of every figure in the table."""
+
+
 def table(finals: list[dict[str, str]]) -> str:
+    short = [r for r in finals if int(float(r["steps"])) != STEPS]
+    if short:
+        r = short[0]
+        raise SystemExit(
+            f"{r['algo']} {r['env']} ({r['seed']}, {r['source']}) is at {r['steps']} steps, not {STEPS:,}: "
+            "the table pools final returns at 1M steps only"
+        )
     lines = [
         "| algorithm | environment | seeds | final return per seed | mean | 95% interval (t) |",
         "|---|---|---|---|---|---|",

@@ -130,3 +130,51 @@ def test_lecture_expert_summary_says_when_a_claim_does_not_hold():
     text = _summary(cfg, etas, {"ew": 9.0 + noise, "pg": np.full((2, 8), 6.0)}, still)
     assert "too slow to leave action 2** (does not hold here)" in text
     assert "commits too fast** (does not hold here)" in text
+
+
+def test_lecture_summaries_with_one_seed_say_a_claim_is_not_tested():
+    """One seed has no interval: the expert's significance claim and the bandit's bound column say so rather
+    than "holds" or "no"."""
+    from proxrl.lecture.expert import ExpertConfig
+    from proxrl.lecture.expert import _summary as expert_summary
+
+    cfg = ExpertConfig(seeds=1, rounds=10, num_etas=2)
+    pi1 = {"ew": np.full((2, 1), 0.9), "pg": np.full((2, 1), 1e-4)}
+    text = expert_summary(
+        cfg, np.array([0.01, 1000.0]), {"ew": np.full((2, 1), 5.0), "pg": np.full((2, 1), 9.0)}, pi1
+    )
+    assert "**EW is at least as good as PG at every η** (one seed: not tested)" in text
+    assert "| 0.01 | 5.0 (one seed) | 9.0 (one seed) | -4.00 (one seed) |" in text
+
+
+def test_lecture_bandit_summary_verdicts_follow_the_numbers():
+    """The bound's formula is printed as used (√(2TK ln K) only at the standard η); with one seed the bound
+    column compares the value and claim 1 is not tested; with many seeds the paired NPG comparison names its
+    side of 0."""
+    from proxrl.lecture.bandit import BanditConfig, _summary
+
+    instances = ["stochastic", "adversarial"]
+
+    def summary(cfg, regret_of):
+        algos = cfg.algorithms()
+        regrets = {(i, a.name): regret_of(i, j) for i in instances for j, a in enumerate(algos)}
+        return _summary(cfg, algos, regrets, instances, 69.5)
+
+    one = BanditConfig(seeds=1, rounds=300, exp3_eta=0.1)
+    text = summary(one, lambda i, j: np.full((1, 3), 17.6))
+    assert "ln K/η + ηKT/2 = 69.5." in text and "√(2TK ln K)" not in text
+    assert "| 17.6 (one seed) | yes (one seed) |" in text
+    assert "stays under its bound** (one seed: not tested)" in text
+    many = BanditConfig(seeds=6, rounds=300)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(scale=0.1, size=(6, 1))
+    # regularisation form (index 4) 10 above the exact step (index 3) on every seed: it lags
+    text = summary(many, lambda i, j: 40.0 + noise + (10.0 if j == 4 else 0.0))
+    assert "(= √(2TK ln K), the standard tuning of η)" in text
+    assert (
+        "stays under its bound** (holds here)" in text
+        and "(the regularisation form lags the exact step)" in text
+    )
+    text = summary(many, lambda i, j: 80.0 + noise - (10.0 if j == 4 else 0.0))
+    assert "stays under its bound** (does not hold here)" in text
+    assert "(the regularisation form is ahead of the exact step)" in text

@@ -194,3 +194,26 @@ def test_finish_run_many_seeds_band_unknown_range(tmp_path):
     assert "clipped" not in ci.interval()
     assert "mean over 6 seeds and its pointwise 95% confidence band, Student t (scipy.stats.t) " in text
     assert "(no known range: not clipped)" in text
+
+
+def test_seeds_that_agree_exactly_print_no_interval():
+    """Equal seeds give bounds equal to the mean (no spread); the printed forms say so instead of claiming a
+    zero-width interval, and table cells name one seed or an interval as they are."""
+    same = mean_ci(np.array([500.0, 500.0, 500.0]), bounds=(0.0, 500.0))
+    assert same.lo == same.hi == 500.0
+    assert same.interval() == "all 3 seeds equal: no interval"
+    assert same.short() == "500.0 (all seeds equal)"
+    assert mean_ci(np.array([7.0])).short(".2f") == "7.00 (one seed)"
+    ci = mean_ci(np.array([1.0, 2.0, 3.0]))  # 2 ∓ t_{0.975, 2}/√3 = [−0.484, 4.484]
+    assert ci.short(".3g") == "2 [-0.484, 4.48]"
+
+
+def test_plot_titles_say_what_the_band_plot_draws():
+    from proxrl.run.plots import seeds_tag
+
+    assert seeds_tag(1) == "1 seed"
+    assert seeds_tag(MIN_BAND_SEEDS - 1) == f"{MIN_BAND_SEEDS - 1} seeds, each drawn"
+    assert seeds_tag(200) == "200 seeds, 95% CI"
+    fig, ax = figure()
+    assert band(ax[0, 0], np.arange(3), np.ones((MIN_BAND_SEEDS - 1, 3)), "x").kind == "per-seed lines"
+    plt.close(fig)

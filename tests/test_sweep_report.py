@@ -73,3 +73,84 @@ def test_one_run_or_constant_scores_give_no_interval() -> None:
     assert np.isnan(stratified_interval(np.array([[0.3, 0.4]]), mean).lo)
     iv = stratified_interval(np.full((4, 2), 0.5), mean)
     assert iv.value == 0.5 and np.isnan(iv.lo) and iv.text() == "0.50"
+
+
+def _results(tmp_path, rows, scores):
+    """A sweep directory with ``sweep.json``'s score bounds and a results table of finished ``rows``."""
+    import csv
+    import json
+
+    from proxrl.run.sweep import COLUMNS
+
+    (tmp_path / "sweep.json").write_text(json.dumps({"scores": scores}))
+    with open(tmp_path / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for key, label, env, steps, finals in rows:
+            w.writerow(
+                dict(
+                    key=key,
+                    label=label,
+                    algo="ppo",
+                    env=env,
+                    seeds=len(finals),
+                    status="ok",
+                    final_per_seed=json.dumps(finals),
+                    steps=steps,
+                    run_dir=f"cells/{key}",
+                )
+            )
+    return tmp_path
+
+
+def test_report_keeps_cells_of_different_budgets_apart_and_scores_every_run(tmp_path) -> None:
+    """A directory holding one setting at two budgets (two sweeps into it) reports each budget as its own row;
+    no row replaces or truncates another, and each task's normalised mean is (mean return − min)/(max − min)
+    over all its runs."""
+    from proxrl.run.sweep_report import load_table, report, score_matrix
+
+    scores = {"CartPole-v1": [0.0, 500.0], "Acrobot-v1": [-500.0, 0.0]}
+    d = _results(
+        tmp_path,
+        [
+            ("k1", "ppo", "CartPole-v1", 100000, [500.0, 450.0, 400.0]),
+            ("k2", "ppo", "Acrobot-v1", 100000, [-80.0, -90.0, -100.0]),
+            ("k3", "ppo", "CartPole-v1", 20000, [30.0, 40.0, 50.0, 500.0, 480.0]),
+        ],
+        scores,
+    )
+    table = load_table(d)
+    big, small = "ppo (100,000 steps, 3 seeds)", "ppo (20,000 steps, 5 seeds)"
+    assert table.labels == [big, small]
+    np.testing.assert_array_equal(table.returns[small]["CartPole-v1"], [30.0, 40.0, 50.0, 500.0, 480.0])
+    np.testing.assert_allclose(
+        score_matrix(table, big, ["CartPole-v1", "Acrobot-v1"]).mean(axis=0), [0.9, 0.82]
+    )
+    text = report(d, reps=200).summary.read_text()
+    # all 5 runs 0.06, 0.08, 0.1, 1, 0.96: IQM (one trimmed from each end) 0.38, mean 0.44, median 0.10
+    assert f"| {small} | CartPole-v1 | 0.38 [0.07, 0.99] | 0.44 [" in text
+    assert f"| {big} | CartPole-v1 | 0.90 [" in text and "here as few as 3" in text
+    # one budget, one name; the same name twice on one task is told apart by the cell key
+    (tmp_path / "same").mkdir()
+    same = _results(
+        tmp_path / "same",
+        [("a1", "x", "CartPole-v1", 10, [1.0, 2.0]), ("b2", "x", "CartPole-v1", 10, [3.0, 4.0])],
+        scores,
+    )
+    assert load_table(same).labels == ["x [a1]", "x [b2]"]
+
+
+def test_score_matrix_refuses_a_setting_with_unequal_runs_per_task() -> None:
+    """A results table edited by hand can give one setting different run counts per task; the aggregate is
+    refused with the counts rather than computed on a cut."""
+    from proxrl.errors import ConfigError
+    from proxrl.run.sweep_report import Table, score_matrix
+
+    envs = ["CartPole-v1", "Acrobot-v1"]
+    returns = {"ppo": {"CartPole-v1": np.array([1.0, 2.0, 3.0]), "Acrobot-v1": np.array([-1.0, -2.0])}}
+    table = Table(["ppo"], envs, returns, {"CartPole-v1": (0.0, 500.0), "Acrobot-v1": (-500.0, 0.0)}, {}, [])
+    with pytest.raises(
+        ConfigError, match=r"different numbers of runs per task \(CartPole-v1: 3, Acrobot-v1: 2\)"
+    ):
+        score_matrix(table, "ppo", envs)
+    np.testing.assert_allclose(score_matrix(table, "ppo", envs[:1])[:, 0], [0.002, 0.004, 0.006])

@@ -10,7 +10,8 @@ Three settings, each with ``seeds`` runs vmapped in one compiled call per algori
 Exact algorithms (full information: ``Q^{π_k}``, ``d_ρ^{π_k}`` by linear solves): API, EW, PG, NPG
 (:mod:`proxrl.tabular.exact`). Sampled ones (bandit feedback, trajectories ending w.p. 1−γ per step):
 REINFORCE, NPG regularisation form, NPG by least squares (:mod:`proxrl.tabular.sampled`).
-Every run records ``V*(ρ) − V^{π_k}(ρ)``; plots show the mean and a 95% band over seeds.
+Every run records ``V*(ρ) − V^{π_k}(ρ)``; plots show the mean and a 95% band over seeds
+(each seed's curve when there are fewer than :data:`proxrl.run.plots.MIN_BAND_SEEDS`).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def _summary(cfg: MDPConfig, gaps: dict[str, dict[str, np.ndarray]], zero_probs:
             )
             lines.append(
                 f"| {name} | {algo} | {g[:, 0].mean():.3g} | {g[:, min(9, g.shape[1] - 1)].mean():.3g} | "
-                f"{fin.mean:.3g} [{fin.lo:.3g}, {fin.hi:.3g}] | {when} |"
+                f"{fin.short('.3g')} | {when} |"
             )
     ch = gaps["chain"]
     k_half = cfg.iters // 2
@@ -290,8 +291,5 @@ def _summary(cfg: MDPConfig, gaps: dict[str, dict[str, np.ndarray]], zero_probs:
 def _improvement(algo: str, g: np.ndarray) -> str:
     """``algo initial → final [CI], decrease [CI]`` (paired over seeds) for gaps ``g[seed, k]``."""
     fin, dec = mean_ci(g[:, -1]), mean_ci(g[:, 0] - g[:, -1])
-    verdict = "improves" if dec.lo > 0 else "no significant decrease"
-    return (
-        f"{algo} {g[:, 0].mean():.3g} → {fin.mean:.3g} [{fin.lo:.3g}, {fin.hi:.3g}], decrease {dec.mean:.3g} "
-        f"[{dec.lo:.3g}, {dec.hi:.3g}] ({verdict})"
-    )
+    verdict = "one seed: not tested" if dec.n < 2 else "improves" if dec.lo > 0 else "no significant decrease"
+    return f"{algo} {g[:, 0].mean():.3g} → {fin.short('.3g')}, decrease {dec.short('.3g')} ({verdict})"

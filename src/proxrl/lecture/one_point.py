@@ -43,7 +43,7 @@ from proxrl.config import check_numbers
 from proxrl.errors import ConfigError, check_int_at_least, check_memory, check_positive_all
 from proxrl.estimators.zeroth_order import one_point, sphere_direction, two_point
 from proxrl.prox.solvers import euclidean_step
-from proxrl.run.plots import band, figure
+from proxrl.run.plots import band, figure, seeds_tag
 from proxrl.run.records import RunDir
 from proxrl.run.stats import mean_ci
 from proxrl.types import Array, PRNGKey
@@ -438,7 +438,7 @@ def _plot_regret(rd, cfg, losses, horizons, runs, slopes) -> None:
         a.set(
             xlabel="round t",
             ylabel="regret R_t",
-            title=f"{loss.name} loss, d = {cfg.dim} ({cfg.seeds} seeds, 95% CI)",
+            title=f"{loss.name} loss, d = {cfg.dim} ({seeds_tag(cfg.seeds)})",
         )
         a.legend(fontsize=7)
         a = ax[1, j]
@@ -511,7 +511,7 @@ def _summary(cfg, losses, deltas, horizons, stats, runs, slopes, eval_params, x_
             local = ", ".join(f"{v:.3f}" for v in local_slopes(horizons, final))
             lines.append(
                 f"| {loss.name} | {method} | T^{THEORY_SLOPES[method]:g} | {s.slope:.3f} [{s.lo:.3f}, {s.hi:.3f}] | "
-                f"{local} | {ci.mean:.1f} [{ci.lo:.1f}, {ci.hi:.1f}] |"
+                f"{local} | {ci.short()} |"
             )
     lines += [
         "",

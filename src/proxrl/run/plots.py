@@ -96,6 +96,16 @@ def band(
     return Drawn("band", n, method, s.confidence, bounds)
 
 
+def seeds_tag(n: int, confidence: float = 0.95, min_band_seeds: int = MIN_BAND_SEEDS) -> str:
+    """What a plot title says a :func:`band` plot of ``n`` seeds shows: ``"1 seed"``, ``"3 seeds, each
+    drawn"`` (fewer than ``min_band_seeds``) or ``"200 seeds, 95% CI"``."""
+    if n == 1:
+        return "1 seed"
+    if n < min_band_seeds:
+        return f"{n} seeds, each drawn"
+    return f"{n} seeds, {confidence:.0%} CI"
+
+
 def figure(
     ncols: int = 1, nrows: int = 1, width: float = 5.5, height: float = 4.0
 ) -> tuple[Figure, np.ndarray]:

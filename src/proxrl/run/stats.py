@@ -11,6 +11,8 @@ Two interval methods, each named in every summary line that prints an interval (
   the range of the data, and covers less than ``c`` with few seeds (it cannot see past the extreme seeds).
 
 One seed gives no interval: its bounds are NaN, not the mean (a zero-width interval would claim certainty).
+Seeds that all agree give bounds equal to the mean (no spread to scale an interval by); the printed forms,
+:meth:`MeanCI.interval` and :meth:`MeanCI.short`, then say "all seeds equal" rather than print that interval.
 
 Clipping to a known range ``[a, b]`` of the quantity (e.g. an environment's return range,
 :func:`return_range`) replaces ``[lo, hi]`` by ``[max(lo, a), min(hi, b)]``. The true mean lies in
@@ -92,9 +94,12 @@ class MeanCI(NamedTuple):
 
     def interval(self, digits: int = 1) -> str:
         """``"95% CI [lo, hi], Student t (scipy.stats.t) over 5 seeds"`` for a scalar mean (``", clipped to
-        [a, b]"`` appended when clipped), or ``"one seed: no interval"`` when ``n < 2``."""
+        [a, b]"`` appended when clipped), ``"one seed: no interval"`` when ``n < 2``, or ``"all 3 seeds equal: no
+        interval"`` when the seeds agree exactly."""
         if self.n < 2:
             return "one seed: no interval"
+        if float(self.lo) == float(self.hi):
+            return f"all {self.n} seeds equal: no interval"
         text = (
             f"{self.confidence:.0%} CI [{float(self.lo):.{digits}f}, {float(self.hi):.{digits}f}], "
             f"{method_label(self.method)} over {self.n} seeds"
@@ -102,6 +107,17 @@ class MeanCI(NamedTuple):
         if self.bounds is not None:
             text += f", clipped to the known range {format_range(self.bounds)}"
         return text
+
+    def short(self, spec: str = ".1f") -> str:
+        """A table cell for a scalar mean, each number formatted by ``spec``: ``"12.3 [10.1, 14.5]"``,
+        ``"12.3 (one seed)"`` when ``n < 2``, or ``"500.0 (all seeds equal)"`` when the seeds agree exactly
+        (no spread, so no interval: a zero-width one would claim certainty)."""
+        m = format(float(self.mean), spec)
+        if self.n < 2:
+            return f"{m} (one seed)"
+        if float(self.lo) == float(self.hi):
+            return f"{m} (all seeds equal)"
+        return f"{m} [{format(float(self.lo), spec)}, {format(float(self.hi), spec)}]"
 
 
 def mean_ci(

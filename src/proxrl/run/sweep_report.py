@@ -7,8 +7,10 @@ Scores follow the PPO paper's normalisation: with bounds ``[min, max]`` per task
 edge of the statistical precipice"), computed by their library, rliable (``rliable.metrics`` and
 ``rliable.library``):
 
-- IQM: the mean of the middle 50 % of all ``x_{r,m}`` (25 % trimmed from each end); mean: the mean over tasks of
-  each task's mean score; median: the median over tasks of each task's mean score (rliable's definitions);
+- IQM: the mean of all n = runs × tasks scores ``x_{r,m}`` after dropping the ⌊n/4⌋ lowest and the ⌊n/4⌋
+  highest (``scipy.stats.trim_mean`` with 25 % cut from each end): the middle 50 % when 4 divides n, and the
+  plain mean when n < 4 (so a task's IQM over 3 runs is its mean); mean: the mean over tasks of each task's
+  mean score; median: the median over tasks of each task's mean score (rliable's definitions);
 - stratified bootstrap: each resample draws the runs of every task with replacement, task by task (strata),
   so every resample keeps each task's share; the 95 % interval is the 2.5 and 97.5 percentiles of the
   statistic over the resamples;
@@ -16,6 +18,10 @@ edge of the statistical precipice"), computed by their library, rliable (``rliab
   over tasks, with a stratified-bootstrap band.
 
 Per task the same statistics of its runs are given, the median being the median over runs.
+
+A setting is one row of the report only when all its cells ran under the same run options: a directory that
+holds cells of the same setting from sweeps with different steps or seeds (each ``proxrl sweep`` into it adds
+its cells) shows them as separate rows, ``label (N steps, S seeds)``, so no row mixes budgets or replaces another.
 
 rliable draws its resamples from NumPy's global generator (its ``random_state`` argument does not reach the
 draws); :func:`seeded` sets that generator to ``seed`` around each call and restores it afterwards, so the same
@@ -36,7 +42,7 @@ import numpy as np
 from proxrl.errors import ConfigError
 from proxrl.run.plots import band, figure
 from proxrl.run.records import atomic_write_text
-from proxrl.run.stats import mean_ci
+from proxrl.run.stats import mean_ci, return_range
 from proxrl.run.sweep import RESULTS, SPEC, read_results
 from proxrl.run.train import latest_per_step
 
@@ -161,25 +167,66 @@ def load_table(sweep_dir: str | Path) -> Table:
     spec = json.loads((sweep_dir / SPEC).read_text()) if (sweep_dir / SPEC).is_file() else {}
     rows = read_results(sweep_dir / RESULTS)
     ok = [r for r in rows if r["status"] == "ok"]
-    labels = list(dict.fromkeys(r["label"] for r in ok))
+    names = _row_names(ok)
+    labels = list(dict.fromkeys(names))
     envs = list(dict.fromkeys(r["env"] for r in ok))
     returns: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
     run_dirs = {}
-    for r in ok:
-        returns[r["label"]][r["env"]] = np.asarray(json.loads(r["final_per_seed"]), np.float64)
-        run_dirs[(r["label"], r["env"])] = sweep_dir / r["run_dir"]
+    for name, r in zip(names, ok, strict=True):
+        returns[name][r["env"]] = np.asarray(json.loads(r["final_per_seed"]), np.float64)
+        run_dirs[(name, r["env"])] = sweep_dir / r["run_dir"]
     bounds = {env: (float(lo), float(hi)) for env, (lo, hi) in spec.get("scores", {}).items()}
     return Table(labels, envs, returns, bounds, run_dirs, [r for r in rows if r["status"] != "ok"])
 
 
+def _row_names(rows: list[dict[str, str]]) -> list[str]:
+    """The report's name of each finished row: its label, qualified by ``(N steps, S seeds)`` when the label's
+    rows differ in steps or seeds, and further by the cell key when two rows would still share a name on one
+    environment. No row replaces or joins another of a different run."""
+    budgets: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        budgets.setdefault(r["label"], set()).add((r["steps"], r["seeds"]))
+    names = []
+    for r in rows:
+        name = r["label"]
+        if len(budgets[name]) > 1:
+            name = f"{name} ({int(float(r['steps'])):,} steps, {r['seeds']} seeds)"
+        names.append(name)
+    count: dict[tuple[str, str], int] = {}
+    for name, r in zip(names, rows, strict=True):
+        count[(name, r["env"])] = count.get((name, r["env"]), 0) + 1
+    return [
+        f"{name} [{r['key']}]" if count[(name, r["env"])] > 1 else name
+        for name, r in zip(names, rows, strict=True)
+    ]
+
+
+def _iqm_note(table: Table, labels: list[str], envs: list[str]) -> str:
+    """The sentence summary.md adds when some task has fewer than 4 runs (its IQM trims nothing)."""
+    few = min(len(table.returns[lab][env]) for lab in labels for env in envs if env in table.returns[lab])
+    if few >= 4:
+        return ""
+    return (
+        f" A task with fewer than 4 runs (here as few as {few}) trims nothing, so its IQM is its mean; the IQM "
+        "over all tasks drops ⌊n/4⌋ scores from each end of all n."
+    )
+
+
 def score_matrix(table: Table, label: str, envs: list[str]) -> np.ndarray:
-    """Normalised scores ``[runs, tasks]`` of a setting on ``envs`` (runs cut to the fewest any task has)."""
+    """Normalised scores ``[runs, tasks]`` of a setting on ``envs``. Every task must have the same number of
+    runs (the stratified bootstrap resamples a rectangle); a one-line ConfigError names the counts otherwise."""
     columns = []
     for env in envs:
         lo, hi = table.bounds[env]
         columns.append((table.returns[label][env] - lo) / (hi - lo))
-    n = min(len(c) for c in columns)
-    return np.stack([c[:n] for c in columns], axis=1)
+    counts = {len(c) for c in columns}
+    if len(counts) > 1:
+        raise ConfigError(
+            f"setting {label!r} has different numbers of runs per task ("
+            + ", ".join(f"{env}: {len(c)}" for env, c in zip(envs, columns, strict=True))
+            + "); aggregates over tasks need the same number on each"
+        )
+    return np.stack(columns, axis=1)
 
 
 class Report(NamedTuple):
@@ -213,25 +260,36 @@ def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
     lines.append("")
 
     normed = [e for e in table.envs if e in table.bounds]
-    complete = [lab for lab in table.labels if all(e in table.returns[lab] for e in normed)]
-    if normed and complete:
+    scored = [lab for lab in table.labels if any(e in table.returns[lab] for e in normed)]
+    complete = [lab for lab in scored if all(e in table.returns[lab] for e in normed)]
+    if normed and scored:
         lines += [
             "## Normalised scores",
             "",
             "Score = (return − min) / (max − min) with the bounds "
             + ", ".join(f"{e}: [{table.bounds[e][0]:g}, {table.bounds[e][1]:g}]" for e in normed)
-            + f". Point estimate [95 % stratified-bootstrap interval, {reps} resamples].",
+            + f". Point estimate [95 % stratified-bootstrap interval, {reps} resamples]."
+            + _iqm_note(table, scored, normed)
+            + (
+                " Aggregates over all tasks only for settings that ran on every task."
+                if len(complete) < len(scored) and len(normed) > 1
+                else ""
+            ),
             "",
             "| setting | task | IQM | mean | median |",
             "|---|---|---|---|---|",
         ]
         aggregate: dict[str, dict[str, Interval]] = {}
-        for label in complete:
-            scores = score_matrix(table, label, normed)
-            for j, env in enumerate(normed):
-                ivs = [stratified_interval(scores[:, j : j + 1], f, reps, seed) for f in PER_TASK.values()]
+        for label in scored:
+            envs = [e for e in normed if e in table.returns[label]]
+            scores = score_matrix(table, label, envs) if label in complete else None
+            for env in envs:
+                column = scores[:, envs.index(env)][:, None] if scores is not None else None
+                if column is None:
+                    column = score_matrix(table, label, [env])
+                ivs = [stratified_interval(column, f, reps, seed) for f in PER_TASK.values()]
                 lines.append(f"| {label} | {env} | " + " | ".join(iv.text() for iv in ivs) + " |")
-            if len(normed) > 1:
+            if scores is not None and len(normed) > 1:
                 aggregate[label] = {
                     n: stratified_interval(scores, f, reps, seed) for n, f in AGGREGATES.items()
                 }
@@ -241,8 +299,9 @@ def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
                     + " |"
                 )
         lines.append("")
-        plots.append(_interval_plot(sweep_dir, table, complete, normed, reps, seed))
-        plots.append(_profile_plot(sweep_dir, table, complete, normed, reps, seed))
+        if complete:
+            plots.append(_interval_plot(sweep_dir, table, complete, normed, reps, seed))
+            plots.append(_profile_plot(sweep_dir, table, complete, normed, reps, seed))
     else:
         lines += ["No normalised scores: give [min, max] per task in the sweep file's [scores] table.", ""]
     if table.failed:
@@ -310,7 +369,8 @@ def _profile_plot(
 
 
 def _curves_plot(sweep_dir: Path, table: Table) -> Path | None:
-    """Evaluation curves (mean and 95 % band over seeds) per task, one line per setting."""
+    """Evaluation curves per task, one line per setting: the mean over seeds and its 95 % band clipped to the
+    task's known return range (each seed's curve when seeds are few; see :func:`proxrl.run.plots.band`)."""
     if not table.envs:
         return None
     fig, ax = figure(ncols=len(table.envs))
@@ -322,7 +382,15 @@ def _curves_plot(sweep_dir: Path, table: Table) -> Path | None:
                 continue
             rows = latest_per_step(np.atleast_1d(np.genfromtxt(path / "eval.csv", delimiter=",", names=True)))
             cols = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
-            band(a, rows["step"], np.stack([rows[n] for n in cols]), label, color=f"C{i}")
+            band(
+                a,
+                rows["step"],
+                np.stack([rows[n] for n in cols]),
+                label,
+                color=f"C{i}",
+                bounds=return_range(env),
+            )
         a.set(title=env, xlabel="environment steps (per seed)", ylabel="evaluation return")
-        a.legend(fontsize=8)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
     return _save(fig, sweep_dir / "learning_curves.png")
