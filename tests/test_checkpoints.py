@@ -59,6 +59,8 @@ def test_mismatched_structure_and_missing_file_are_one_line_errors(tmp_path):
         load_checkpoint(p, {**_tree(0), "extra": jnp.zeros(1)})
     with pytest.raises(ConfigError, match="does not exist"):
         read_metadata(tmp_path / "nope.safetensors")
+    with pytest.raises(ConfigError, match="is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path, _tree(0))
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not a safetensors file"):
         read_metadata(tmp_path / "junk.safetensors")

@@ -198,3 +198,44 @@ def test_options_are_flat_names_and_records_round_trip(algo):
     record["rollout"]["extra"] = 1
     with pytest.raises(ConfigError, match="unknown option 'extra'"):
         from_record(type(config), record)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"anneal_lr": "False"}, "anneal_lr must be true or false, got 'False'"),
+        ({"anneal_lr": 1}, "anneal_lr must be true or false, got 1"),
+        ({"lr": "0.001"}, "lr must be a number, got '0.001'"),
+        ({"ent_coef": None}, "ent_coef must be a number, got None"),
+        ({"hidden": 64}, "hidden must be a tuple of integers, got 64"),
+        ({"hidden": (64, "a")}, "hidden must be a tuple of integers, got (64, 'a')"),
+        ({"num_envs": 4.0}, "num_envs must be an integer, got 4.0"),
+        ({"activation": 3}, "activation must be a string, got 3"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_refused_by_name(options, message) -> None:
+    """Python callers can pass any object: a string where a bool is declared would be true, a string where a
+    number is declared would fail inside a trace; each is a one-line ConfigError naming the option."""
+    with pytest.raises(ConfigError) as err:
+        override(TRAINERS["ppo"].config(), **options).validate()
+    assert str(err.value) == message
+
+
+def test_lists_arrays_and_integral_numbers_where_they_fit_are_accepted() -> None:
+    import jax.numpy as jnp
+
+    cfg = override(TRAINERS["ppo"].config(), hidden=[32, 32], lr=jnp.float32(1e-3), gamma=1).validate()
+    assert cfg.network.hidden == (32, 32) and cfg.rollout.gamma == 1
+
+
+def test_python_entry_points_name_a_wrong_argument() -> None:
+    ppo = TRAINERS["ppo"].config
+    for args, message in [
+        ((ppo, "CartPole-v1", 256), "PPOConfig is a class: give a config, PPOConfig()"),
+        (({"lr": 1e-3}, "CartPole-v1", 256), "dict is not the config of a registered algorithm ("),
+        ((ppo(), "CartPole-v1", None), "total_steps must be an integer >= 1, got None"),
+        ((ppo(), "CartPole-v1", "100"), "total_steps must be an integer >= 1, got '100'"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            make_train(*args)
+        assert str(err.value).startswith(message)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import types
 import typing
 from pathlib import Path
 from typing import Any, Self, TypeVar
+
+import numpy as np
 
 from proxrl.errors import ConfigError
 
@@ -65,7 +68,8 @@ def get(config: Any, name: str) -> Any:
 def override(config: C, **values: Any) -> C:
     """``config`` with the named options replaced, e.g. ``override(PPOConfig(), lr=3e-4, num_envs=1)``.
 
-    Values may be traced arrays (``train(key, hyper)`` vmaps over them); nothing is validated here."""
+    Values may be traced arrays (``train(key, hyper)`` vmaps over them); a list becomes a tuple; nothing is
+    validated here (:meth:`Config.validate` checks types and values)."""
     if not values:
         return config
     paths = options(config)
@@ -82,7 +86,8 @@ def override(config: C, **values: Any) -> C:
                 if any(paths[n][: len(path)] == path for n in values):
                     changes[f.name] = rebuild(value, path)
             elif f.name in values:
-                changes[f.name] = values[f.name]
+                value = values[f.name]
+                changes[f.name] = tuple(value) if isinstance(value, list) else value
         return dataclasses.replace(obj, **changes)
 
     return rebuild(config, ())
@@ -136,9 +141,86 @@ INT_LIMIT = 2**31
 """Integer options must lie in (−2³¹, 2³¹): sizes and counts become int32 array dimensions and loop bounds."""
 
 
+def _is_array(value: Any) -> bool:
+    """A NumPy or JAX array (a traced hyperparameter of ``train(key, hyper)`` included)."""
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, type)
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is of the declared type ``kind`` (the forms configs use: bool, int, float, str, Path,
+    ``X | None``, ``tuple[X, ...]``, ``Literal``). An int is a float; a bool is neither; arrays pass as numbers
+    (traced hyperparameters)."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(kind)
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, k) for v, k in zip(value, args, strict=True))
+    if kind is bool:
+        return isinstance(value, bool | np.bool_) or (_is_array(value) and value.dtype == bool)
+    if kind is int:
+        if _is_array(value):
+            return np.issubdtype(value.dtype, np.integer)
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if kind is float:
+        if _is_array(value):
+            return np.issubdtype(value.dtype, np.number) and value.dtype != bool
+        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if kind is Path:
+        return isinstance(value, str | Path)
+    if isinstance(kind, type):
+        return isinstance(value, kind)
+    return True  # an annotation form configs do not use: not checked
+
+
+def _describe(kind: Any) -> str:
+    """A declared type in words, for a bad-input line."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        return f"a tuple of {len(args)} values"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    return words.get(kind, "None" if kind is type(None) else getattr(kind, "__name__", str(kind)))
+
+
+def check_types(config: Any, numbers: bool = True) -> None:
+    """Every option of ``config`` of its declared type (a one-line ConfigError naming the option, the type and
+    the value otherwise): ``"False"`` for a bool or ``"0.001"`` for a float is refused here rather than taken
+    as true or failing inside a trace. ``numbers=False`` leaves a number given for a numeric option (``1.5``
+    for an integer) to the option's own check, whose message says what range is allowed."""
+    for name, path in options(config).items():
+        parent = functools.reduce(getattr, path[:-1], config)
+        kind = _hints(type(parent)).get(path[-1], Any)
+        value = getattr(parent, path[-1])
+        if not numbers and _matches(value, float) and (_matches(0.5, kind) or _matches(1, kind)):
+            continue
+        if not _matches(value, kind):
+            raise ConfigError(f"{name} must be {_describe(kind)}, got {value!r}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def check_numbers(config: Any) -> None:
-    """:func:`check_finite`, and every integer option within ±2³¹ (a one-line ConfigError naming it): the
-    checks every config needs whatever its options mean (lecture configs included)."""
+    """:func:`check_types`, :func:`check_finite`, and every integer option within ±2³¹ (a one-line ConfigError
+    naming it): the checks every config needs whatever its options mean (lecture configs included)."""
+    check_types(config)
     check_finite(config)
     for name, path in options(config).items():
         value = functools.reduce(getattr, path, config)
@@ -164,8 +246,10 @@ class Config:
 
     def validate(self) -> Self:
         """Raise :class:`~proxrl.errors.ConfigError` (one line, naming the option) on a bad value; return
-        ``self``. Each piece's ``validate()`` runs, then every float option must be finite and every integer
-        within ±2³¹ (:func:`check_numbers`, whatever its piece checks), then :meth:`check`."""
+        ``self``. Every option must be of its declared type (:func:`check_types`; a number for a numeric option
+        is left to its piece), then each piece's ``validate()`` runs, then the types again with every number
+        (an integer option must hold an int), and every float must be finite and every integer within ±2³¹ (:func:`check_numbers`, whatever its
+        piece checks), then :meth:`check`."""
 
         def walk(obj: Any) -> None:
             for f in dataclasses.fields(obj):
@@ -175,6 +259,7 @@ class Config:
                         value.validate()
                     walk(value)
 
+        check_types(self, numbers=False)
         walk(self)
         check_numbers(self)
         self.check()

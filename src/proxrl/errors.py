@@ -55,7 +55,11 @@ def check_positive_all(name: str, values: Sequence[float] | np.ndarray) -> np.nd
 
 def check_int_at_least(name: str, value: int, low: int = 1) -> int:
     """An integer ``>= low``."""
-    if isinstance(value, bool) or int(value) != value or int(value) < low:
+    try:
+        bad = isinstance(value, bool) or int(value) != value or int(value) < low
+    except (TypeError, ValueError, OverflowError):  # None, a string, an infinity
+        bad = True
+    if bad:
         raise ConfigError(f"{name} must be an integer >= {low}, got {_fmt(value)}")
     return int(value)
 

@@ -131,6 +131,8 @@ def entry_for(config: Any) -> tuple[str, Entry]:
         if type(config) is entry.config:
             check_policy_class(name, config)
             return name, entry
+    if isinstance(config, type) and any(config is entry.config for entry in TRAINERS.values()):
+        raise ConfigError(f"{config.__name__} is a class: give a config, {config.__name__}()")
     raise ConfigError(
         f"{type(config).__name__} is not the config of a registered algorithm ({', '.join(TRAINERS)})"
     )

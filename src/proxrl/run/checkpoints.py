@@ -171,6 +171,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """The verified contents of the checkpoint at ``path`` (one-line ConfigError if it is missing, not a proxrl
     checkpoint, unhashed or corrupt)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist")
     try:
