@@ -31,5 +31,18 @@ from proxrl.errors import ConfigError  # noqa: E402
 from proxrl.prox import ProxStep  # noqa: E402
 from proxrl.types import TableBatch, Transition  # noqa: E402
 
-__all__ = ["ConfigError", "ProxStep", "TableBatch", "Transition"]
+_AGENTS = ("Agent", "REINFORCE", "NPG", "QAC", "A2C", "PPO", "APPO", "DPG", "DPGOnPolicy", "DDPG", "TD3", "SAC",
+           "OffPolicyAC", "ES", "ImplicitAC")  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """The agent classes (:mod:`proxrl.agents`), imported on first use: ``from proxrl import PPO``."""
+    if name in _AGENTS:
+        from proxrl import agents
+
+        return getattr(agents, name)
+    raise AttributeError(f"module 'proxrl' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "ProxStep", "TableBatch", "Transition", *_AGENTS]
 __version__ = "0.1.0"

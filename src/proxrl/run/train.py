@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -192,6 +192,7 @@ def _learner(
 def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
     resolves to (see :class:`RunConfig`); the reward normaliser discounts with the config's ``gamma``."""
+    registry.entry_for(config)  # a config of a registered algorithm (one line naming them otherwise)
     check_finite_config(config)
     check_finite(run_cfg)
     run_cfg.validate()
@@ -233,6 +234,7 @@ def make_train(
     is validated with its own values; the traced ones are not checked). ``metrics[name]`` has shape
     ``[num_updates]``, plus ``env_steps``; ``state.carry.learner`` is the algorithm's state.
     """
+    registry.entry_for(config)  # a config of a registered algorithm (one line naming them otherwise)
     config.validate()
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
@@ -253,7 +255,8 @@ def make_evaluate(
     config: Any, env_id: str | JaxEnv, episodes: int = 10, norm: Normalization | None = None
 ) -> Callable[[loops.LoopState, PRNGKey], jax.Array]:
     """``evaluate(state, key) -> mean return`` of ``episodes`` deterministic episodes of one seed's final state of
-    :func:`make_train` (pure; vmap it over seeds)."""
+    :func:`make_train` (pure; vmap it over seeds). ``norm`` must be the one given to :func:`make_train`: the
+    policy sees observations standardised by the state's statistics only when ``norm.obs`` is on."""
     env = loops.env_for(env_id)
     norm = (norm or Normalization()).validate()
     name = env_id if isinstance(env_id, str) else "the environment"
@@ -337,8 +340,33 @@ def _mean_scalars(metrics: dict[str, np.ndarray]) -> dict[str, float]:
         return {k: np.nanmean(v.reshape(v.shape[0], -1), axis=1) for k, v in metrics.items()}
 
 
-def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> RunDir:
+class ChunkReport(NamedTuple):
+    """What :func:`train` tells its ``callback`` after each chunk, once that chunk's rows and checkpoint are
+    written."""
+
+    step: int
+    """Environment steps per seed so far."""
+    total_steps: int
+    """Environment steps per seed the run is planned for."""
+    eval_returns: np.ndarray
+    """This chunk's evaluation: mean return of the deterministic policy per seed ``[N]``."""
+    metrics: dict[str, float]
+    """This chunk's training metrics, each the mean over its updates and the seeds."""
+    run_dir: Path
+
+
+def train(
+    runner: Runner,
+    run_cfg: RunConfig,
+    algo_config: Any,
+    env_id: str,
+    callback: Callable[[ChunkReport], bool | None] | None = None,
+) -> RunDir:
     """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory.
+
+    ``callback(report)`` runs after every chunk (one evaluation interval, :class:`ChunkReport`), once its rows
+    and checkpoint are on disk; returning ``False`` stops the run there, as finished at that step (its summary
+    says how far it went; resuming with a budget beyond it continues it).
 
     Every chunk is checked before anything of it is written: a NaN or an infinity in the training state
     (parameters, optimiser and normaliser statistics, …), in the evaluation returns, or an infinity in a metric
@@ -450,6 +478,16 @@ def train(runner: Runner, run_cfg: RunConfig, algo_config: Any, env_id: str) -> 
                         None if host is None else host.arrays,
                     )
                     bar.update(task, advance=1, info=f"step {step:,}  eval {ci.mean:8.1f}")
+                    if callback is not None:
+                        report = ChunkReport(
+                            step,
+                            planned_steps(run_cfg, runner.steps_per_update),
+                            np.asarray(returns),
+                            {k: _nanmean(v) for k, v in means.items()},
+                            rd.path,
+                        )
+                        if callback(report) is False:
+                            break
         finally:
             runner.close()
         rd.flush()

@@ -1,0 +1,165 @@
+"""The Stable-Baselines3-style agents (proxrl.agents): a thin layer on the one driver, so an agent's run equals
+``proxrl train``'s byte for byte; learn() twice equals one run of the sum; save/load round trips; predict's
+shapes, policies and clipping; callbacks stop a run; bad input is one line naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from proxrl import PPO, SAC, Agent
+from proxrl.agents import AGENTS, CLASS_NAMES
+from proxrl.cli import main
+from proxrl.deep.jax_envs import BoxSpace
+from proxrl.deep.registry import TRAINERS
+from proxrl.errors import ConfigError
+
+# A tiny PPO on CartPole; anneal_lr off, so that the learning rate does not depend on the planned budget
+OPTIONS = dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1, hidden=(16,), anneal_lr=False)
+RUN = dict(num_seeds=2, eval_every=128, eval_episodes=1)
+FLAGS = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--hidden", "16",
+         "--no-anneal-lr", "--num-seeds", "2", "--eval-every", "128", "--eval-episodes", "1", "--no-progress"]  # fmt: skip
+TABLES = ("metrics.csv", "eval.csv")
+
+
+def _tables(run_dir):
+    return {t: (run_dir / t).read_bytes() for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An agent trained 256 steps per seed, then 256 more (two learn() calls)."""
+    agent = PPO("CartPole-v1", out=tmp_path_factory.mktemp("agent") / "run", **OPTIONS, **RUN)
+    agent.learn(256).learn(256)
+    yield agent
+    agent.close()
+
+
+def test_an_agent_run_is_the_cli_run_and_two_learns_are_one_run(trained, tmp_path):
+    """learn(256) then learn(256) writes the records of `proxrl train ppo --total-steps 512`, byte for byte."""
+    assert trained.num_timesteps == 512
+    out = tmp_path / "cli"
+    assert (
+        main(["train", "ppo", "--env", "CartPole-v1", *FLAGS, "--total-steps", "512", "--out", str(out)]) == 0
+    )
+    assert _tables(trained.run_dir) == _tables(out)
+    rows = (trained.run_dir / "eval.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["128", "256", "384", "512"]
+
+
+def test_predict_shapes_policies_and_seeds(trained):
+    obs = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
+    action, state = trained.predict(obs)
+    assert state is None and action.shape == () and np.issubdtype(action.dtype, np.integer)
+    batch, _ = trained.predict(np.stack([obs] * 5))
+    assert batch.shape == (5,) and (batch == action).all()
+    # the deterministic policy is the one evaluation uses: the runner's mode for that seed
+    runner, state = trained._loaded()
+    for seed in (0, 1):
+        mode = runner.mode(state, np.broadcast_to(obs, (2, 1, 4)))[seed, 0]
+        assert trained.predict(obs, seed_index=seed)[0] == mode
+    # the behaviour policy samples: over 200 draws of a policy that is not yet deterministic, both actions
+    draws = [int(trained.predict(obs, deterministic=False)[0]) for _ in range(200)]
+    assert 0 < sum(draws) < 200
+    assert trained.evaluate(episodes=2).shape == (2,)
+
+
+def test_continuous_actions_are_clipped_to_the_action_space(tmp_path):
+    agent = SAC("Pendulum-v1", learning_starts=64, batch_size=16, hidden=(16,), eval_every=128, eval_episodes=1,
+                out=tmp_path / "sac")  # fmt: skip
+    agent.learn(128)
+    obs = np.array([1.0, 0.0, 0.0], np.float32)
+    raw, _ = agent.predict(obs)
+    assert raw.shape == (1,) and -2.0 <= raw[0] <= 2.0
+    agent.action_space = BoxSpace(np.float32([-1e-4]), np.float32([1e-4]), (1,))
+    for deterministic in (True, False):
+        clipped, _ = agent.predict(obs, deterministic=deterministic)
+        assert abs(clipped[0]) <= 1e-4
+    agent.close()
+
+
+def test_save_and_load_round_trip_and_continue_alike(trained, tmp_path):
+    """A saved agent predicts as the original; loaded from the file (a new run directory) or from the run
+    directory, 128 more steps give the evaluation rows the original run gives."""
+    path = trained.save(tmp_path / "ppo.safetensors")
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 0.1
+    from_file = PPO.load(path, out=tmp_path / "loaded")
+    assert from_file.num_timesteps == 512 and from_file.run_dir == tmp_path / "loaded"
+    np.testing.assert_array_equal(from_file.predict(obs)[0], trained.predict(obs)[0])
+    assert Agent.load(path, out=tmp_path / "any").algo == "ppo"
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(trained.run_dir, copy)
+    from_dir = PPO.load(copy)
+    for agent in (from_file, from_dir):
+        agent.learn(128)
+        assert agent.num_timesteps == 640
+    last = lambda d: (d / "eval.csv").read_text().splitlines()[-1]
+    assert last(tmp_path / "loaded") == last(copy) and last(copy).startswith("640,")
+    from_file.close(), from_dir.close()
+
+
+def test_a_callback_stops_the_run_and_learn_continues_it(tmp_path):
+    seen = []
+    agent = PPO("CartPole-v1", out=tmp_path / "run", **OPTIONS, **RUN)
+    agent.learn(
+        512, callback=lambda report: seen.append((report.step, report.total_steps)) or report.step < 256
+    )
+    assert seen == [(128, 512), (256, 512)] and agent.num_timesteps == 256
+    assert "2 seeds × 256 environment steps" in (tmp_path / "run" / "summary.md").read_text()
+    agent.learn(128)
+    assert agent.num_timesteps == 384
+    agent.close()
+
+
+def test_every_algorithm_has_an_agent_class():
+    assert set(AGENTS) == set(TRAINERS) == set(CLASS_NAMES)
+    assert PPO.algo == "ppo" and issubclass(SAC, Agent) and len(set(CLASS_NAMES.values())) == len(TRAINERS)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: PPO("CartPole-v1", lr="0.1"), "lr must be a number, got '0.1'"),
+        (lambda tmp: PPO("CartPole-v1", no_such=1), "PPOConfig has no option 'no_such'"),
+        (lambda tmp: SAC("CartPole-v1"), "SAC needs a continuous (Box) action space"),
+        (lambda tmp: Agent("ppx"), "algo 'ppx' is not a proxrl algorithm; choose one of reinforce"),
+        (lambda tmp: PPO("CartPole-v1", total_steps=5), "total_steps is learn()'s argument"),
+        (lambda tmp: PPO(3), "env must be an environment id (a string), got 3"),
+        (lambda tmp: PPO("CartPole-v1").predict(np.zeros(4)), "the agent has not been trained yet"),
+        (lambda tmp: PPO("CartPole-v1").save(tmp / "x"), "the agent has not been trained yet"),
+        (lambda tmp: PPO("CartPole-v1").learn(0), "total_steps must be an integer >= 1, got 0"),
+        (lambda tmp: PPO("CartPole-v1").learn(10, callback=3), "callback must be callable"),
+        (lambda tmp: PPO.load(tmp / "nothing.safetensors"), "does not exist"),
+        (
+            lambda tmp: PPO.load(tmp, out=tmp / "x"),
+            "checkpoint.safetensors' does not exist",
+        ),  # a bare directory
+        (lambda tmp: PPO.load(tmp / "f", eval_every=3), "load() takes the run options out, progress"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_argument(make, message, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        make(tmp_path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_input_after_training(trained, tmp_path):
+    for call, message in [
+        (
+            lambda: trained.predict(np.zeros(3)),
+            "observation must have shape (4,) or [batch, *(4,)], got (3,)",
+        ),
+        (lambda: trained.predict(np.zeros(4), seed_index=2), "seed_index must be < num_seeds = 2, got 2"),
+        (lambda: SAC.load(trained.run_dir), "holds a 'ppo' agent, not 'sac'"),
+        (lambda: trained.save(tmp_path), "is a directory; give a file name"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert message in str(err.value)
+    short = PPO("CartPole-v1", out=tmp_path / "short", **OPTIONS, **RUN)
+    short.learn(192)  # one interval of 128 and a cut one of 64
+    with pytest.raises(ConfigError, match=r"inside an evaluation interval of 128 steps"):
+        short.learn(128)
+    short.close()
