@@ -127,6 +127,10 @@ def test_every_algorithm_has_an_agent_class():
         (lambda tmp: Agent("ppx"), "algo 'ppx' is not a proxrl algorithm; choose one of reinforce"),
         (lambda tmp: PPO("CartPole-v1", total_steps=5), "total_steps is learn()'s argument"),
         (lambda tmp: PPO(3), "env must be an environment id (a string), got 3"),
+        (
+            lambda tmp: PPO("CartPol-v1"),
+            "env 'CartPol-v1' is not a registered gymnax or Gymnasium environment; did",
+        ),
         (lambda tmp: PPO("CartPole-v1").predict(np.zeros(4)), "the agent has not been trained yet"),
         (lambda tmp: PPO("CartPole-v1").save(tmp / "x"), "the agent has not been trained yet"),
         (lambda tmp: PPO("CartPole-v1").learn(0), "total_steps must be an integer >= 1, got 0"),

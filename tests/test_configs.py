@@ -235,6 +235,10 @@ def test_python_entry_points_name_a_wrong_argument() -> None:
         (({"lr": 1e-3}, "CartPole-v1", 256), "dict is not the config of a registered algorithm ("),
         ((ppo(), "CartPole-v1", None), "total_steps must be an integer >= 1, got None"),
         ((ppo(), "CartPole-v1", "100"), "total_steps must be an integer >= 1, got '100'"),
+        (
+            (ppo(), "CartPol-v1", 256),
+            "env_id 'CartPol-v1' is not a registered gymnax environment; did you mean",
+        ),
     ]:
         with pytest.raises(ConfigError) as err:
             make_train(*args)

@@ -101,11 +101,17 @@ class Agent:
         if type(self).algo and algo != type(self).algo:
             raise ConfigError(f"{type(self).__name__} trains {type(self).algo!r}, not {algo!r}")
         self.algo, self.env_id, self.config, self.run_config = algo, env, config, run
-        if resolve_backend(env, run.backend) == "gymnax" and run.num_actors == 0 and algo != "appo":
-            jax_env = loops.env_for(env)
-            spaces = jax_env.observation_space, jax_env.action_space
-        else:
-            spaces = gym_spaces(env)
+        try:
+            if resolve_backend(env, run.backend) == "gymnax" and run.num_actors == 0 and algo != "appo":
+                jax_env = loops.env_for(env)
+                spaces = jax_env.observation_space, jax_env.action_space
+            else:
+                spaces = gym_spaces(env)
+        except ConfigError as e:  # the library names the environment env_id; here it is the argument env
+            text = str(e)
+            raise ConfigError(
+                "env" + text.removeprefix("env_id") if text.startswith("env_id ") else text
+            ) from None
         self.observation_space, self.action_space = spaces
         _learner(
             config, env, *spaces, config.rollout.size

@@ -307,13 +307,13 @@ def make_gym_env(
         )
     except (gym.error.Error, ImportError) as e:  # a missing dependency (Box2D, MuJoCo, ALE, …), a bad spec
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--env {env_id!r} cannot be made here: {reason}") from None
+        raise ConfigError(f"env_id {env_id!r} cannot be made here: {reason}") from None
     try:
         observation_space = convert_gym_space(vec_env.single_observation_space)
         action_space = convert_gym_space(vec_env.single_action_space)
     except ConfigError as e:
         vec_env.close()
-        raise ConfigError(f"--env {env_id!r}: its {e}") from None
+        raise ConfigError(f"env_id {env_id!r}: its {e}") from None
     return GymVecEnv(
         env_id=env_id,
         vec_env=vec_env,

@@ -87,7 +87,7 @@ def unknown_env_message(env_id: str, known: list[str], backend: str) -> str:
     """One line naming the bad id and the closest registered ones."""
     close = difflib.get_close_matches(env_id, list(dict.fromkeys(known)), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; see {backend}'s registry"
-    return f"--env {env_id!r} is not a registered {backend} environment{hint}"
+    return f"env_id {env_id!r} is not a registered {backend} environment{hint}"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
