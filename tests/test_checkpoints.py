@@ -59,6 +59,9 @@ def test_mismatched_structure_and_missing_file_are_one_line_errors(tmp_path):
         load_checkpoint(p, {**_tree(0), "extra": jnp.zeros(1)})
     with pytest.raises(ConfigError, match="does not exist"):
         read_metadata(tmp_path / "nope.safetensors")
+    q = save_checkpoint(tmp_path / "sac.safetensors", _tree(0), {"algo": "sac"})
+    with pytest.raises(ConfigError, match=r"lacks .*another configuration \(it holds a 'sac' run\)"):
+        load_checkpoint(q, {**_tree(0), "extra": jnp.zeros(1)})
     with pytest.raises(ConfigError, match="is a directory, not a checkpoint file"):
         load_checkpoint(tmp_path, _tree(0))
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")

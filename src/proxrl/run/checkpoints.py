@@ -196,7 +196,9 @@ def restore(checkpoint: Checkpoint, template: Any, name: str = "checkpoint") -> 
     for key_path, leaf in leaves:
         key = jax.tree_util.keystr(key_path)
         if key not in arrays:
-            raise ConfigError(f"{name} lacks {key}: it was written for another configuration")
+            algo = checkpoint.metadata.get("algo")
+            whose = f" (it holds a {algo!r} run)" if isinstance(algo, str) else ""
+            raise ConfigError(f"{name} lacks {key}: it was written for another configuration{whose}")
         arr = arrays[key]
         want = np.shape(jax.random.key_data(leaf)) if _is_key(leaf) else np.shape(leaf)
         if arr.shape != want:
