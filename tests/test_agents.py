@@ -86,7 +86,10 @@ def test_save_and_load_round_trip_and_continue_alike(trained, tmp_path):
     from_file = PPO.load(path, out=tmp_path / "loaded")
     assert from_file.num_timesteps == 512 and from_file.run_dir == tmp_path / "loaded"
     np.testing.assert_array_equal(from_file.predict(obs)[0], trained.predict(obs)[0])
-    assert Agent.load(path, out=tmp_path / "any").algo == "ppo"
+    loaded = Agent.load(path, out=tmp_path / "any")
+    assert type(loaded) is PPO and repr(loaded).startswith("PPO('CartPole-v1', steps=512")
+    nested = trained.save(tmp_path / "new" / "folder" / "ppo.safetensors")
+    assert nested.read_bytes() == path.read_bytes()
     copy = tmp_path / "copy"
     import shutil
 
@@ -136,11 +139,10 @@ def test_every_algorithm_has_an_agent_class():
         (lambda tmp: PPO("CartPole-v1").learn(0), "total_steps must be an integer >= 1, got 0"),
         (lambda tmp: PPO("CartPole-v1").learn(10, callback=3), "callback must be callable"),
         (lambda tmp: PPO.load(tmp / "nothing.safetensors"), "does not exist"),
-        (
-            lambda tmp: PPO.load(tmp, out=tmp / "x"),
-            "checkpoint.safetensors' does not exist",
-        ),  # a bare directory
+        (lambda tmp: PPO.load(tmp), "holds no run (no config.json, no checkpoint.safetensors)"),
+        (lambda tmp: PPO.load(tmp, out=tmp / "x"), "out is for loading a file; the run directory"),
         (lambda tmp: PPO.load(tmp / "f", eval_every=3), "load() takes the run options out, progress"),
+        (lambda tmp: PPO("CartPole-v1", address="localhost:1"), "address joins a Ray cluster for env-runner"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument(make, message, tmp_path):
@@ -153,17 +155,38 @@ def test_bad_input_after_training(trained, tmp_path):
     for call, message in [
         (
             lambda: trained.predict(np.zeros(3)),
-            "observation must have shape (4,) or [batch, *(4,)], got (3,)",
+            "observation must have shape (4,) or [batch >= 1, *(4,)], got (3,)",
         ),
         (lambda: trained.predict(np.zeros(4), seed_index=2), "seed_index must be < num_seeds = 2, got 2"),
         (lambda: SAC.load(trained.run_dir), "holds a 'ppo' agent, not 'sac'"),
         (lambda: trained.save(tmp_path), "is a directory; give a file name"),
+        (
+            lambda: trained.predict(np.zeros((0, 4))),
+            "observation must have shape (4,) or [batch >= 1, *(4,)]",
+        ),
+        (lambda: trained.predict(["a", "b", "c", "d"]), "observation must be numbers of shape (4,)"),
+        (lambda: trained.evaluate(seed=-1), "seed must be"),
     ]:
         with pytest.raises(ConfigError) as err:
             call()
         assert message in str(err.value)
-    short = PPO("CartPole-v1", out=tmp_path / "short", **OPTIONS, **RUN)
-    short.learn(192)  # one interval of 128 and a cut one of 64
-    with pytest.raises(ConfigError, match=r"inside an evaluation interval of 128 steps"):
-        short.learn(128)
-    short.close()
+
+
+def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path):
+    """learn(192) ends with a cut interval (128, 192); learn(128) goes on to 320. A callback that raises stops
+    the run with its last checkpoint kept, and learn() continues from it."""
+    agent = PPO("CartPole-v1", out=tmp_path / "short", **OPTIONS, **RUN)
+    agent.learn(192).learn(128)
+    assert agent.num_timesteps == 320
+    steps = [r.split(",")[0] for r in (tmp_path / "short" / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == ["128", "192", "320"]
+
+    def fail(report):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        agent.learn(256, callback=fail)
+    assert agent.num_timesteps == 448  # the chunk before the callback was checkpointed
+    agent.learn(256, callback=lambda report: np.bool_(False))  # a false NumPy bool stops as False does
+    assert agent.num_timesteps == 576  # one interval of the two
+    agent.close()

@@ -149,6 +149,23 @@ def test_rows_logged_after_the_last_checkpoint_are_cut_on_resume(tmp_path):
     assert f"training time: {total:.1f} s" in summary
 
 
+def test_a_run_whose_last_interval_was_short_is_extended_from_where_it_stopped(tmp_path):
+    """A budget of 250 steps ends with a short interval (evaluations at 100, 200, 250); resumed with 400 it goes on
+    in whole intervals from 250 (350, then 400), continuing the walk from its checkpoint: its updates after 250
+    equal those of a run cut into other intervals (250, then 400)."""
+    short = train(walk(), _cfg(tmp_path, "short", total_steps=250), {}, "Toy-v0")
+    assert [r["step"] for r in _rows(short.path / "eval.csv")] == ["100", "200", "250"]
+    train(walk(), _cfg(tmp_path, "unused", out=None, resume=short.path, total_steps=400), {}, "Toy-v0")
+    assert [r["step"] for r in _rows(short.path / "eval.csv")] == ["100", "200", "250", "350", "400"]
+    assert read_metadata(short.path / "checkpoint.safetensors")["chunk"] == 5
+    two = train(walk(), _cfg(tmp_path, "two", total_steps=250, eval_every=250), {}, "Toy-v0")
+    train(
+        walk(), _cfg(tmp_path, "u", out=None, resume=two.path, total_steps=400, eval_every=250), {}, "Toy-v0"
+    )
+    tail = lambda rd: [r for r in _rows(rd / "metrics.csv") if int(r["step"]) > 250]
+    assert tail(short.path) == tail(two.path) and len(tail(short.path)) == 15
+
+
 def test_resume_errors(tmp_path):
     rd = train(walk(), _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="another configuration"):
@@ -163,6 +180,11 @@ def test_resume_errors(tmp_path):
         train(other(), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.1}, "Toy-v0")
     with pytest.raises(ConfigError, match="num_seeds"):
         train(walk(), _cfg(tmp_path, "y", num_seeds=0), {}, "Toy-v0")
+    more = train(walk(), _cfg(tmp_path, "more", total_steps=300), {}, "Toy-v0")
+    with pytest.raises(
+        ConfigError, match=r"is at step 300, beyond this budget of 200 steps: give total_steps >= 300"
+    ):
+        train(walk(), _cfg(tmp_path, "x", out=None, resume=more.path, total_steps=200), {}, "Toy-v0")
 
 
 @pytest.mark.parametrize(

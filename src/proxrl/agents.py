@@ -16,11 +16,9 @@ checkpoint after every evaluation interval, non-finite values stopped with the l
 
 ``learn(n)`` trains ``n`` more environment steps per seed: the first call starts the run, later calls resume
 it with the budget raised by ``n`` (as ``proxrl train --resume RUN --total-steps …``; schedules planned on
-the budget, e.g. PPO's learning-rate annealing, are re-planned from the current update on). A run whose
-budget so far is not a whole number of evaluation intervals (``eval_every``) cannot be continued: its last
-interval was cut short (a one-line error says so). ``callback(report)`` runs after each interval
-(:class:`proxrl.run.train.ChunkReport`: steps, evaluation returns per seed, mean metrics); returning
-``False`` stops the run there.
+the budget, e.g. PPO's learning-rate annealing, are re-planned from the current update on).
+``callback(report)`` runs after each evaluation interval (:class:`proxrl.run.train.ChunkReport`: steps,
+evaluation returns per seed, mean metrics); returning a false value (not ``None``) stops the run there.
 
 Where proxrl differs from Stable-Baselines3: the environment is given by id (gymnax ids run as one compiled
 function, any other Gymnasium id host-side); the options are the flat option names of ``proxrl train ALGO
@@ -32,6 +30,8 @@ safetensors, never pickle.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Self
@@ -44,7 +44,7 @@ from proxrl.deep import loops
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import BoxSpace
 from proxrl.deep.registry import TRAINERS
-from proxrl.errors import ConfigError, check_int_at_least
+from proxrl.errors import ConfigError, check_int_at_least, check_seed
 from proxrl.run.checkpoints import read_metadata
 from proxrl.run.host import gym_spaces
 from proxrl.run.presets import apply_preset
@@ -57,9 +57,32 @@ from proxrl.run.train import (
     _learner,
     checkpoint_info,
     make_runner,
-    plan,
+    read_config_json,
     train,
 )
+
+
+def _python_names(error: ConfigError) -> ConfigError:
+    """``error`` with the command-line flags it names (``--total-steps``) written as the Python argument names
+    (``total_steps``), for messages the driver shares with the command line."""
+    text = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), str(error))
+    if text.startswith("env_id "):  # the library's name of the environment; here it is the argument env
+        text = "env" + text.removeprefix("env_id")
+    return ConfigError(text)
+
+
+def _checked(method: Any) -> Any:
+    """``method`` raising its ConfigErrors with Python argument names (:func:`_python_names`)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ConfigError as e:
+            raise _python_names(e) from None
+
+    return wrapper
+
 
 RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("total_steps", "resume"))
 """The run options an agent takes beside the algorithm's (:class:`~proxrl.run.train.RunConfig`); the budget is
@@ -78,6 +101,7 @@ class Agent:
     algo: str = ""
     """Set by the per-algorithm classes (:class:`PPO`, :class:`SAC`, …)."""
 
+    @_checked
     def __init__(
         self, algo: str, env: str = "CartPole-v1", *, preset: str | None = None, **options: Any
     ) -> None:
@@ -101,21 +125,18 @@ class Agent:
         if type(self).algo and algo != type(self).algo:
             raise ConfigError(f"{type(self).__name__} trains {type(self).algo!r}, not {algo!r}")
         self.algo, self.env_id, self.config, self.run_config = algo, env, config, run
-        try:
-            if resolve_backend(env, run.backend) == "gymnax" and run.num_actors == 0 and algo != "appo":
-                jax_env = loops.env_for(env)
-                spaces = jax_env.observation_space, jax_env.action_space
-            else:
-                spaces = gym_spaces(env)
-        except ConfigError as e:  # the library names the environment env_id; here it is the argument env
-            text = str(e)
-            raise ConfigError(
-                "env" + text.removeprefix("env_id") if text.startswith("env_id ") else text
-            ) from None
+        if resolve_backend(env, run.backend) == "gymnax" and run.num_actors == 0 and algo != "appo":
+            jax_env = loops.env_for(env)
+            spaces = jax_env.observation_space, jax_env.action_space
+        else:
+            spaces = gym_spaces(env)
         self.observation_space, self.action_space = spaces
-        _learner(
-            config, env, *spaces, config.rollout.size
-        )  # the algorithm on these spaces (SAC needs a Box, …)
+        # the algorithm on these spaces (SAC needs a Box, …)
+        _learner(config, env, *spaces, config.rollout.size)
+        if (
+            run.num_actors == 0 and algo != "appo"
+        ):  # what only a runner checks (Ray actors are started by learn)
+            make_runner(config, env, dataclasses.replace(run, total_steps=config.rollout.size)).close()
         self.run_dir: Path | None = None
         self.num_timesteps = 0
         """Environment steps per seed trained so far (the last checkpoint's)."""
@@ -125,10 +146,12 @@ class Agent:
 
     # --- training ---------------------------------------------------------------------------------------------
 
+    @_checked
     def learn(self, total_steps: int, callback: Any = None, progress: bool | None = None) -> Self:
-        """Train ``total_steps`` more environment steps per seed (whole updates), writing the run's records;
-        ``callback(report: ChunkReport) -> bool | None`` after each evaluation interval, ``False`` to stop;
-        ``progress``: show a progress bar (default: the agent's ``progress`` option). Returns the agent."""
+        """Train ``total_steps`` more environment steps per seed (whole updates), writing the run's records.
+        ``callback(report: ChunkReport)`` runs after each evaluation interval; a false answer (not ``None``)
+        stops the run there. ``progress``: show a progress bar (default: the agent's ``progress`` option).
+        Returns the agent."""
         total_steps = check_int_at_least("total_steps", total_steps)
         if callback is not None and not callable(callback):
             raise ConfigError(f"callback must be callable (report) -> bool | None, got {callback!r}")
@@ -137,15 +160,18 @@ class Agent:
             total_steps=self.num_timesteps + total_steps,
             progress=self.run_config.progress if progress is None else bool(progress),
         )
-        if self.run_dir is not None:
-            self._check_continuable()
-            run = dataclasses.replace(run, out=None, resume=self.run_dir)
-        else:  # the directory is named now, so that a run stopped by an error can be continued
-            rd = RunDir(f"{self.algo}-{self.env_id.replace('/', '_')}", run.out)
-            rd.close()
-            run = dataclasses.replace(run, out=rd.path)
         self._release()
         runner = make_runner(self.config, self.env_id, run)
+        try:
+            if self.run_dir is not None:
+                run = dataclasses.replace(run, out=None, resume=self.run_dir)
+            else:  # named now, so that a run stopped by an error is found and continued by the next learn()
+                rd = RunDir(f"{self.algo}-{self.env_id.replace('/', '_')}", run.out)
+                rd.close()
+                run = dataclasses.replace(run, out=rd.path)
+        except BaseException:
+            runner.close()
+            raise
         try:
             train(runner, run, self.config, self.env_id, callback)
         finally:
@@ -155,17 +181,6 @@ class Agent:
             if (path / CHECKPOINT).exists():
                 self.num_timesteps = int(read_metadata(path / CHECKPOINT)["step"])
         return self
-
-    def _check_continuable(self) -> None:
-        """The run's last interval must have been whole for a larger budget to continue it."""
-        k, _ = plan(self.run_config, self.config.rollout.size)
-        interval = k * self.config.rollout.size
-        if self.num_timesteps % interval:
-            raise ConfigError(
-                f"learn() cannot continue {str(self.run_dir)!r}: it is at step {self.num_timesteps:,}, inside "
-                f"an evaluation interval of {interval:,} steps (eval_every); give learn() budgets that are "
-                f"multiples of {interval:,}"
-            )
 
     # --- acting -----------------------------------------------------------------------------------------------
 
@@ -179,6 +194,7 @@ class Agent:
             _, _, _, self._runner, self._state = load_run(self.run_dir, self.run_config.eval_episodes)
         return self._runner, self._state
 
+    @_checked
     def predict(
         self, observation: Any, deterministic: bool = True, seed_index: int = 0
     ) -> tuple[np.ndarray, None]:
@@ -194,11 +210,16 @@ class Agent:
         if seed_index >= n:
             raise ConfigError(f"seed_index must be < num_seeds = {n}, got {seed_index}")
         shape = tuple(self.observation_space.shape)
-        obs = np.asarray(observation, dtype=np.float32)
-        single = obs.shape == shape
-        if not single and (obs.ndim != len(shape) + 1 or obs.shape[1:] != shape):
+        try:
+            obs = np.asarray(observation, dtype=np.float32)
+        except (TypeError, ValueError):
             raise ConfigError(
-                f"observation must have shape {shape} or [batch, *{shape}], got {tuple(obs.shape)}"
+                f"observation must be numbers of shape {shape}, got {observation!r:.80}"
+            ) from None
+        single = obs.shape == shape
+        if not single and (obs.ndim != len(shape) + 1 or obs.shape[1:] != shape or len(obs) == 0):
+            raise ConfigError(
+                f"observation must have shape {shape} or [batch >= 1, *{shape}], got {tuple(obs.shape)}"
             )
         batch = obs[None] if single else obs
         seeds = np.broadcast_to(batch, (n, *batch.shape))
@@ -213,10 +234,12 @@ class Agent:
             action = np.clip(action, self.action_space.low, self.action_space.high)
         return (action[0] if single else action), None
 
+    @_checked
     def evaluate(self, episodes: int = 10, seed: int = 123) -> np.ndarray:
         """Mean return of ``episodes`` deterministic episodes per seed ``[num_seeds]``, seeded by ``seed`` (the
         evaluation of ``proxrl evaluate``)."""
         check_int_at_least("episodes", episodes)
+        check_seed("seed", seed)
         from proxrl.run.commands import load_run
 
         runner, state = self._loaded()
@@ -229,6 +252,7 @@ class Agent:
 
     # --- files ------------------------------------------------------------------------------------------------
 
+    @_checked
     def save(self, path: str | Path) -> Path:
         """Copy the run's verified checkpoint (its configuration inside) to ``path``; :meth:`load` reads it."""
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
@@ -237,41 +261,61 @@ class Agent:
         if path.is_dir():
             raise ConfigError(f"save path {str(path)!r} is a directory; give a file name")
         read_metadata(self.run_dir / CHECKPOINT)  # verified before it is copied
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"save path {str(path)!r}: cannot create its folder: {e.strerror}") from None
         tmp = path.with_name(f".{path.name}.tmp")
         shutil.copyfile(self.run_dir / CHECKPOINT, tmp)
         tmp.replace(path)
         return path
 
     @classmethod
+    @_checked
     def load(cls, path: str | Path, **options: Any) -> Agent:
-        """An agent from a run directory (``proxrl train``'s or an agent's; :meth:`learn` continues that run) or
-        from a file :meth:`save` wrote. A file becomes a new run directory holding its configuration and
-        checkpoint (``out``, default ``runs/<algo>-<env>-<time>``), so that :meth:`learn` continues it with
-        records of its own and :meth:`predict` reads the verified checkpoint as for any run. ``options``: the
-        run options ``out``, ``progress``, ``eval_episodes``, ``compile_cache``, ``compile_cache_dir``."""
+        """An agent from a run directory (``proxrl train``'s or an agent's; :meth:`learn` continues that run in
+        place) or from a file :meth:`save` wrote. A file becomes a new run directory holding its configuration
+        and checkpoint (``out``, default ``runs/<algo>-<env>-<time>``), so that :meth:`learn` continues it with
+        records of its own and :meth:`predict` reads the verified checkpoint as for any run. ``Agent.load``
+        returns the algorithm's class (:class:`PPO`, …). ``options``: the run options ``out`` (a file only),
+        ``progress``, ``compile_cache``, ``compile_cache_dir``."""
         from proxrl.config import from_record
 
-        allowed = ("out", "progress", "eval_episodes", "compile_cache", "compile_cache_dir")
+        allowed = ("out", "progress", "compile_cache", "compile_cache_dir")
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ConfigError(f"load() takes the run options {', '.join(allowed)}; got {unknown[0]!r}")
         path = Path(path)
-        meta = read_metadata(path / CHECKPOINT if path.is_dir() else path)  # verified
-        info = checkpoint_info(meta, path)
-        record = info.config
-        if record["algo"] not in TRAINERS:
-            raise ConfigError(f"{str(path)!r} holds a {record['algo']!r} run, not an agent's")
-        if cls.algo and record["algo"] != cls.algo:
-            raise ConfigError(f"{str(path)!r} holds a {record['algo']!r} agent, not {cls.algo!r}")
-        config = from_record(
-            TRAINERS[record["algo"]].config, record["algo_config"], "the checkpoint's algo_config"
-        )
+        step = 0
+        if path.is_dir():
+            if "out" in options:
+                raise ConfigError(
+                    f"out is for loading a file; the run directory {str(path)!r} is continued in place"
+                )
+            if (path / CHECKPOINT).exists():
+                meta = read_metadata(path / CHECKPOINT)  # verified
+                record, step = checkpoint_info(meta, path / CHECKPOINT).config, int(meta["step"])
+            else:  # a run stopped before its first checkpoint: learn() starts it again
+                record = read_config_json(path)
+                if record is None:
+                    raise ConfigError(f"{str(path)!r} holds no run (no config.json, no {CHECKPOINT})")
+        else:
+            meta = read_metadata(path)  # verified
+            record, step = checkpoint_info(meta, path).config, int(meta["step"])
+        algo, env = record.get("algo"), record.get("env")
+        if algo not in TRAINERS or not isinstance(env, str) or not isinstance(record.get("run"), dict):
+            raise ConfigError(f"{str(path)!r} holds a {algo!r} run, not an agent's")
+        if cls.algo and algo != cls.algo:
+            raise ConfigError(f"{str(path)!r} holds a {algo!r} agent, not {cls.algo!r}")
+        config = from_record(TRAINERS[algo].config, record["algo_config"], "the checkpoint's algo_config")
         run = from_record(RunConfig, {**record["run"], "out": None, "resume": None, "progress": False}, "run")
         run = dataclasses.replace(run, **options)
+        agent = AGENTS[algo].__new__(AGENTS[algo])
+        agent._setup(algo, env, config, dataclasses.replace(run, out=None))  # every check before any file
         if path.is_dir():
-            run_dir = path
+            agent.run_dir = path
         else:
-            rd = RunDir(f"{record['algo']}-{record['env'].replace('/', '_')}", run.out, lock=True)
+            rd = RunDir(f"{algo}-{env.replace('/', '_')}", run.out, lock=True)
             try:
                 rd.write_config(record)
                 tmp = rd.path / f".{CHECKPOINT}.load.tmp"
@@ -279,10 +323,8 @@ class Agent:
                 tmp.replace(rd.path / CHECKPOINT)
             finally:
                 rd.close()
-            run_dir = rd.path
-        agent = cls.__new__(cls)
-        agent._setup(record["algo"], record["env"], config, dataclasses.replace(run, out=None))
-        agent.run_dir, agent.num_timesteps = run_dir, info.step
+            agent.run_dir = rd.path
+        agent.num_timesteps = step
         return agent
 
     # --- resources --------------------------------------------------------------------------------------------

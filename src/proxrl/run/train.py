@@ -270,23 +270,11 @@ def make_evaluate(
 def plan(run_cfg: RunConfig, steps_per_update: int) -> tuple[int, int]:
     """``(updates per chunk K, number of chunks)``: the budget is ``U = total_steps // steps_per_update`` whole
     updates, cut into chunks of ``K = eval_every // steps_per_update`` updates (at least 1, at most U); the last
-    chunk holds what is left (:func:`chunk_updates`), so a run takes exactly U updates."""
+    chunk holds what is left, so a run takes exactly U updates. A resumed run's chunks start at its checkpoint's
+    update (see :func:`train`)."""
     updates = max(1, run_cfg.total_steps // steps_per_update)
     k = min(max(1, run_cfg.eval_every // steps_per_update), updates)
     return k, -(-updates // k)
-
-
-def chunk_updates(run_cfg: RunConfig, steps_per_update: int, chunk: int) -> int:
-    """Updates in chunk ``chunk`` (0-based) of :func:`plan`: K, but what is left of the budget in the last."""
-    k, chunks = plan(run_cfg, steps_per_update)
-    updates = max(1, run_cfg.total_steps // steps_per_update)
-    return k if chunk < chunks - 1 else updates - k * (chunks - 1)
-
-
-def planned_steps_after(run_cfg: RunConfig, steps_per_update: int, chunks: int) -> int:
-    """Environment steps at the end of the first ``chunks`` chunks of :func:`plan`."""
-    k, _ = plan(run_cfg, steps_per_update)
-    return min(chunks * k, max(1, run_cfg.total_steps // steps_per_update)) * steps_per_update
 
 
 def planned_steps(run_cfg: RunConfig, steps_per_update: int) -> int:
@@ -387,15 +375,11 @@ def train(
     if run_cfg.compile_cache:
         enable_compilation_cache(run_cfg.compile_cache_dir)
     record = config_record(runner.name, env_id, run_cfg, algo_config)
-    updates_per_chunk, num_chunks = plan(run_cfg, runner.steps_per_update)
-    steps_per_chunk = updates_per_chunk * runner.steps_per_update
+    spu = runner.steps_per_update
+    updates_per_chunk, _ = plan(run_cfg, spu)
+    budget = planned_steps(run_cfg, spu) // spu  # updates
     if run_cfg.resume is not None:
-        rd, start, checkpoint, record = _resume(
-            Path(run_cfg.resume),
-            runner.name,
-            record,
-            lambda c: planned_steps_after(run_cfg, runner.steps_per_update, c),
-        )
+        rd, start, checkpoint, record = _resume(Path(run_cfg.resume), runner.name, record, budget * spu, spu)
     else:
         rd = RunDir(f"{runner.name}-{env_id.replace('/', '_')}", run_cfg.out, lock=True)
         start, checkpoint = 0, None
@@ -426,14 +410,21 @@ def train(
                 host_state(checkpoint),
             )
         eval_key = jax.random.fold_in(base, 1_000_003)
+        # chunks of K updates from the checkpoint's update on (the last holds what is left of the budget); a run
+        # resumed at a chunk's end takes the uninterrupted run's chunks, one whose budget was raised after a
+        # shorter last chunk continues from there
+        done = 0 if checkpoint is None else int(checkpoint.metadata["step"]) // spu
+        sizes = [min(updates_per_chunk, budget - u) for u in range(done, budget, updates_per_chunk)]
         try:
             with Progress(*columns, disable=not run_cfg.progress, transient=True) as bar:
                 task = bar.add_task(
-                    f"{runner.name} {env_id} ×{run_cfg.num_seeds}", total=num_chunks, completed=start, info=""
+                    f"{runner.name} {env_id} ×{run_cfg.num_seeds}",
+                    total=start + len(sizes),
+                    completed=start,
+                    info="",
                 )
-                for c in range(start, num_chunks):
+                for c, n in enumerate(sizes, start):
                     t0 = time.perf_counter()
-                    n = chunk_updates(run_cfg, runner.steps_per_update, c)
                     new_state, metrics = runner.chunk(state, n)
                     fault = non_finite(metrics, new_state)
                     if fault is None:  # (a broken policy is not evaluated: some simulators fail on NaN)
@@ -442,12 +433,10 @@ def train(
                         fault = non_finite_returns(returns, n - 1)
                     if fault is not None:
                         kept = (
-                            f"its checkpoint of step {c * steps_per_chunk:,} is kept"
-                            if c
-                            else "no checkpoint yet"
+                            f"its checkpoint of step {done * spu:,} is kept" if done else "no checkpoint yet"
                         )
                         raise NonFiniteError(
-                            f"{fault.message(c * updates_per_chunk, runner.steps_per_update, run_cfg.seed)}; "
+                            f"{fault.message(done, spu, run_cfg.seed)}; "
                             f"the run stopped before writing that chunk's rows or checkpoint ({kept})"
                         )
                     seconds = time.perf_counter() - t0
@@ -456,9 +445,10 @@ def train(
                     group = max(1, run_cfg.log_every // runner.steps_per_update)
                     for u0 in range(0, n, group):  # one row per log_every steps: the mean of its updates
                         u1 = min(u0 + group, n)
-                        step = (c * updates_per_chunk + u1) * runner.steps_per_update
+                        step = (done + u1) * spu
                         rd.log_scalars(step, {k: _nanmean(v[u0:u1]) for k, v in means.items()})
-                    step = (c * updates_per_chunk + n) * runner.steps_per_update
+                    done += n
+                    step = done * spu
                     ci = mean_ci(returns, bounds=return_range(env_id))
                     rd.log_scalars(
                         step,
@@ -481,12 +471,13 @@ def train(
                     if callback is not None:
                         report = ChunkReport(
                             step,
-                            planned_steps(run_cfg, runner.steps_per_update),
+                            budget * spu,
                             np.asarray(returns),
                             {k: _nanmean(v) for k, v in means.items()},
                             rd.path,
                         )
-                        if callback(report) is False:
+                        answer = callback(report)
+                        if answer is not None and not answer:  # False, or a false NumPy bool
                             break
         finally:
             runner.close()
@@ -717,11 +708,12 @@ def _option(path: tuple[str, ...]) -> str:
 
 
 def _resume(
-    path: Path, algo: str, record: dict, steps_after: Callable[[int], int]
+    path: Path, algo: str, record: dict, budget_steps: int, steps_per_update: int
 ) -> tuple[RunDir, int, Checkpoint | None, dict]:
-    """The locked run directory ``path``, cut back to its checkpoint, the chunk to continue from, the
-    verified checkpoint (None: a run stopped before its first checkpoint, started again from scratch) and the
-    configuration record with the run's id."""
+    """The locked run directory ``path``, cut back to its checkpoint, the number of chunks done, the verified
+    checkpoint (None: a run stopped before its first checkpoint, started again from scratch) and the
+    configuration record with the run's id. The checkpoint's step must lie within the budget (``budget_steps``
+    per seed)."""
     if not path.is_dir():
         raise ConfigError(f"--resume {str(path)!r} is not a run directory")
     rd = RunDir.reopen(path)
@@ -737,12 +729,6 @@ def _resume(
                 check_config_json(stored, info, path)
             if info.algo != algo or previous["algo"] != algo:
                 raise ConfigError(f"--resume {str(path)!r} holds a {info.algo!r} run, not {algo!r}")
-            if info.step != steps_after(info.chunk):
-                raise ConfigError(
-                    f"checkpoint {str(path / CHECKPOINT)!r} is at step {info.step:,} after {info.chunk} chunks, "
-                    f"where this budget's chunks end at step {steps_after(info.chunk):,} (a run whose last chunk "
-                    "was cut short cannot be extended)"
-                )
         elif stored is not None:
             checkpoint, previous, start = None, stored, 0
             if stored.get("algo") != algo:
@@ -756,7 +742,18 @@ def _resume(
                 f"--resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
                 f"now {now!r}; pass the same options"
             )
-        rd.cut_back(steps_after(start))
+        step = 0 if checkpoint is None else info.step
+        if step % steps_per_update:
+            raise ConfigError(
+                f"checkpoint {str(path / CHECKPOINT)!r} is at step {step:,}, not a whole number of updates of "
+                f"{steps_per_update} steps"
+            )
+        if step > budget_steps:
+            raise ConfigError(
+                f"checkpoint {str(path / CHECKPOINT)!r} is at step {step:,}, beyond this budget of "
+                f"{budget_steps:,} steps: give total_steps >= {step:,} to resume it"
+            )
+        rd.cut_back(step)
         record = {**record, "run_id": previous.get("run_id") or uuid.uuid4().hex}
         if stored != record:
             rd.write_config(record)
