@@ -165,7 +165,7 @@ def _summary(cfg: BanditConfig, algos, regrets, instances, bound_T: float) -> st
     lines = [
         "# Lecture: bandit feedback — EXP3, PG and NPG",
         "",
-        f"K = {k} arms, T = {cfg.rounds} pulls, {cfg.seeds} seeds. Stochastic instance: Bernoulli means "
+        f"K = {k} arms, T = {cfg.rounds} pulls, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}. Stochastic instance: Bernoulli means "
         f"{list(cfg.arms)}. Adversarial instance: arm 0 pays 1 for the first {cfg.switch_frac:.3g}·T rounds, "
         "arm 1 pays 1 after, other arms ½. Pseudo-regret after t rounds: "
         "max_a Σ_{s≤t} E r_s(a) − Σ_{s≤t} ⟨π_s, E r_s⟩ (negative when the learner beats every fixed arm). "

@@ -209,7 +209,7 @@ def _summary(cfg: ExpertConfig, etas, totals, final_pi1) -> str:
     lines = [
         "# Lecture: expert setting, EW vs softmax PG",
         "",
-        f"Rewards Ber{cfg.p}, π₁ = {list(cfg.init)}, {cfg.rounds} rounds, {cfg.seeds} seeds per η, "
+        f"Rewards Ber{cfg.p}, π₁ = {list(cfg.init)}, {cfg.rounds} rounds, {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} per η, "
         f"{cfg.num_etas} η values log-spaced in [{cfg.eta_min:g}, {cfg.eta_max:g}]. Total reward is "
         f"Σ_k ⟨π_k, r_k⟩; intervals are {CI_LABEL} over seeds. {describe_plot(cfg.seeds)}",
         "",

@@ -221,7 +221,7 @@ def _summary(cfg: MDPConfig, gaps: dict[str, dict[str, np.ndarray]], zero_probs:
     lines = [
         "# Lecture: policy learning in MDPs (full information and bandit feedback)",
         "",
-        f"{cfg.seeds} seeds per (setting, algorithm); exact algorithms run {cfg.iters} iterations, sampled "
+        f"{cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} per (setting, algorithm); exact algorithms run {cfg.iters} iterations, sampled "
         f"ones {cfg.sampled_iters} iterations of {cfg.num_traj} trajectories (ending w.p. 1−γ per step, "
         "learned baseline). Gap = V*(ρ) − V^{π_k}(ρ); "
         f"intervals are {CI_LABEL} over seeds.",
