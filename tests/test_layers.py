@@ -1,4 +1,4 @@
-"""Imports point one way: cli > lecture > run > {tabular, deep} > prox > {estimators, config} > types (errors sits with
+"""Imports point one way: cli > {lecture, agents} > run > {tabular, deep} > prox > {estimators, config} > types (errors sits with
 types); the two worlds, tabular/ (exact and sampled tables) and deep/ (networks, environments, rollouts),
 never import each other."""
 
@@ -14,7 +14,7 @@ RANK = {
     "prox": 2,  # the proximal-step kit: surrogates, geometries, solvers, critics (both worlds use it)
     "tabular": 3, "deep": 3,  # the two worlds: each on the kernel, never one on the other
     "run": 4,
-    "lecture": 5,
+    "lecture": 5, "agents": 5,  # the lecture's experiments and the agent objects, both on the driver
     "cli": 6, "__init__": 6,
 }  # fmt: skip
 ROOT = Path(proxrl.__file__).parent
