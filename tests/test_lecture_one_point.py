@@ -119,3 +119,25 @@ def test_bad_input_is_one_line(capsys, bad, message):
     assert main(["lecture", "one-point", *bad]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err, err
+
+
+def test_fit_slope_is_least_squares_on_the_log_means_and_its_interval_resamples_seeds():
+    """The slope is numpy's least-squares fit of log(mean R_T) on log T; exact power laws give their exponent
+    whatever the seeds' spread of constants, and the bootstrap interval is the quantiles of the fits of
+    seed-resampled means (recomputed here with the same draws)."""
+    horizons = np.array([10.0, 100.0, 1000.0, 10000.0])
+    rng = np.random.default_rng(5)
+    final = rng.uniform(0.5, 2.0, size=(1, 7)) * horizons[:, None] ** 0.75  # R_T = c_seed · T^0.75
+    s = fit_slope(horizons, final, resamples=300, seed=3)
+    assert (
+        s.slope == pytest.approx(0.75, abs=1e-12)
+        and s.lo == pytest.approx(0.75)
+        and s.hi == pytest.approx(0.75)
+    )
+    noisy = final * rng.lognormal(0.0, 0.3, size=final.shape)
+    s = fit_slope(horizons, noisy, resamples=300, seed=3)
+    assert s.slope == pytest.approx(np.polyfit(np.log(horizons), np.log(noisy.mean(axis=1)), 1)[0], rel=1e-12)
+    idx = np.random.default_rng(3).integers(0, 7, size=(300, 7))
+    boot = [np.polyfit(np.log(horizons), np.log(noisy[:, i].mean(axis=1)), 1)[0] for i in idx]
+    np.testing.assert_allclose([s.lo, s.hi], np.quantile(boot, [0.025, 0.975]), rtol=1e-10)
+    assert s.lo < s.slope < s.hi
