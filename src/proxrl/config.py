@@ -247,8 +247,8 @@ class Config:
     def validate(self) -> Self:
         """Raise :class:`~proxrl.errors.ConfigError` (one line, naming the option) on a bad value; return
         ``self``. Every option must be of its declared type (:func:`check_types`; a number for a numeric option
-        is left to its piece), then each piece's ``validate()`` runs, then the types again with every number
-        (an integer option must hold an int), and every float must be finite and every integer within ±2³¹ (:func:`check_numbers`, whatever its
+        is left to its piece), then each piece's ``validate()`` runs, then :func:`check_numbers` (the types
+        again, an integer option holding an int; every float finite and every integer within ±2³¹, whatever its
         piece checks), then :meth:`check`."""
 
         def walk(obj: Any) -> None:

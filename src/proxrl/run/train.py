@@ -353,8 +353,11 @@ def train(
     """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory.
 
     ``callback(report)`` runs after every chunk (one evaluation interval, :class:`ChunkReport`), once its rows
-    and checkpoint are on disk; returning ``False`` stops the run there, as finished at that step (its summary
-    says how far it went; resuming with a budget beyond it continues it).
+    and checkpoint are on disk; a false answer (``False`` or a false NumPy bool; ``None`` is not one) stops the
+    run there, as finished at that step (its summary says how far it went; resuming with a budget beyond it
+    continues it). A resumed run continues from its checkpoint's update in chunks of ``eval_every``: the
+    uninterrupted run's chunks when it stopped at a chunk's end, whole intervals from its last step when its
+    budget is raised after a shorter last chunk.
 
     Every chunk is checked before anything of it is written: a NaN or an infinity in the training state
     (parameters, optimiser and normaliser statistics, …), in the evaluation returns, or an infinity in a metric
