@@ -4,6 +4,8 @@ shapes, policies and clipping; callbacks stop a run; bad input is one line namin
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from proxrl.cli import main
 from proxrl.deep.jax_envs import BoxSpace
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError
+from proxrl.run.train import make_runner, train
 
 # A tiny PPO on CartPole; anneal_lr off, so that the learning rate does not depend on the planned budget
 OPTIONS = dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1, hidden=(16,), anneal_lr=False)
@@ -98,6 +101,17 @@ def test_save_and_load_round_trip_and_continue_alike(trained, tmp_path):
     for agent in (from_file, from_dir):
         agent.learn(128)
         assert agent.num_timesteps == 640
+    # a run directory made from the file holds config.json and the checkpoint, no tables; resumed at its budget,
+    # nothing runs and nothing is written
+    at_budget = PPO.load(path, out=tmp_path / "bare")
+
+    run = dataclasses.replace(at_budget.run_config, total_steps=512, out=None, resume=at_budget.run_dir)
+    train(make_runner(at_budget.config, "CartPole-v1", run), run, at_budget.config, "CartPole-v1")
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == [
+        ".lock",
+        "checkpoint.safetensors",
+        "config.json",
+    ]
     last = lambda d: (d / "eval.csv").read_text().splitlines()[-1]
     assert last(tmp_path / "loaded") == last(copy) and last(copy).startswith("640,")
     from_file.close(), from_dir.close()
@@ -189,4 +203,6 @@ def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path):
     assert agent.num_timesteps == 448  # the chunk before the callback was checkpointed
     agent.learn(256, callback=lambda report: np.bool_(False))  # a false NumPy bool stops as False does
     assert agent.num_timesteps == 576  # one interval of the two
+    with pytest.raises(ConfigError, match=r"total_steps must add at least one update of 64 steps .* got 63"):
+        agent.learn(63)
     agent.close()

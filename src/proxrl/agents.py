@@ -160,6 +160,12 @@ class Agent:
             total_steps=self.num_timesteps + total_steps,
             progress=self.run_config.progress if progress is None else bool(progress),
         )
+        size = self.config.rollout.size
+        if self.num_timesteps and run.total_steps // size * size <= self.num_timesteps:
+            raise ConfigError(
+                f"total_steps must add at least one update of {size} steps (num_envs·num_steps) to the "
+                f"{self.num_timesteps:,} trained, got {total_steps}"
+            )
         self._release()
         runner = make_runner(self.config, self.env_id, run)
         try:

@@ -485,7 +485,8 @@ def train(
         finally:
             runner.close()
         rd.flush()
-        finish_run(rd, runner.name, env_id, run_cfg)
+        if (rd.path / "eval.csv").exists():  # (a run made from a bare checkpoint and already at its budget has none)
+            finish_run(rd, runner.name, env_id, run_cfg)
     except KeyboardInterrupt as e:  # Ctrl-C: the caller names the directory to resume
         e.run_dir = rd.path  # type: ignore[attr-defined]
         raise
@@ -754,7 +755,7 @@ def _resume(
         if step > budget_steps:
             raise ConfigError(
                 f"checkpoint {str(path / CHECKPOINT)!r} is at step {step:,}, beyond this budget of "
-                f"{budget_steps:,} steps: give total_steps >= {step:,} to resume it"
+                f"{budget_steps:,} steps: give total_steps >= {step} to resume it"
             )
         rd.cut_back(step)
         record = {**record, "run_id": previous.get("run_id") or uuid.uuid4().hex}
