@@ -118,3 +118,31 @@ def test_backend_resolution(env_id, backend, fragment):
 def test_bad_backend_name():
     with pytest.raises(ConfigError, match="backend"):
         RunConfig(backend="jax").validate()
+
+
+def test_evaluation_rounds_never_share_an_episode_seed():
+    """Round r seeds its N·E evaluation episodes from base + max(1000, N·E)·r on: with 2 seeds × 600 episodes the
+    rounds' seed ranges are disjoint (a stride of 1000 would give rounds 0 and 1 the seeds 1000–1199 twice), and
+    with 2 × 10 the stride stays 1000, so small runs evaluate on the episodes they always did."""
+    config = override(PPOConfig(), num_envs=1, num_steps=8, hidden=(8,))
+    calls = []
+
+    class Episodes:
+        def episodes(self, policy, seed, max_steps):
+            calls.append(seed)
+            return np.zeros(n * e)
+
+        def close(self):
+            pass
+
+    for n, e, stride in ((2, 600, 1200), (2, 10, 1000)):
+        runner = make_runner(
+            config, "CartPole-v1", RunConfig(num_seeds=n, eval_episodes=e, backend="gymnasium")
+        )
+        assert isinstance(runner, HostRunner)
+        runner._eval_env = Episodes()
+        calls.clear()
+        for r in range(3):
+            runner.evaluate(None, None, r)
+        assert calls == [10_000_000 + stride * r for r in range(3)]
+        runner.close()

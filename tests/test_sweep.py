@@ -431,11 +431,15 @@ def test_starting_ray_drops_its_token_notice_and_keeps_its_other_warnings(monkey
 
 def test_time_left_is_the_median_of_recent_chunks_times_the_chunks_left(tmp_path):
     """A cell at 300 of 1000 steps, chunks of 100 steps, its last 10 chunks timed 1..10 s after 2 slow ones: the
-    median of those 10 (5.5 s) × 7 chunks left = 38.5 s; without a timing file, unknown."""
+    median of those 10 (5.5 s) × 7 chunks left = 38.5 s; without a timing file, unknown. A chunk is as long as
+    the last one took."""
     times = [500.0, 400.0, *range(1, 11)]
     (tmp_path / "timing.csv").write_text(
         "step,chunk_seconds\n" + "".join(f"{100 * (i + 1)},{t}\n" for i, t in enumerate(times))
     )
-    assert _time_left(tmp_path, 300, 1000, 100) == 5.5 * 7
-    assert math.isnan(_time_left(tmp_path / "none", 300, 1000, 100))
+    assert _time_left(tmp_path, 300, 1000) == 5.5 * 7
+    assert math.isnan(_time_left(tmp_path / "none", 300, 1000))
+    # chunks of 96 steps (eval_every 100 in whole updates of 32): 700 steps left are 8 chunks, not 7
+    (tmp_path / "timing.csv").write_text("step,chunk_seconds\n96,2.0\n192,4.0\n")
+    assert _time_left(tmp_path, 192, 892) == 3.0 * 8
     assert [duration(x) for x in (math.nan, 42.4, 1020, 7500)] == ["-", "42 s", "17 min", "2 h 05 min"]

@@ -209,7 +209,7 @@ class HostRunner(Runner):
             action = self.mode(carry, self._split(obs, e))
             return action.reshape(n * e, *action.shape[2:])
 
-        seed = self.seed + 10_000_000 + 1000 * round_index
+        seed = self.seed + 10_000_000 + max(1000, n * e) * round_index  # rounds never share an episode seed
         returns = self._eval_env.episodes(policy, seed, _max_episode_steps(self.env_id))
         return returns.reshape(n, e).mean(axis=1)
 

@@ -457,7 +457,9 @@ class _FiniteRunner(Runner):
         if leaves and not bool(
             jax.device_get(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
         ):
-            raise FloatingPointError(f"non-finite values in the training state after {self.updates} updates")
+            raise FloatingPointError(
+                f"non-finite values in the training state after {self.updates} updates of this attempt"
+            )
         return state, metrics
 
     def evaluate(self, state: Any, keys: Any, round_index: int) -> np.ndarray:
@@ -778,16 +780,20 @@ ETA_CHUNKS = 10
 """Chunks whose times :func:`sweep_status` takes the median of to estimate a cell's time left."""
 
 
-def _time_left(cell_dir: Path, steps: int, total: int, eval_every: int) -> float:
-    """Median seconds of the last :data:`ETA_CHUNKS` chunks in ``cell_dir/timing.csv`` × the chunks left."""
+def _time_left(cell_dir: Path, steps: int, total: int) -> float:
+    """Median seconds of the last :data:`ETA_CHUNKS` chunks in ``cell_dir/timing.csv`` × the chunks left, a
+    chunk being as many steps as the last one took (the evaluation interval in whole updates)."""
     path = cell_dir / "timing.csv"
     if not path.exists():
         return math.nan
     with path.open(newline="") as f:
-        seconds = [float(r["chunk_seconds"]) for r in csv.DictReader(f) if r.get("chunk_seconds")]
-    if not seconds:
+        rows = [r for r in csv.DictReader(f) if r.get("chunk_seconds") and r.get("step")]
+    if not rows:
         return math.nan
-    return statistics.median(seconds[-ETA_CHUNKS:]) * math.ceil(max(total - steps, 0) / eval_every)
+    seconds = [float(r["chunk_seconds"]) for r in rows]
+    ends = [0] + [int(float(r["step"])) for r in rows]
+    chunk = max(ends[-1] - ends[-2], 1)
+    return statistics.median(seconds[-ETA_CHUNKS:]) * math.ceil(max(total - steps, 0) / chunk)
 
 
 def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
@@ -804,7 +810,6 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             run |= json.loads((cell_dir / "config.json").read_text()).get("run", {})
         total = int(run.get("total_steps", RunConfig().total_steps))
-        eval_every = int(run.get("eval_every", RunConfig().eval_every))
         attempts_log = cell_dir / ATTEMPTS
         attempts = len(attempts_log.read_text().splitlines()) if attempts_log.exists() else 0
         steps, last, pid, error = 0, math.nan, None, ""
@@ -822,7 +827,7 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
         else:
             status = "not started"
         left = (
-            _time_left(cell_dir, steps, total, eval_every) if status in ("running", "stopped") else math.nan
+            _time_left(cell_dir, steps, total) if status in ("running", "stopped") else math.nan
         )
         found.append(
             CellStatus(cell.setting.name, cell.env, status, steps, total, last, attempts, pid, error, left)
