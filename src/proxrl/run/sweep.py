@@ -826,9 +826,7 @@ def sweep_status(sweep_dir: str | Path) -> list[CellStatus]:
             status = "stopped" if pid is None else "running"
         else:
             status = "not started"
-        left = (
-            _time_left(cell_dir, steps, total) if status in ("running", "stopped") else math.nan
-        )
+        left = _time_left(cell_dir, steps, total) if status in ("running", "stopped") else math.nan
         found.append(
             CellStatus(cell.setting.name, cell.env, status, steps, total, last, attempts, pid, error, left)
         )

@@ -485,7 +485,9 @@ def train(
         finally:
             runner.close()
         rd.flush()
-        if (rd.path / "eval.csv").exists():  # (a run made from a bare checkpoint and already at its budget has none)
+        if (
+            rd.path / "eval.csv"
+        ).exists():  # (a run made from a bare checkpoint and already at its budget has none)
             finish_run(rd, runner.name, env_id, run_cfg)
     except KeyboardInterrupt as e:  # Ctrl-C: the caller names the directory to resume
         e.run_dir = rd.path  # type: ignore[attr-defined]
