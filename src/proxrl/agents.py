@@ -131,12 +131,12 @@ class Agent:
         else:
             spaces = gym_spaces(env)
         self.observation_space, self.action_space = spaces
-        # the algorithm on these spaces (SAC needs a Box, …)
-        _learner(config, env, *spaces, config.rollout.size)
-        if (
-            run.num_actors == 0 and algo != "appo"
-        ):  # what only a runner checks (Ray actors are started by learn)
+        # the algorithm on these spaces (SAC needs a Box, …) and what only a runner checks; Ray actors start
+        # with learn(), so for them the learner alone is built here
+        if run.num_actors == 0 and algo != "appo":
             make_runner(config, env, dataclasses.replace(run, total_steps=config.rollout.size)).close()
+        else:
+            _learner(config, env, *spaces, config.rollout.size)
         self.run_dir: Path | None = None
         self.num_timesteps = 0
         """Environment steps per seed trained so far (the last checkpoint's)."""
