@@ -186,11 +186,13 @@ def test_bad_input_after_training(trained, tmp_path):
         assert message in str(err.value)
 
 
-def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path):
+def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path, capsys):
     """learn(192) ends with a cut interval (128, 192); learn(128) goes on to 320. A callback that raises stops
-    the run with its last checkpoint kept, and learn() continues from it."""
+    the run with its last checkpoint kept, and learn() continues from it. A budget of part of an update is
+    noted in learn()'s terms: the steps asked for in this call, rounded down to whole updates."""
     agent = PPO("CartPole-v1", out=tmp_path / "short", **OPTIONS, **RUN)
     agent.learn(192).learn(128)
+    assert "note" not in capsys.readouterr().err
     assert agent.num_timesteps == 320
     steps = [r.split(",")[0] for r in (tmp_path / "short" / "eval.csv").read_text().splitlines()[1:]]
     assert steps == ["128", "192", "320"]
@@ -205,4 +207,10 @@ def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path):
     assert agent.num_timesteps == 576  # one interval of the two
     with pytest.raises(ConfigError, match=r"total_steps must add at least one update of 64 steps .* got 63"):
         agent.learn(63)
+    capsys.readouterr()
+    agent.learn(100)
+    note = "note: total_steps 100 is not a multiple of the 64 steps of one update (num_envs·num_steps); "
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note")]
+    assert notes == [note + "training 64 steps (1 update)"]
+    assert agent.num_timesteps == 640
     agent.close()

@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Self
 
@@ -55,6 +56,7 @@ from proxrl.run.train import (
     JaxRunner,
     RunConfig,
     _learner,
+    budget_note,
     checkpoint_info,
     make_runner,
     read_config_json,
@@ -179,7 +181,10 @@ class Agent:
             runner.close()
             raise
         try:
-            train(runner, run, self.config, self.env_id, callback)
+            note = budget_note(total_steps, size, "total_steps")
+            if note is not None:
+                print(note, file=sys.stderr)
+            train(runner, run, self.config, self.env_id, callback, note_budget=False)
         finally:
             path = Path(run.resume or run.out)  # type: ignore[arg-type]
             if (path / "config.json").exists():

@@ -283,14 +283,16 @@ def planned_steps(run_cfg: RunConfig, steps_per_update: int) -> int:
     return max(1, run_cfg.total_steps // steps_per_update) * steps_per_update
 
 
-def budget_note(run_cfg: RunConfig, steps_per_update: int) -> str | None:
-    """A one-line note when the budget is not a whole number of updates (None when it is)."""
-    if run_cfg.total_steps % steps_per_update == 0:
+def budget_note(steps: int, steps_per_update: int, option: str = "--total-steps") -> str | None:
+    """A one-line note when a budget of ``steps`` (the option ``option`` the user gave) is not a whole number of
+    updates (None when it is)."""
+    if steps % steps_per_update == 0:
         return None
-    planned = planned_steps(run_cfg, steps_per_update)
+    updates = max(1, steps // steps_per_update)
     return (
-        f"note: --total-steps {run_cfg.total_steps:,} is not a multiple of the {steps_per_update:,} steps of one "
-        f"update (num_envs·num_steps); training {planned:,} steps ({planned // steps_per_update:,} updates)"
+        f"note: {option} {steps:,} is not a multiple of the {steps_per_update:,} steps of one update "
+        f"(num_envs·num_steps); training {updates * steps_per_update:,} steps "
+        f"({updates:,} update{'s' if updates != 1 else ''})"
     )
 
 
@@ -349,6 +351,8 @@ def train(
     algo_config: Any,
     env_id: str,
     callback: Callable[[ChunkReport], bool | None] | None = None,
+    *,
+    note_budget: bool = True,
 ) -> RunDir:
     """Train ``run_cfg.num_seeds`` seeds with ``runner`` (see :func:`make_runner`); return the run directory.
 
@@ -371,7 +375,8 @@ def train(
     ``run_cfg.resume``, the run continues from its verified checkpoint, after its records are cut back to the
     checkpoint's step (:meth:`RunDir.cut_back`), so that the records equal an uninterrupted run's; a directory
     holding a config.json but no checkpoint yet (a run stopped before its first checkpoint) starts again from
-    scratch."""
+    scratch. A budget that is not a whole number of updates is noted on stderr (:func:`budget_note`) unless
+    ``note_budget`` is false (a caller that notes it in its own terms)."""
     check_finite_config(algo_config)
     check_finite(run_cfg)
     run_cfg.validate()
@@ -394,7 +399,7 @@ def train(
             rd.close()
             raise
 
-    note = budget_note(run_cfg, runner.steps_per_update)
+    note = budget_note(run_cfg.total_steps, runner.steps_per_update) if note_budget else None
     if note is not None:
         print(note, file=sys.stderr)
     columns = [
