@@ -102,9 +102,9 @@ def read(path: Path, drop: tuple[str, ...] = ("chunk_seconds",)) -> list[dict[st
         return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
 
 
-def run(config, out: Path, jitter: float = 0.0, **run_options) -> tuple[list, list]:
+def run(config, out: Path, jitter: float = 0.0, keep: list | None = None, **run_options) -> tuple[list, list]:
     """A short training run; ``jitter`` > 0 makes the learner sleep a random time before each rollout it takes
-    (actors then run ahead by varying amounts)."""
+    (actors then run ahead by varying amounts); ``keep`` collects every update's rollouts."""
     run_cfg = RunConfig(
         num_seeds=2,
         total_steps=256,
@@ -120,6 +120,9 @@ def run(config, out: Path, jitter: float = 0.0, **run_options) -> tuple[list, li
     if jitter:
         fetch, rng = runner._next_rollouts, np.random.default_rng()
         runner._next_rollouts = lambda carry: (time.sleep(rng.uniform(0, jitter)), fetch(carry))[1]
+    if keep is not None:
+        collect = runner._next_rollouts
+        runner._next_rollouts = lambda carry: (keep.append(outs := collect(carry)), outs)[1]
     train(runner, run_cfg, config, "CartPole-v1")
     return read(out / "metrics.csv"), read(out / "eval.csv")
 
@@ -141,10 +144,17 @@ def test_async_logs_its_lag_and_sync_actors_feed_an_ordinary_learner(local_ray, 
     assert len(lags) == 8 and np.all(lags == np.round(lags)) and lags.min() >= 0 and lags.max() < 8
     assert np.allclose([float(r["rho_mean"]) for r in metrics], 1.0, atol=0.2)
     ppo = override(PPOConfig(), **{**TINY, "num_envs": 4})
-    metrics, evals = run(ppo, tmp_path / "sync", num_actors=2)
+    rollouts: list = []
+    metrics, evals = run(ppo, tmp_path / "sync", num_actors=2, keep=rollouts)
     assert len(metrics) == 4 and all(float(r["policy_lag"]) == 0 for r in metrics)
     assert sum(float(r["episodes"]) for r in metrics) > 0
     assert len(evals) == 2
+    # The two actors sample with their own keys. The initial policy is nearly uniform (logits ≈ 0), so actors
+    # drawing the same Gumbel noise would take the same action at almost every step; with independent draws
+    # they agree with probability ≈ 1/2 at each of the 2·16·2 = 64 (seed, step, env) places, and ≥ 52 agreements
+    # has probability < 1e-6.
+    first, second = (np.asarray(r["traj"][1]) for r in rollouts[0])
+    assert first.shape == (2, 16, 2) and np.mean(first == second) < 0.8
 
 
 def test_normalize_reward_keeps_each_actors_running_returns(local_ray, tmp_path):

@@ -23,7 +23,9 @@ Every update's metrics add ``policy_lag`` (k minus the update whose parameters a
 ``episodic_return`` / ``episodes`` from the actors' own episode counts. An actor's environment copy (seed s,
 environment j, actor i) is seeded ``seed + s·B + j + 100003·i`` (``B``: the learner's ``num_envs``);
 in the sync schedule actor i holds environments ``j = i·B/N … (i+1)·B/N − 1``, so that with one actor the copies
-are seeded as in the host runner.
+are seeded as in the host runner. Rollout request r draws its keys from fold_in(fold_in(key(seed), s), r); the
+sync schedule numbers update k's requests k·N + i (actor i), async and fixed number theirs in the order they are
+sent, so no two rollouts share a key.
 
 A checkpoint holds what the actors are doing, so a resumed run continues exactly (:meth:`ActorRunner.host_state`):
 the rollouts in flight (waited for, and saved whole), every actor's record of its environments' episodes (how each
@@ -304,9 +306,9 @@ class ActorRunner(HostRunner):
         k = self.version
         if self._weights is None:
             self._publish(carry)
-        if self.schedule == "sync":
-            refs = [a.rollout.remote(self._weights, k, k) for a in self.actors]
-            return ray.get(refs)
+        if self.schedule == "sync":  # request k·N + i: every actor its own keys (one actor: request k)
+            n = self.num_actors
+            return ray.get([self._request(i, k * n + i) for i in range(n)])
         if self.schedule == "fixed":
             if not self._fixed:  # start (or restart after a resume): requests k .. k + lag, all with θ_k
                 for j in range(k, k + self.lag + 1):
