@@ -131,10 +131,10 @@ def make_learner(
     step = a2c_step(config, agent, updates)
 
     def init(key: PRNGKey, obs: Array) -> A2CState:
-        k_actor, k_critic = jax.random.split(key)
+        # θ's and φ's initialisation keys (the first two of split(key, 3) are split(key)'s), and the estimate's
+        k_actor, k_critic, k_state = jax.random.split(key, 3)
         params = agent.init(k_actor, k_critic, obs)
-        # the estimate's key is folded from the seed, so θ's and φ's initialisation keys stay split(key)
-        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32), jax.random.fold_in(key, 1))
+        return A2CState(params, step.init(params), jnp.zeros((), jnp.int32), k_state)
 
     def learn(state: A2CState, traj: Transition) -> tuple[A2CState, Metrics]:
         # Â_k: the selected estimator under V_φk or Q_φk (default GAE with λ = 1: n-step returns)

@@ -161,9 +161,10 @@ def make_learner(
         return value_loss(agent.value(phi, batch.obs, batch.action), batch.value_old, batch.returns), {}
 
     def learn(state: NPGState, traj: Transition) -> tuple[NPGState, Metrics]:
-        key, k_fit = jax.random.split(state.key)
+        # k_estimate apart from k_fit, whose per-epoch keys the minibatch shuffles draw from; only the Q forms
+        # over a box draw from it
+        key, k_fit, k_estimate = jax.random.split(state.key, 3)
         # Â_k: the selected estimator (default GAE(λ)) under V_φk or Q_φk
-        k_estimate = jax.random.fold_in(k_fit, 1)  # only the Q forms over a box draw from it
         batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1} = θ_k + η·(F + λI)⁻¹ g  (CG; trust-region η; optional backtracking)
         theta, step_state, metrics = step.update(state.params["actor"], state.step, batch, None)

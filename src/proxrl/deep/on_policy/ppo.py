@@ -242,9 +242,10 @@ def make_learner(
         return PPOState(params, step.init(params), key, jnp.zeros((), jnp.int32))
 
     def learn(state: PPOState, traj: Transition) -> tuple[PPOState, Metrics]:
-        key, k_step = jax.random.split(state.key)
+        # k_estimate apart from k_step, whose per-epoch keys the minibatch shuffles draw from; only the Q forms
+        # over a box draw from it
+        key, k_step, k_estimate = jax.random.split(state.key, 3)
         # Â_k: the selected estimator (default GAE(λ)) under V_φk or Q_φk
-        k_estimate = jax.random.fold_in(k_step, 1)  # only the Q forms over a box draw from it
         batch = estimate(agent, state.params, traj, config.rollout.gamma, config.advantage, k_estimate)
         # θ_{k+1}, φ_{k+1}: the proximal step
         params, step_state, metrics = step.update(state.params, state.step, batch, k_step)
