@@ -20,7 +20,7 @@ from proxrl.tabular import mdps, softmax
 from proxrl.tabular import sampled as sa
 from proxrl.tabular import steps as softmax_table
 from proxrl.tabular.steps import table_kl_term, table_surrogate
-from proxrl.tabular.trajectories import collect
+from proxrl.tabular.trajectories import _draw, collect
 
 Z = 5.0  # a false alarm on one of ~15 coordinates has probability < 1e-5
 S, A, GAMMA, N, T = 5, 3, 0.8, 4000, 100  # γ^T ≈ 2e-10: the cap's bias is negligible
@@ -58,6 +58,7 @@ def test_trajectories_are_padded_masked_and_geometric(setting, batch):
     mask = np.asarray(batch.mask)
     assert np.all(mask[0]) and np.all(np.diff(mask.astype(int), axis=0) <= 0)  # a prefix of each column
     assert np.all(np.asarray(batch.reward)[~mask] == 0) and not np.any(np.asarray(batch.truncated))
+    assert np.all(np.asarray(batch.state)[~mask] == 0) and np.all(np.asarray(batch.action)[~mask] == 0)
     L = np.asarray(batch.length)
     assert abs(L.mean() - 1 / (1 - GAMMA)) < Z * L.std() / np.sqrt(N)  # E τ = 1/(1−γ)
     R, r = np.asarray(batch.returns), np.asarray(batch.reward)
@@ -70,6 +71,23 @@ def test_trajectories_are_padded_masked_and_geometric(setting, batch):
     assert np.all(np.abs(visits.mean(0) - np.asarray(ev.d)) < Z * se)
     table = sa.ipw_batch(theta, batch, jnp.zeros_like(batch.returns))
     np.testing.assert_allclose(table.d, visits.mean(0), rtol=1e-5)
+
+
+def test_an_outcome_of_probability_zero_is_never_drawn():
+    """In float32 softmax((0.1, 0.2, 0.3, −120)) gives the last action probability 0 and a total 1 − 6e-8: a draw
+    u in [total, 1) must still land on a possible action (u is scaled by the total)."""
+    pi = softmax.pi(jnp.asarray([[0.1, 0.2, 0.3, -120.0]], jnp.float32))[0]
+    cdf = jnp.cumsum(pi)
+    assert float(pi[3]) == 0.0 and float(cdf[-1]) < 1.0
+    top = jnp.nextafter(jnp.float32(1), jnp.float32(0))  # the largest float32 below 1
+    draws = [int(_draw(cdf, u)) for u in (top, cdf[-1], jnp.float32(0.0), cdf[0] * 0.999)]
+    assert draws[:2] == [2, 2] and draws[2:] == [0, 0]
+    # the first index whose cumulative probability exceeds u·total, against NumPy in float64
+    us = np.random.default_rng(0).uniform(size=1000).astype(np.float32)
+    got = np.asarray(jax.vmap(_draw, (None, 0))(cdf, jnp.asarray(us)))
+    c = np.asarray(cdf, np.float64)
+    want = np.searchsorted(c, us.astype(np.float64) * c[-1], side="right")
+    assert np.mean(got == want) > 0.99 and set(got.tolist()) <= {0, 1, 2}
 
 
 @pytest.mark.parametrize("kind", ["none", "constant", "value"])

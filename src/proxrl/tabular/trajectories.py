@@ -58,8 +58,10 @@ class Trajectories(NamedTuple):
 
 
 def _draw(cdf: Array, u: Array) -> Array:
-    """Inverse-CDF draw: the first index whose cumulative probability exceeds ``u`` (``cdf`` ``[K]``)."""
-    return jnp.minimum(jnp.sum(cdf <= u), cdf.shape[-1] - 1).astype(jnp.int32)
+    """Inverse-CDF draw: the first index whose cumulative probability exceeds ``u·cdf[K−1]`` (``cdf`` ``[K]``,
+    ``u`` uniform on [0, 1)). Scaling ``u`` by the total, which rounding leaves a little off 1, keeps every index
+    of probability zero undrawn (the last one included)."""
+    return jnp.minimum(jnp.sum(cdf <= u * cdf[-1]), cdf.shape[-1] - 1).astype(jnp.int32)
 
 
 def rollout(
@@ -81,7 +83,7 @@ def rollout(
         go_on = ~mdp.terminal[s2]
         if geometric:
             go_on &= u[2] < mdp.gamma
-        out = (s, a, jnp.where(alive, r, 0.0), alive)
+        out = (jnp.where(alive, s, 0), jnp.where(alive, a, 0), jnp.where(alive, r, 0.0), alive)
         return (s2, alive & go_on), out
 
     (_, still), (s, a, r, m) = jax.lax.scan(step, (s0, ~mdp.terminal[s0]), jax.random.split(key, max_len))
