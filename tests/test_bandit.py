@@ -75,6 +75,20 @@ def test_npg_bandit_equals_loss_based_exp3_with_n_draws():
     np.testing.assert_allclose(np.asarray(a.regret), np.asarray(b.regret), atol=1e-2)
 
 
+def test_npg_regularised_with_many_inner_steps_is_npg_from_the_same_draws():
+    """NPG-reg's m inner steps maximise ⟨π_θ, q̂⟩ − KL(π_θ, π_k)/η, whose maximiser is NPG's step θ_k + η·q̂ (up
+    to a constant): from the same draws, m = 2000 (α = η, inside α < 4η) ends at NPG's policy, m = 1 does not."""
+    model = R.bernoulli([0.5, 0.4, 0.3])
+    keys = jax.random.split(KEY, 4)
+    npg = B.make_runner(B.npg(0.05, 10, 1.0), model, None, 300)(keys)
+    far = [
+        float(jnp.max(jnp.abs(B.make_runner(B.npg_reg(0.05, 10, m, 0.05, 1.0), model, None, 300)(keys).final_pi
+                              - npg.final_pi)))
+        for m in (1, 2000)
+    ]  # fmt: skip
+    assert far[0] > 1e-2 and far[1] < 1e-4, far
+
+
 def test_pg_learns_stochastic_bandit():
     model = R.bernoulli([0.7, 0.5, 0.3])
     res = B.make_runner(B.pg(0.5, 1, 0.5), model, None, 2000)(jax.random.split(KEY, 32))

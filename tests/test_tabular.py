@@ -115,6 +115,29 @@ def test_npg_with_exact_fisher_equals_ew():
         np.testing.assert_allclose(softmax.pi(npg.params), softmax.pi(ew.params), atol=1e-9)
 
 
+def test_npg_regularised_runs_reach_the_ew_iterates_and_its_default_step_is_stable():
+    """npg_reg's m inner gradient steps solve argmax Σ_s d(s)[⟨π_θ, Q⟩ − KL(π_θ, π_k)/η], whose maximiser is the
+    EW step: with m = 1000 at the default α = η(1−γ), five iterations follow EW's to float32 rounding, and
+    with only m = 100 they do not (so the check has power). On the chain (max_s d(s) ≈ 5.7 for γ = 0.9) the
+    default α keeps the iteration stable where α = 1 breaks the rule α·max d/η ≲ 1 and drives |θ| up."""
+    m = mdps.random_mdp(3, 6, 3, 3, gamma=0.8)
+    theta0 = jnp.asarray(random_theta(0, 6, 3), jnp.float32)
+    ew = alg.run("ew", m, theta0, 5, 0.5)
+    errors = []
+    for inner in (100, 1000):
+        reg = jax.jit(lambda k=inner: alg.run("npg_reg", m, theta0, 5, 0.5, m=k))()
+        errors.append(float(jnp.max(jnp.abs(softmax.pi(reg.params) - softmax.pi(ew.params)))))
+        np.testing.assert_allclose(reg.trace.value, ew.trace.value, atol=5e-5 if inner == 1000 else 1.0)
+    assert errors[0] > 1e-2 and errors[1] < 1e-4
+    chain = mdps.chain(length=8, gamma=0.9)
+    gap = np.asarray(alg.run("npg_reg", chain, jnp.zeros((8, 2)), 30, 0.1, m=10).trace.gap)
+    assert np.all(np.diff(gap) <= 1e-6)
+    wild = alg.run("npg_reg", chain, jnp.zeros((8, 2)), 30, 0.1, 1.0, m=10)
+    assert float(jnp.max(jnp.abs(wild.params))) > 5.0
+    with pytest.raises(ConfigError, match="alpha"):
+        alg.make_step("npg_reg", 0.1)
+
+
 def test_ew_cumulative_regret_under_bound():
     """Σ_{k=1}^K (V*(ρ) − V^{π_k}(ρ)) ≤ (1/(1−γ))(ln A/η + ηK/(2(1−γ)²)) for rewards in [0, 1]."""
     S, A, K, gamma = 10, 4, 100, 0.9

@@ -155,6 +155,11 @@ def test_ipw_table_turns_softmax_steps_into_the_sampled_updates(setting, batch):
     lhs = w_kit(th1) - w_kit(theta)
     assert float(lhs) == pytest.approx(float(w_literal(th1) - w_literal(theta)), rel=1e-4, abs=1e-5)
     np.testing.assert_allclose(jax.grad(w_kit)(th1), jax.grad(w_literal)(th1), rtol=1e-4, atol=1e-5)
+    # the sampled "ew" step is W_k's exact maximiser: ∇W_k vanishes there (and not at θ_k)
+    th_ew, _, _ = _run(sa.make_step("ew", eta), theta, table, jax.random.key(0))
+    np.testing.assert_allclose(th_ew, theta + eta * table.q, atol=1e-6)
+    g0 = float(jnp.max(jnp.abs(jax.grad(w_literal)(theta))))
+    assert g0 > 0.1 and float(jnp.max(jnp.abs(jax.grad(w_literal)(th_ew)))) < 1e-4 * g0
 
 
 def test_npg_least_squares_is_the_empirical_fisher_solve_and_consistent(setting, batch, big_batch):

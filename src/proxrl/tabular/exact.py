@@ -95,9 +95,14 @@ def greedy_step() -> ProxStep:
     return prox_step(Problem(surrogate, kl), solver, moved=kl)
 
 
-def make_step(algo: str, eta: Array | float = 1.0, alpha: Array | float = 1.0, m: int = 10) -> ProxStep:
-    """The proximal step named ``algo`` (see the module table); ``eta``/``alpha`` may be traced."""
+def make_step(
+    algo: str, eta: Array | float = 1.0, alpha: Array | float | None = None, m: int = 10
+) -> ProxStep:
+    """The proximal step named ``algo`` (see the module table); ``eta``/``alpha`` may be traced. ``alpha``
+    (``npg_reg``'s inner step size) has no default here, where the discount is unknown: :func:`run` sets it."""
     check_choice("algorithm", algo, ALGORITHMS)
+    if algo == "npg_reg" and alpha is None:
+        raise ConfigError("alpha: npg_reg needs its inner step size (run() defaults it to η(1−γ))")
     if algo == "api":
         return greedy_step()
     if algo in ("ew", "npg_closed"):
@@ -127,7 +132,7 @@ def run(
     theta0: Array,
     num_iters: int,
     eta: Array | float = 1.0,
-    alpha: Array | float = 1.0,
+    alpha: Array | float | None = None,
     m: int = 10,
     v_star: Array | None = None,
     obs: Array | None = None,
@@ -140,12 +145,17 @@ def run(
     ``theta0`` is then ``[O, A]``, one row per class, and each step runs on the class table
     (:func:`proxrl.tabular.aliasing.observe`). ``v_star`` defaults to the unaliased ``V*``, which an aliased
     policy may not reach; pass the best aliased value to measure the gap to it.
+    ``alpha``, ``m``: ``npg_reg``'s inner step size and steps; ``alpha`` defaults to η(1−γ), which keeps
+    α·d(s)/η ≤ 1 for every policy (Σ_s d(s) = 1/(1−γ)), the stability rule of
+    :func:`~proxrl.tabular.steps.npg_regularised`.
     """
     if obs is None:
         tabular.check_policy_table(mdp, theta0, "theta0")
     else:
         obs = aliasing.check_observations(obs, mdp.num_states, theta0.shape[0])
     check_int_at_least("num_iters", num_iters, 1)
+    if alpha is None:
+        alpha = eta * (1.0 - mdp.gamma)
     step = make_step(algo, eta, alpha, m)
     to_pi = policy_of(algo)
     num_obs = theta0.shape[0]
@@ -180,7 +190,7 @@ def run(
 
 
 def sweep(
-    algo: str, num_iters: int, alpha: float = 1.0, m: int = 10
+    algo: str, num_iters: int, alpha: float | None = None, m: int = 10
 ) -> Callable[[FiniteMDP, Array, Array], TabularResult]:
     """A jitted ``f(mdps, theta0s, etas)`` with every input batched on a leading axis ``[N]``.
 

@@ -188,9 +188,12 @@ def npg_regularised(eta: Array | float, alpha: Array | float, m: int) -> ProxSte
     Composition: surrogate table, geometry table KL with β = 1/η, solver
     :func:`~proxrl.prox.solvers.gradient_steps` (plain gradient ascent, m steps). As ``m → ∞`` (small α) it
     reaches the exact maximiser, the EW step ``θ_k + η q̂``. The KL term's curvature in θ is at most
-    ``max_s d(s)/(2η)`` (the largest eigenvalue of ``diag π − ππᵀ`` is ≤ ½), so gradient ascent is stable for
-    ``α < 4η / max_s d(s)``; low-probability actions, whose curvature is ``≈ d(s)π(a|s)/η``, converge
-    slowly — the conditioning problem of softmax PG.
+    ``max_s d(s)/(2η)`` (the largest eigenvalue of ``diag π − ππᵀ`` is ≤ ½), so gradient ascent on it alone is
+    stable for ``α < 4η / max_s d(s)``; the surrogate adds curvature of order ``d(s)·max|q̂|``, so the rule of
+    thumb used here is ``α · max_s d(s) / η ≲ 1`` (a guide, not a guarantee;
+    :func:`proxrl.tabular.exact.run` defaults α to η(1−γ), which meets it since ``Σ_s d(s) = 1/(1−γ)``).
+    Low-probability actions, whose curvature is ``≈ d(s)π(a|s)/η``, converge slowly — the conditioning problem
+    of softmax PG.
     Extra metric ``inner_grad_norm``: ``‖∇W‖`` at the last inner step (0 at the exact maximiser).
     """
     solver = gradient_steps(optax.sgd(alpha), m)
