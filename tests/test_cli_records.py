@@ -130,6 +130,18 @@ def test_lecture_expert_summary_says_when_a_claim_does_not_hold():
     text = _summary(cfg, etas, {"ew": 9.0 + noise, "pg": np.full((2, 8), 6.0)}, still)
     assert "too slow to leave action 2** (does not hold here)" in text
     assert "commits too fast** (does not hold here)" in text
+    assert "PG leaves action 2 in most seeds at every η of the grid" in text
+    # PG behind EW at the small η but off action 2 all the same: not "too slow to leave" it
+    left = {"ew": np.full((2, 8), 0.99), "pg": np.array([[0.9] * 8, [1e-5] * 8])}
+    text = _summary(cfg, etas, {"ew": 9.0 + noise, "pg": np.full((2, 8), 6.0)}, left)
+    assert "too slow to leave action 2** (does not hold here)" in text
+    # the η values at which PG stays on action 2 are counted from the smallest on, up to the first it leaves
+    three = np.array([0.01, 1.0, 1000.0])
+    gaps = {"ew": np.full((3, 8), 0.9), "pg": np.array([[1e-4] * 8, [0.9] * 8, [1e-5] * 8])}
+    text = _summary(
+        ExpertConfig(seeds=8, rounds=10, num_etas=3), three, {k: np.full((3, 8), 5.0) for k in gaps}, gaps
+    )
+    assert "PG ends on action 2 in most seeds for every η ≤ 0.01;" in text
 
 
 def test_lecture_summaries_with_one_seed_say_a_claim_is_not_tested():
@@ -178,3 +190,10 @@ def test_lecture_bandit_summary_verdicts_follow_the_numbers():
     text = summary(many, lambda i, j: 80.0 + noise - (10.0 if j == 4 else 0.0))
     assert "stays under its bound** (does not hold here)" in text
     assert "(the regularisation form is ahead of the exact step)" in text
+    # with another η the regularisation form approximates another step: no comparison
+    other = BanditConfig(seeds=6, rounds=300, reg_eta=0.2)
+    text = summary(other, lambda i, j: 40.0 + noise + (10.0 if j == 4 else 0.0))
+    assert (
+        "lags" not in text
+        and "not compared: NPG runs η = 0.05, n = 10 and the regularisation form η = 0.2" in text
+    )
