@@ -230,8 +230,11 @@ def regret_bound(gamma: float, num_actions: int, eta: float, num_iters: int, r_m
 
 
 def lecture_step(gamma: float, eta: float, r_max: float = 1.0) -> float:
-    """The lecture's step size ``η' = η·r_max/(1−γ)`` for the library's ``θ += η Q`` (the lecture's EW acts on
-    rewards in ``[0, 1]``, i.e. on ``Q(1−γ)/r_max``; see :func:`regret_bound`)."""
+    """The step size ``η' = η·r_max/(1−γ)`` at which the lecture's EW theorem is read, for the library's
+    ``θ += η Q``. The notes write the step as ``π ∝ π_k exp(η Q)`` and the theorem with the same η, but their
+    proof applies the expert-setting bound, which is for payoffs in ``[0, 1]``, to ``Q ∈ [0, r_max/(1−γ)]``; the
+    theorem holds as stated for the step on the rescaled ``Q(1−γ)/r_max`` with step η', which is the library's
+    step on ``Q`` with η (an interpretation of the notes, see :func:`regret_bound`)."""
     return eta * r_max / (1 - gamma)
 
 
