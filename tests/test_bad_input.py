@@ -90,6 +90,10 @@ def _train_cases() -> list:
         (["train", "ppo", "--env", "Pendulum-v1", "--sigma", "linear", "--sigma-end", "2.0"], "sigma_end"),
         (["train", "ppo", "--resume", "/nonexistent/run"], "resume"),
         (["train", "ppo", "--preset", "bogus"], "preset"),
+        (
+            ["train", "es", "--env", "Pendulum-v1", "--normalize-obs"],
+            "normalize_obs",
+        ),  # and es's own obs_norm
         (["train", "ppo", "--surrogate", "kl_adaptive", "--beta", "0"], "beta"),
         (["train", "sarsa"], "sarsa"),
         (["train", "td3", "--env", "CartPole-v1"], "CartPole-v1"),

@@ -197,6 +197,11 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
     check_finite(run_cfg)
     run_cfg.validate()
     config.validate()
+    if run_cfg.normalize_obs and getattr(getattr(config, "network", None), "obs_norm", False):
+        raise ConfigError(
+            f"normalize_obs and {registry.entry_for(config)[0]}'s obs_norm (on by default) would standardise the "
+            "observations twice: turn one of them off"
+        )
     gamma = float(config.rollout.gamma)
     norm = Normalization(obs=run_cfg.normalize_obs, reward=run_cfg.normalize_reward, gamma=gamma).validate()
     budget = planned_steps(run_cfg, config.rollout.size)  # schedules see the real budget
