@@ -397,7 +397,9 @@ def replay_learner(
 
     Observation normalisation (``loops.Normalization(obs=True)``) reaches the buffer as the learner sees it:
     observations are stored normalised with the statistics in force when they were collected (SB3 instead
-    stores raw observations and normalises at sampling time).
+    stores raw observations and normalises at sampling time). Reward normalisation (``reward=True``) likewise
+    stores each reward scaled by the statistics of its own time, so old and new transitions of the buffer mix
+    scales in the Bellman targets; no off-policy preset turns either on.
 
     Observations are cast to float32 and flattened to ``[..., D]`` before they reach the agent; stored
     observations are float32 ``[D]``, actions float32 ``[d]`` (box) or int32 ``()`` (discrete), rewards
