@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from helpers import (
@@ -21,14 +22,16 @@ from helpers import (
 )
 from proxrl.config import override
 from proxrl.deep.distributions import categorical
-from proxrl.deep.networks import CategoricalPolicy
-from proxrl.deep.on_policy.ppo import PPOConfig
+from proxrl.deep.networks import CategoricalPolicy, ValueNetwork
+from proxrl.deep.on_policy.common import as_env
+from proxrl.deep.on_policy.ppo import PPOConfig, make_learner
 from proxrl.errors import ConfigError
 from proxrl.prox import Problem
 from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import adapt_beta, head_kl, sampled_kl
 from proxrl.prox.surrogates import clip_fraction, clipped_objective, clipped_ratio, importance_ratio, ratio
 from proxrl.run.train import make_evaluate, make_train
+from proxrl.types import Transition
 
 # Learning checks: 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation
 # over 10 episodes; the measured per-seed returns are beside each threshold.
@@ -227,3 +230,96 @@ def test_bad_config_is_a_one_line_config_error(field, value, fragment):
 def test_unknown_env_is_a_config_error():
     with pytest.raises(ConfigError, match="CartPole-v1"):
         make_train(PPOConfig(), "CartPol-v1", 10_000)
+
+
+# ---------------------------------------------------------------------------------------------- one update
+
+
+def _rollout(seed: int = 0, T: int = 8, B: int = 2) -> Transition:
+    """A hand-made CartPole-shaped rollout: column 0 terminates at t = 2 and is truncated at t = 5."""
+    k_obs, k_next, k_act, k_rew = jax.random.split(jax.random.key(seed), 4)
+    return Transition(
+        obs=jax.random.normal(k_obs, (T, B, 4)),
+        action=jax.random.randint(k_act, (T, B), 0, 2),
+        reward=jax.random.uniform(k_rew, (T, B)),
+        terminated=jnp.zeros((T, B), bool).at[2, 0].set(True),
+        truncated=jnp.zeros((T, B), bool).at[5, 0].set(True),
+        next_obs=jax.random.normal(k_next, (T, B, 4)),
+    )
+
+
+def _gae_by_hand(traj: Transition, v, v_next, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE(λ) by a backward loop per column: δ_t = r_t + γ(1 − term_t)V(s'_t) − V(s_t), and the sum stops at
+    every episode end (terminated or truncated) and at the rollout's end. Returns (Â, Â + V)."""
+    r, term = np.asarray(traj.reward, np.float64), np.asarray(traj.terminated)
+    end = term | np.asarray(traj.truncated)
+    v, v_next = np.asarray(v, np.float64), np.asarray(v_next, np.float64)
+    adv = np.zeros_like(r)
+    for b in range(r.shape[1]):
+        running = 0.0
+        for t in reversed(range(r.shape[0])):
+            delta = r[t, b] + gamma * (0.0 if term[t, b] else v_next[t, b]) - v[t, b]
+            running = delta + (0.0 if end[t, b] else gamma * lam * running)
+            adv[t, b] = running
+    return adv, adv + v
+
+
+def test_one_update_equals_a_reference_ppo_written_from_the_paper():
+    """The learner's whole update (GAE(λ) under V_φk, advantages standardised, the clipped surrogate, the clipped
+    value loss, the entropy bonus, one global-norm clip over actor and critic, Adam ε = 1e-5, 4 epochs of one
+    minibatch) equals a reference written here from the PPO paper's objective with optax, to float32 rounding.
+    The step is large (lr 0.05) so that the clip binds in the later epochs and the gradient norm is clipped:
+    both are checked, so the comparison covers them."""
+    epochs, lr, gamma, lam, eps, c_ent, c_v, max_norm = 4, 0.05, 0.99, 0.95, 0.2, 0.01, 0.5, 0.25
+    env = as_env("CartPole-v1")
+    config = override(
+        PPOConfig(), num_envs=2, num_steps=8, hidden=(8,), update_epochs=epochs, num_minibatches=1, lr=lr,
+        anneal_lr=False, gamma=gamma, gae_lambda=lam, clip_eps=eps, ent_coef=c_ent, vf_coef=c_v,
+        max_grad_norm=max_norm,
+    )  # fmt: skip
+    learner = make_learner(config, env.observation_space, env.action_space)
+    traj = _rollout()
+    state = learner.init(jax.random.key(1), traj.obs[0])
+    new_state, metrics = jax.jit(learner.learn)(state, traj)
+
+    policy, critic = CategoricalPolicy(num_actions=2, hidden=(8,)), ValueNetwork(hidden=(8,))
+    params0 = state.params
+    obs, actions = traj.obs.reshape(16, 4), traj.action.reshape(16)
+    v = critic.apply(params0["critic"], traj.obs)
+    adv, returns = _gae_by_hand(traj, v, critic.apply(params0["critic"], traj.next_obs), gamma, lam)
+    adv, returns = jnp.asarray(adv.reshape(16), jnp.float32), jnp.asarray(returns.reshape(16), jnp.float32)
+    v_old = v.reshape(16)
+    logp_old = jax.nn.log_softmax(policy.apply(params0["actor"], obs))[jnp.arange(16), actions]
+    norm_adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+    def loss(params):  # minimised: −(clipped surrogate) − c·entropy + c_v·(clipped value loss)
+        logits = jax.nn.log_softmax(policy.apply(params["actor"], obs))
+        ratio = jnp.exp(logits[jnp.arange(16), actions] - logp_old)
+        surrogate = jnp.mean(jnp.minimum(ratio * norm_adv, jnp.clip(ratio, 1 - eps, 1 + eps) * norm_adv))
+        entropy = jnp.mean(-jnp.sum(jnp.exp(logits) * logits, axis=-1))
+        value = critic.apply(params["critic"], obs)
+        clipped = v_old + jnp.clip(value - v_old, -eps, eps)
+        v_loss = 0.5 * jnp.mean(jnp.maximum((value - returns) ** 2, (clipped - returns) ** 2))
+        return -surrogate - c_ent * entropy + c_v * v_loss, ratio
+
+    tx = optax.chain(optax.clip_by_global_norm(max_norm), optax.adam(lr, eps=1e-5))
+    params, opt_state = params0, tx.init(params0)
+    norms, clipped_frac = [], []
+    for _ in range(epochs):
+        grads, ratio = jax.grad(loss, has_aux=True)(params)
+        norms.append(float(optax.global_norm(grads)))
+        clipped_frac.append(float(jnp.mean(jnp.abs(ratio - 1) > eps)))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    assert max(norms) > 2 * max_norm and max(clipped_frac) > 0.2  # both clips bind, so both are compared
+    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+    # its diagnostics: the clip fraction averaged over the inner steps, the rate, the exact KL(π_θ_{k+1}, π_θk)
+    np.testing.assert_allclose(metrics["clip_frac"], np.mean(clipped_frac), rtol=1e-6)
+    np.testing.assert_allclose(metrics["learning_rate"], lr, rtol=1e-6)
+    logp_new = jax.nn.log_softmax(policy.apply(params["actor"], obs))
+    logp_k = jax.nn.log_softmax(policy.apply(params0["actor"], obs))
+    kl = jnp.mean(jnp.sum(jnp.exp(logp_new) * (logp_new - logp_k), axis=-1))
+    np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-3)
+    # and the reference is not the identity: the update moved every leaf
+    assert all(float(jnp.max(jnp.abs(a - b))) > 1e-3 for a, b in zip(*map(jax.tree.leaves, (params, params0))))
