@@ -322,4 +322,7 @@ def test_one_update_equals_a_reference_ppo_written_from_the_paper():
     kl = jnp.mean(jnp.sum(jnp.exp(logp_new) * (logp_new - logp_k), axis=-1))
     np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-3)
     # and the reference is not the identity: the update moved every leaf
-    assert all(float(jnp.max(jnp.abs(a - b))) > 1e-3 for a, b in zip(*map(jax.tree.leaves, (params, params0))))
+    assert all(
+        float(jnp.max(jnp.abs(a - b))) > 1e-3
+        for a, b in zip(*map(jax.tree.leaves, (params, params0)), strict=True)
+    )
