@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from proxrl.errors import ConfigError
+from proxrl.types import Transition
 
 
 class SeedRuns(NamedTuple):
@@ -133,3 +134,32 @@ def _ppo_pendulum() -> Any:
 # learning checks of tests/test_ppo.py (σ learned) and tests/test_sigma_schedule.py (σ scheduled).
 PPO_PENDULUM = _ppo_pendulum()
 PPO_PENDULUM_STEPS = 100_352
+
+
+def hand_rollout(seed: int = 0, T: int = 8, B: int = 2) -> Transition:
+    """A hand-made CartPole-shaped rollout: column 0 terminates at t = 2 and is truncated at t = 5."""
+    k_obs, k_next, k_act, k_rew = jax.random.split(jax.random.key(seed), 4)
+    return Transition(
+        obs=jax.random.normal(k_obs, (T, B, 4)),
+        action=jax.random.randint(k_act, (T, B), 0, 2),
+        reward=jax.random.uniform(k_rew, (T, B)),
+        terminated=jnp.zeros((T, B), bool).at[2, 0].set(True),
+        truncated=jnp.zeros((T, B), bool).at[5, 0].set(True),
+        next_obs=jax.random.normal(k_next, (T, B, 4)),
+    )
+
+
+def gae_by_hand(traj: Transition, v, v_next, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE(λ) by a backward loop per column: δ_t = r_t + γ(1 − term_t)V(s'_t) − V(s_t), and the sum stops at
+    every episode end (terminated or truncated) and at the rollout's end. Returns (Â, Â + V)."""
+    r, term = np.asarray(traj.reward, np.float64), np.asarray(traj.terminated)
+    end = term | np.asarray(traj.truncated)
+    v, v_next = np.asarray(v, np.float64), np.asarray(v_next, np.float64)
+    adv = np.zeros_like(r)
+    for b in range(r.shape[1]):
+        running = 0.0
+        for t in reversed(range(r.shape[0])):
+            delta = r[t, b] + gamma * (0.0 if term[t, b] else v_next[t, b]) - v[t, b]
+            running = delta + (0.0 if end[t, b] else gamma * lam * running)
+            adv[t, b] = running
+    return adv, adv + v

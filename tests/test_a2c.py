@@ -1,4 +1,5 @@
-"""A2C: learning on CartPole, seeds, continuous actions, bad input (its surrogate's gradient: tests/test_prox.py)."""
+"""A2C: two updates against a reference with PyTorch-style RMSprop, learning on CartPole, seeds, continuous actions, bad
+input (its surrogate's gradient: tests/test_prox.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from helpers import (
     assert_learns,
     assert_one_line_config_error,
     assert_seeds_differ_and_repeat,
+    gae_by_hand,
     gymnax_loop,
+    hand_rollout,
     train_seeds,
 )
 from proxrl.config import override
-from proxrl.deep.on_policy.a2c import A2CConfig
+from proxrl.deep.networks import CategoricalPolicy, ValueNetwork
+from proxrl.deep.on_policy.a2c import A2CConfig, make_learner
+from proxrl.deep.on_policy.common import as_env
 from proxrl.run.train import RunConfig, make_evaluate, make_runner, make_train
 
 # SB3 defaults (8 envs × 5 steps, RMSprop lr 7e-4), 200k steps, 7 seeds (two calls of 4 vmapped seeds,
@@ -83,3 +88,58 @@ def test_bad_config_raises(change):
     """A2C's own fields; the checks every algorithm shares are in test_configs.py."""
     config = override(A2CConfig(), **change)
     assert_one_line_config_error(config, make_train, "CartPole-v1")
+
+
+def test_two_updates_equal_a_reference_a2c_with_pytorch_rmsprop():
+    """Two updates of the learner (GAE(λ = 1) under V_φk, −(1/N)Σ log π·Â − c·H + c_v·½(V − R)², one global-norm
+    clip over actor and critic, RMSprop PyTorch-style: v ← ρv + (1 − ρ)g², θ ← θ − lr·g/(√v + ε), v₀ = 0)
+    equal a reference written here with that rule by hand, to float32 rounding. The first RMSprop step is
+    lr·g/(√(1 − ρ)|g| + ε) ≈ 10·lr·sign(g), ten times Adam's, so the rule is told apart from Adam's; the
+    gradient norm is clipped in both updates (checked)."""
+    lr, gamma, c_ent, c_v, max_norm, rho, eps = 7e-4, 0.99, 0.01, 0.5, 0.5, 0.99, 1e-5
+    env = as_env("CartPole-v1")
+    config = override(A2CConfig(), num_envs=2, num_steps=8, hidden=(8,), lr=lr, gamma=gamma, ent_coef=c_ent,
+                      vf_coef=c_v, max_grad_norm=max_norm, rms_decay=rho)  # fmt: skip
+    learner = make_learner(config, env.observation_space, env.action_space)
+    rollouts = [hand_rollout(0), hand_rollout(1)]
+    state = learner.init(jax.random.key(1), rollouts[0].obs[0])
+    params0 = state.params
+    for traj in rollouts:
+        state, metrics = jax.jit(learner.learn)(state, traj)
+
+    policy, critic = CategoricalPolicy(num_actions=2, hidden=(8,)), ValueNetwork(hidden=(8,))
+    params, v_acc, norms = params0, jax.tree.map(jnp.zeros_like, params0), []
+    for traj in rollouts:
+        obs, actions = traj.obs.reshape(16, 4), traj.action.reshape(16)
+        v = critic.apply(params["critic"], traj.obs)
+        adv, returns = gae_by_hand(traj, v, critic.apply(params["critic"], traj.next_obs), gamma, 1.0)
+        adv, returns = (jnp.asarray(x.reshape(16), jnp.float32) for x in (adv, returns))
+
+        def loss(p, obs=obs, actions=actions, adv=adv, returns=returns):
+            logp = jax.nn.log_softmax(policy.apply(p["actor"], obs))
+            entropy = jnp.mean(-jnp.sum(jnp.exp(logp) * logp, axis=-1))
+            v_loss = 0.5 * jnp.mean((critic.apply(p["critic"], obs) - returns) ** 2)
+            return -jnp.mean(logp[jnp.arange(16), actions] * adv) - c_ent * entropy + c_v * v_loss
+
+        g = jax.grad(loss)(params)
+        norm = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(g)))
+        norms.append(float(norm))
+        scale = jnp.minimum(1.0, max_norm / norm)
+        g = jax.tree.map(lambda x, s=scale: x * s, g)
+        v_acc = jax.tree.map(lambda a, x: rho * a + (1 - rho) * x**2, v_acc, g)
+        params = jax.tree.map(lambda p, x, a: p - lr * x / (jnp.sqrt(a) + eps), params, g, v_acc)
+    assert min(norms) > max_norm  # the clip binds in both updates
+    for got, want, before in zip(*map(jax.tree.leaves, (state.params, params, params0)), strict=True):
+        ulp = np.spacing(np.abs(np.asarray(before)))  # each step is rounded to θ's float32 spacing
+        np.testing.assert_array_less(
+            np.abs(np.asarray(got - want)), 1e-3 * np.abs(np.asarray(want - before)) + 4 * ulp + 1e-9
+        )
+    np.testing.assert_allclose(metrics["grad_norm"], norms[-1], rtol=1e-4)
+    # the first step of every parameter with a gradient is ≈ 10·lr (√(1 − ρ) = 0.1): not Adam's lr
+    moved = np.concatenate(
+        [
+            np.abs(np.asarray(a - b)).ravel()
+            for a, b in zip(*map(jax.tree.leaves, (params, params0)), strict=True)
+        ]
+    )
+    assert np.median(moved) > 5 * lr

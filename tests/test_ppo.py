@@ -17,6 +17,8 @@ from helpers import (
     assert_learns,
     assert_one_line_config_error,
     assert_seeds_differ_and_repeat,
+    gae_by_hand,
+    hand_rollout,
     rounded,
     train_seeds,
 )
@@ -31,7 +33,6 @@ from proxrl.prox.critic import value_loss
 from proxrl.prox.geometry import adapt_beta, head_kl, sampled_kl
 from proxrl.prox.surrogates import clip_fraction, clipped_objective, clipped_ratio, importance_ratio, ratio
 from proxrl.run.train import make_evaluate, make_train
-from proxrl.types import Transition
 
 # Learning checks: 7 seeds each (two calls of 4 vmapped seeds, helpers.train_seeds), deterministic evaluation
 # over 10 episodes; the measured per-seed returns are beside each threshold.
@@ -235,35 +236,6 @@ def test_unknown_env_is_a_config_error():
 # ---------------------------------------------------------------------------------------------- one update
 
 
-def _rollout(seed: int = 0, T: int = 8, B: int = 2) -> Transition:
-    """A hand-made CartPole-shaped rollout: column 0 terminates at t = 2 and is truncated at t = 5."""
-    k_obs, k_next, k_act, k_rew = jax.random.split(jax.random.key(seed), 4)
-    return Transition(
-        obs=jax.random.normal(k_obs, (T, B, 4)),
-        action=jax.random.randint(k_act, (T, B), 0, 2),
-        reward=jax.random.uniform(k_rew, (T, B)),
-        terminated=jnp.zeros((T, B), bool).at[2, 0].set(True),
-        truncated=jnp.zeros((T, B), bool).at[5, 0].set(True),
-        next_obs=jax.random.normal(k_next, (T, B, 4)),
-    )
-
-
-def _gae_by_hand(traj: Transition, v, v_next, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE(λ) by a backward loop per column: δ_t = r_t + γ(1 − term_t)V(s'_t) − V(s_t), and the sum stops at
-    every episode end (terminated or truncated) and at the rollout's end. Returns (Â, Â + V)."""
-    r, term = np.asarray(traj.reward, np.float64), np.asarray(traj.terminated)
-    end = term | np.asarray(traj.truncated)
-    v, v_next = np.asarray(v, np.float64), np.asarray(v_next, np.float64)
-    adv = np.zeros_like(r)
-    for b in range(r.shape[1]):
-        running = 0.0
-        for t in reversed(range(r.shape[0])):
-            delta = r[t, b] + gamma * (0.0 if term[t, b] else v_next[t, b]) - v[t, b]
-            running = delta + (0.0 if end[t, b] else gamma * lam * running)
-            adv[t, b] = running
-    return adv, adv + v
-
-
 def test_one_update_equals_a_reference_ppo_written_from_the_paper():
     """The learner's whole update (GAE(λ) under V_φk, advantages standardised, the clipped surrogate, the clipped
     value loss, the entropy bonus, one global-norm clip over actor and critic, Adam ε = 1e-5, 4 epochs of one
@@ -278,7 +250,7 @@ def test_one_update_equals_a_reference_ppo_written_from_the_paper():
         max_grad_norm=max_norm,
     )  # fmt: skip
     learner = make_learner(config, env.observation_space, env.action_space)
-    traj = _rollout()
+    traj = hand_rollout()
     state = learner.init(jax.random.key(1), traj.obs[0])
     new_state, metrics = jax.jit(learner.learn)(state, traj)
 
@@ -286,7 +258,7 @@ def test_one_update_equals_a_reference_ppo_written_from_the_paper():
     params0 = state.params
     obs, actions = traj.obs.reshape(16, 4), traj.action.reshape(16)
     v = critic.apply(params0["critic"], traj.obs)
-    adv, returns = _gae_by_hand(traj, v, critic.apply(params0["critic"], traj.next_obs), gamma, lam)
+    adv, returns = gae_by_hand(traj, v, critic.apply(params0["critic"], traj.next_obs), gamma, lam)
     adv, returns = jnp.asarray(adv.reshape(16), jnp.float32), jnp.asarray(returns.reshape(16), jnp.float32)
     v_old = v.reshape(16)
     logp_old = jax.nn.log_softmax(policy.apply(params0["actor"], obs))[jnp.arange(16), actions]
