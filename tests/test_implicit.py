@@ -218,6 +218,29 @@ def test_es_annealed_step(solver):
         assert float(metrics["beta"]) == pytest.approx(10.0)
     with pytest.raises(ConfigError, match="anneal_lr needs the run's step budget"):
         es.make_learner(override(cfg, anneal_lr=True), OBS, ACT)
+    # the learner itself: four generations on one rollout, K = total_steps // (num_envs·num_steps) = 4; the
+    # gradient estimates depend on the keys and the fitness only, so both runs see the same ĝ_k
+    k_obs, k_rew = jax.random.split(jax.random.key(3))
+    traj = Transition(
+        obs=jax.random.normal(k_obs, (10, 4, 3)),
+        action=jnp.zeros((10, 4, 1)),
+        reward=jax.random.normal(k_rew, (10, 4)),
+        terminated=jnp.zeros((10, 4), bool).at[9].set(True),  # every member's episode scored
+        truncated=jnp.zeros((10, 4), bool),
+        next_obs=jax.random.normal(k_obs, (10, 4, 3)),
+    )
+    steps = {}
+    for anneal in (False, True):
+        learner = es.make_learner(override(cfg, anneal_lr=anneal), OBS, ACT, total_steps=4 * 40)
+        state, learn, moves = learner.init(jax.random.key(0), traj.obs[0]), jax.jit(learner.learn), []
+        for _ in range(4):
+            new, _ = learn(state, traj)
+            moves.append(ravel_pytree(new.theta)[0] - ravel_pytree(state.theta)[0])
+            state = new
+        steps[anneal] = moves
+    for k in range(4):
+        assert float(jnp.linalg.norm(steps[False][k])) > 1e-3
+        np.testing.assert_allclose(steps[True][k], (1 - k / 4) * steps[False][k], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("crn", ["pairs", "population"])
