@@ -232,6 +232,57 @@ def test_td3_target_is_min_of_twin_targets_at_smoothed_actions():
     assert np.all(np.abs(y[trunc] - r[trunc]) > 1e-6)  # a truncation bootstraps
 
 
+@pytest.mark.parametrize("module", [ddpg, dpg], ids=["ddpg", "dpg"])
+def test_ddpg_and_dpg_targets_critics_and_actor_steps(module):
+    """Two learn calls on hand-built batches that fill the buffer (one gradient step each), against the hand
+    computation: DDPG bootstraps y = r + γ(1 − terminated)·Q_φ̄(s', μ_θ̄(s')) from its target networks, which
+    follow θ̄ ← τθ + (1 − τ)θ̄ after every step, and its actor ascends the *updated* critic; DPG bootstraps from
+    the current (θ_k, φ_k), which its actor ascends too. Before the first step the targets equal the online
+    networks, so the second call is the one that tells them apart (checked)."""
+    config = override(module.DDPGConfig() if module is ddpg else module.DPGConfig(), hidden=(16, 16),
+                      batch_size=6, buffer_size=6, learning_starts=0)  # fmt: skip
+    learner = module.make_learner(config, OBS_SPACE, ACT_SPACE)
+    learn, gamma, tau = jax.jit(learner.learn), config.rollout.gamma, getattr(config.critic, "tau", None)
+    actor = deterministic_actor(ACT_SPACE, config.network.hidden, config.network.activation)
+    critic = QNetwork(hidden=config.network.hidden, activation=jax.nn.relu)
+    state = jax.jit(learner.init)(jax.random.key(4), jnp.zeros((1, 3)))
+    terminated = [True, False, False, True, False, False]
+    for call in range(2):
+        batch = hand_batch(jax.random.key(20 + call), 6, terminated=terminated)
+        _, k_samples, _ = jax.random.split(state.key, 3)
+        (k_sample,) = jax.random.split(k_samples, 1)
+        idx = np.asarray(jax.random.randint(k_sample, (6,), 0, 6))
+        sampled = jax.tree.map(lambda x, idx=idx: x[idx], batch)
+        before = state.agent
+        state, m = learn(state, rollout(batch))
+        online = before.params
+        boot = before.target if module is ddpg else online
+        q_next = critic.apply(boot["critic"], sampled.next_obs, actor.apply(boot["actor"], sampled.next_obs))
+        y = sampled.reward + gamma * (1.0 - sampled.terminated) * q_next
+        np.testing.assert_allclose(float(m["target_q"]), float(jnp.mean(y)), rtol=1e-5, atol=1e-6)
+        q = critic.apply(online["critic"], sampled.obs, sampled.action)
+        np.testing.assert_allclose(float(m["critic_loss"]), float(jnp.mean((q - y) ** 2)), rtol=1e-5)
+        # the actor's objective −(1/n) Σ Q_φ(s, μ_θk(s)) under φ_{k+1} (DDPG) or φ_k (DPG)
+        phi = state.agent.params["critic"] if module is ddpg else online["critic"]
+        actor_loss = -jnp.mean(critic.apply(phi, sampled.obs, actor.apply(online["actor"], sampled.obs)))
+        np.testing.assert_allclose(float(m["actor_loss"]), float(actor_loss), rtol=1e-5, atol=1e-6)
+        other = online["critic"] if module is ddpg else state.agent.params["critic"]
+        wrong = -jnp.mean(critic.apply(other, sampled.obs, actor.apply(online["actor"], sampled.obs)))
+        assert abs(float(wrong) - float(actor_loss)) > 1e-4  # the two critics differ: the check has power
+        if module is ddpg:
+            want = jax.tree.map(lambda t, o: tau * o + (1 - tau) * t, before.target, state.agent.params)
+            for a, b in zip(jax.tree.leaves(state.agent.target), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+            if call == 1:  # the target networks now differ from the online ones, and y used the targets
+                q_online = critic.apply(
+                    online["critic"], sampled.next_obs, actor.apply(online["actor"], sampled.next_obs)
+                )
+                y_online = sampled.reward + gamma * (1.0 - sampled.terminated) * q_online
+                assert abs(float(jnp.mean(y_online)) - float(m["target_q"])) > 1e-4
+        else:
+            assert not hasattr(state.agent, "target")
+
+
 def test_target_action_smoothing_is_clipped():
     mu = jnp.array([[1.9], [0.0], [-1.9]])
     a = td3.target_action(jax.random.key(0), jnp.repeat(mu, 1000, axis=0), ACT_SPACE, 10.0, 0.5)
@@ -334,7 +385,7 @@ def test_state_is_a_replay_state():
 )
 def test_mountain_car_continuous_trains_with_vmapped_seeds(module, config_cls):
     """gymnax MountainCarContinuous-v0 (Box(−1, 1, (1,)), 999-step episodes), three seeds in one compiled call:
-    actions stay in the bounds, every seed learns (finite losses after warm-up) and the seeds differ."""
+    actions stay in the bounds, every seed trains (finite losses after warm-up) and the seeds differ."""
     config = override(config_cls(), hidden=(16, 16), batch_size=32, buffer_size=1000, learning_starts=200)
     env = make_jax_env("MountainCarContinuous-v0")
     assert (env.action_space.low.tolist(), env.action_space.high.tolist()) == ([-1.0], [1.0])
