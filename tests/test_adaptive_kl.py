@@ -30,8 +30,10 @@ def test_beta_stays_between_floor_and_ceiling():
 
 def test_measured_kl_tracks_the_target():
     """CartPole, 40 updates of 512 steps, lr 1e-3 and 10 epochs (enough for a step to reach d_targ = 0.01),
-    two seeds: β stays in [1/35, 35] and moves both ways; the exact KL moved per update has median within a
-    factor 2 of d_targ and mean within a factor 3 (measured: medians 0.0098, 0.0105; means 0.020, 0.016).
+    six seeds: β stays in [1/35, 35] and moves both ways; the exact KL moved per update has, for every seed, a
+    median within a factor 2 of d_targ, and over the seeds a median of the per-seed means within a factor 3 (a
+    mean over 40 updates follows its few largest, so it is compared across seeds, not seed by seed). Measured:
+    medians 0.0086–0.0114, means 0.012–0.020.
     At PPO's default lr 2.5e-4 × 4 epochs a step moves about 3e-4 ≪ d_targ on CartPole: β then sits at its
     floor (it no longer collapses toward 0) and the KL cannot track a target the optimiser cannot reach."""
     config = override(
@@ -45,7 +47,7 @@ def test_measured_kl_tracks_the_target():
         anneal_lr=False,
     )
     _, metrics = jax.jit(jax.vmap(make_train(config, "CartPole-v1", 40 * 512)))(
-        jax.random.split(jax.random.key(0), 2)
+        jax.random.split(jax.random.key(0), 6)
     )
     beta, kl = np.asarray(metrics["beta"]), np.asarray(metrics["kl"])
     assert np.all((beta >= BETA_MIN * (1 - 1e-6)) & (beta <= BETA_MAX * (1 + 1e-6))), beta
@@ -55,7 +57,7 @@ def test_measured_kl_tracks_the_target():
     median, mean = np.median(kl, axis=1), np.mean(kl, axis=1)
     print("KL per seed: median", median, "mean", mean)
     assert np.all((median > d / 2) & (median < 2 * d)), median
-    assert np.all((mean > d / 3) & (mean < 3 * d)), mean
+    assert d / 3 < np.median(mean) < 3 * d, mean
 
 
 @pytest.mark.parametrize(
