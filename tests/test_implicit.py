@@ -296,7 +296,8 @@ def test_es_learns_cartpole(cartpole_runs):
     print(f"ES CartPole-v1: population fitness in the first two generations per seed {rounded(fitness)}")
     assert np.all(fitness < 100), fitness
     # measured here (2 cores), per seed: 500.0 × 5
-    assert_learns(cartpole_runs.returns, 475.0, "ES CartPole-v1, 20 generations of 32 × 1000 steps")
+    # the floor sits well under the ceiling of 500, so three seeds need not all be perfect on another host
+    assert_learns(cartpole_runs.returns, 400.0, "ES CartPole-v1, 20 generations of 32 × 1000 steps")
     assert_seeds_differ_and_repeat(cartpole_runs, "fitness_mean")
     assert np.all(cartpole_runs.metrics[0]["scored"] == 1.0)  # 1000 ≥ 2 × 500 steps: every member scored
 
