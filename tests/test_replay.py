@@ -217,10 +217,12 @@ def test_learning_step_updates_the_buffer_in_place():
         truncated=jnp.zeros((1, 1, 1), bool),
         next_obs=jnp.zeros((1, 1, 1, 17)),
     )
-    absorb = jax.jit(
-        jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr), axis_name=loops.SEED_AXIS),
-        donate_argnums=0,
-    )
-    hlo = absorb.lower(carry, traj).compile().as_text()
-    copies = [line.strip()[:120] for line in hlo.splitlines() if " copy(" in line and str(cap) in line]
-    assert not copies, copies
+    step = jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr), axis_name=loops.SEED_AXIS)
+
+    def buffer_copies(donate: int | tuple) -> list[str]:
+        hlo = jax.jit(step, donate_argnums=donate).lower(carry, traj).compile().as_text()
+        assert any(str(cap) in line for line in hlo.splitlines())  # the buffer's arrays are there to be seen
+        return [line.strip()[:120] for line in hlo.splitlines() if " copy(" in line and str(cap) in line]
+
+    assert not buffer_copies(0), buffer_copies(0)
+    assert buffer_copies(())  # positive control: not donated, the buffer is copied, and the search finds it
