@@ -101,6 +101,51 @@ def test_one_learn_call_raises_q_along_the_actor_and_fits_the_sarsa_targets():
     assert error(fresh["critic"]) < error(old["critic"])
 
 
+def test_the_slides_single_steps_are_one_adam_step_each_from_theta_k_phi_k():
+    """With actor_steps = q_epochs = q_minibatches = 1 (the slide's algorithm step for step), θ_{k+1} − θ_k is
+    Adam's first step lr·g/(|g| + ε) on g = ∇_θ (1/N) Σ Q_φk(s_h, μ_θ(s_h)) at θ_k (ascent), and φ_{k+1} − φ_k
+    is −q_lr·∇ℓ/(|∇ℓ| + ε) on the squared error against the SARSA targets fixed at (θ_k, φ_k): per coordinate,
+    so a wrong sign, a missing stop of the targets or the wrong critic shows."""
+    config = override(SMALL, actor_steps=1, q_epochs=1, q_minibatches=1)
+    space = BoxSpace(-2 * np.ones(1), 2 * np.ones(1), (1,))
+    learner = make_learner(config, BoxSpace(-np.ones(3), np.ones(3), (3,)), space)
+    k = jax.random.split(jax.random.key(6), 4)
+    traj = Transition(
+        obs=jax.random.normal(k[0], (16, 2, 3)),
+        action=jax.random.uniform(k[1], (16, 2, 1), minval=-2.0, maxval=2.0),
+        reward=jax.random.normal(k[2], (16, 2)),
+        terminated=jnp.zeros((16, 2), bool).at[7, 0].set(True),
+        truncated=jnp.zeros((16, 2), bool),
+        next_obs=jax.random.normal(k[3], (16, 2, 3)),
+    )
+    state = learner.init(jax.random.key(0), traj.obs[0])
+    new, _ = jax.jit(learner.learn)(state, traj)
+    actor = deterministic_actor(space, (16,), "relu")
+    critic = QNetwork(hidden=(16,), activation=jax.nn.relu)
+    old = state.params
+    y = sarsa_targets(
+        lambda o, a: critic.apply(old["critic"], o, a),
+        lambda o: actor.apply(old["actor"], o),
+        traj,
+        config.rollout.gamma,
+    )
+    g = jax.grad(lambda th: jnp.mean(critic.apply(old["critic"], traj.obs, actor.apply(th, traj.obs))))(
+        old["actor"]
+    )
+    h = jax.grad(lambda phi: jnp.mean((critic.apply(phi, traj.obs, traj.action) - y) ** 2))(old["critic"])
+    for got, before, grad, lr, sign in (
+        (new.params["actor"], old["actor"], g, config.step.lr, 1.0),
+        (new.params["critic"], old["critic"], h, config.critic.q_lr, -1.0),
+    ):
+        for a, b, d in zip(*map(jax.tree.leaves, (got, before, grad)), strict=True):
+            want = sign * lr * np.asarray(d) / (np.abs(np.asarray(d)) + 1e-8)
+            ulp = np.spacing(np.abs(np.asarray(b)))
+            np.testing.assert_array_less(
+                np.abs(np.asarray(a - b) - want), 1e-3 * np.abs(want) + 2 * ulp + 1e-12
+            )
+        assert sum(int(np.sum(np.abs(np.asarray(d)) > 1e-6)) for d in jax.tree.leaves(grad)) > 20  # not all 0
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
