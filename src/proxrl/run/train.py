@@ -731,7 +731,7 @@ def _resume(
     configuration record with the run's id. The checkpoint's step must lie within the budget (``budget_steps``
     per seed)."""
     if not path.is_dir():
-        raise ConfigError(f"--resume {str(path)!r} is not a run directory")
+        raise ConfigError(f"resume {str(path)!r} is not a run directory")
     rd = RunDir.reopen(path)
     rd.lock()
     try:
@@ -744,18 +744,18 @@ def _resume(
             if stored is not None:
                 check_config_json(stored, info, path)
             if info.algo != algo or previous["algo"] != algo:
-                raise ConfigError(f"--resume {str(path)!r} holds a {info.algo!r} run, not {algo!r}")
+                raise ConfigError(f"resume {str(path)!r} holds a {info.algo!r} run, not {algo!r}")
         elif stored is not None:
             checkpoint, previous, start = None, stored, 0
             if stored.get("algo") != algo:
-                raise ConfigError(f"--resume {str(path)!r} holds a {stored.get('algo')!r} run, not {algo!r}")
+                raise ConfigError(f"resume {str(path)!r} holds a {stored.get('algo')!r} run, not {algo!r}")
         else:
-            raise ConfigError(f"--resume {str(path)!r} holds no run (no config.json, no {CHECKPOINT})")
+            raise ConfigError(f"resume {str(path)!r} holds no run (no config.json, no {CHECKPOINT})")
         diff = first_difference(_comparable(previous), _comparable(record))
         if diff is not None:
             where, before, now = diff
             raise ConfigError(
-                f"--resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
+                f"resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
                 f"now {now!r}; pass the same options"
             )
         step = 0 if checkpoint is None else info.step
