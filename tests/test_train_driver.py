@@ -169,9 +169,9 @@ def test_a_run_whose_last_interval_was_short_is_extended_from_where_it_stopped(t
 def test_resume_errors(tmp_path):
     """The messages name RunConfig's field (the command line writes it as the flag typed, --resume)."""
     rd = train(walk(), _cfg(tmp_path, "a", total_steps=100), {"lr": 0.1}, "Toy-v0")
-    with pytest.raises(ConfigError, match="^resume '.*' was run with another configuration"):
+    with pytest.raises(ConfigError, match=r"^resume '.*' was run with another configuration"):
         train(walk(), _cfg(tmp_path, "x", out=None, resume=rd.path), {"lr": 0.2}, "Toy-v0")
-    with pytest.raises(ConfigError, match="^resume '.*' is not a run directory"):
+    with pytest.raises(ConfigError, match=r"^resume '.*' is not a run directory"):
         train(walk(), _cfg(tmp_path, "x", out=None, resume=tmp_path / "missing"), {}, "Toy-v0")
 
     def other():
