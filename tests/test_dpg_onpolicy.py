@@ -64,21 +64,31 @@ def test_one_update_through_the_training_loop_reports_its_metrics():
     assert float(metrics["surrogate_gain"]) > 0  # the actor's step raised (1/N) Σ Q_φk(s, μ_θ(s))
 
 
-def test_one_learn_call_raises_q_along_the_actor_and_fits_the_sarsa_targets():
-    """On a fixed rollout: (1/N) Σ Q_φk(s_h, μ_θ(s_h)) is higher at θ_{k+1} than at θ_k, and the critic's squared
-    error against the SARSA targets y (fixed at θ_k, φ_k) is lower at φ_{k+1} than at φ_k."""
-    config = SMALL
+def _learner_and_rollout(config, seed: int, terminated_at: int | None = None):
+    """The learner on Box(3) observations and Box(−2, 2, (1,)) actions, and a random [16, 2] rollout of them
+    (environment 0 terminated at step ``terminated_at``)."""
     space = BoxSpace(-2 * np.ones(1), 2 * np.ones(1), (1,))
     learner = make_learner(config, BoxSpace(-np.ones(3), np.ones(3), (3,)), space)
-    k = jax.random.split(jax.random.key(5), 4)
+    k = jax.random.split(jax.random.key(seed), 4)
+    terminated = jnp.zeros((16, 2), bool)
+    if terminated_at is not None:
+        terminated = terminated.at[terminated_at, 0].set(True)
     traj = Transition(
         obs=jax.random.normal(k[0], (16, 2, 3)),
         action=jax.random.uniform(k[1], (16, 2, 1), minval=-2.0, maxval=2.0),
         reward=jax.random.normal(k[2], (16, 2)),
-        terminated=jnp.zeros((16, 2), bool),
+        terminated=terminated,
         truncated=jnp.zeros((16, 2), bool),
         next_obs=jax.random.normal(k[3], (16, 2, 3)),
     )
+    return learner, space, traj
+
+
+def test_one_learn_call_raises_q_along_the_actor_and_fits_the_sarsa_targets():
+    """On a fixed rollout: (1/N) Σ Q_φk(s_h, μ_θ(s_h)) is higher at θ_{k+1} than at θ_k, and the critic's squared
+    error against the SARSA targets y (fixed at θ_k, φ_k) is lower at φ_{k+1} than at φ_k."""
+    config = SMALL
+    learner, space, traj = _learner_and_rollout(config, 5)
     state = learner.init(jax.random.key(0), traj.obs[0])
     new, _ = jax.jit(learner.learn)(state, traj)
     actor = deterministic_actor(space, (16,), "relu")
@@ -107,17 +117,7 @@ def test_the_slides_single_steps_are_one_adam_step_each_from_theta_k_phi_k():
     is −q_lr·∇ℓ/(|∇ℓ| + ε) on the squared error against the SARSA targets fixed at (θ_k, φ_k): per coordinate,
     so a wrong sign, a missing stop of the targets or the wrong critic shows."""
     config = override(SMALL, actor_steps=1, q_epochs=1, q_minibatches=1)
-    space = BoxSpace(-2 * np.ones(1), 2 * np.ones(1), (1,))
-    learner = make_learner(config, BoxSpace(-np.ones(3), np.ones(3), (3,)), space)
-    k = jax.random.split(jax.random.key(6), 4)
-    traj = Transition(
-        obs=jax.random.normal(k[0], (16, 2, 3)),
-        action=jax.random.uniform(k[1], (16, 2, 1), minval=-2.0, maxval=2.0),
-        reward=jax.random.normal(k[2], (16, 2)),
-        terminated=jnp.zeros((16, 2), bool).at[7, 0].set(True),
-        truncated=jnp.zeros((16, 2), bool),
-        next_obs=jax.random.normal(k[3], (16, 2, 3)),
-    )
+    learner, space, traj = _learner_and_rollout(config, 6, terminated_at=7)
     state = learner.init(jax.random.key(0), traj.obs[0])
     new, _ = jax.jit(learner.learn)(state, traj)
     actor = deterministic_actor(space, (16,), "relu")
