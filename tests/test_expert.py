@@ -23,8 +23,10 @@ def test_lecture_claims_small_budget(lecture_results):
     ew, pg = lecture_results["ew"], lecture_results["pg"]
     ew_tot, pg_tot = np.asarray(ew.total_reward), np.asarray(pg.total_reward)
     pg_p1 = np.asarray(pg.final_pi[..., 0])
-    # small η: PG never leaves action 2 (gains ~0.4/round); EW at η = 1 reaches ~590 of 600.
-    assert pg_tot[0].mean() < 401 and np.all(pg_p1[0] < 1e-3)
+    # small η: PG never leaves action 2 (gains ~0.4/round: E total = 400, within 5 standard errors of the mean
+    # over seeds, each seed's total having sd ≈ √(1000·0.24) ≈ 15.5); EW at η = 1 reaches ~590 of 600.
+    assert pg_tot[0].mean() < 400 + 5 * pg_tot[0].std() / np.sqrt(pg_tot.shape[1])
+    assert np.all(pg_p1[0] < 1e-3)
     assert ew_tot[1].mean() > 585
     # η = 1000: a share of PG seeds locks on action 2 (binomial: 200 seeds, ~1/3 each way).
     locked = np.mean(pg_p1[2] < 1e-3)
