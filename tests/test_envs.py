@@ -253,6 +253,16 @@ def test_gym_episodes_count_each_copy_to_its_first_end():
     env.close()
     assert returns.shape == (3,) and np.all((returns >= 8) & (returns < 60)), returns
     np.testing.assert_array_equal(returns, again)
+    # each copy i is the plain Gymnasium episode seeded 5 + i under the same policy, to its first end
+    for i, got in enumerate(returns):
+        single = gym.make("CartPole-v1")
+        single.reset(seed=5 + i)
+        length, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = single.step(1)
+            length, done = length + 1, terminated or truncated
+        single.close()
+        assert got == length, (i, got, length)
     assert (
         len(frames) == int(returns.max()) - 1
     )  # called after every step but the one that ends the last copy
