@@ -86,7 +86,7 @@ class EvaluateCommand:
     episodes: int = 20
     """Episodes per seed."""
     seed: int = 123
-    """Seed of the evaluation episodes."""
+    """Seed of the evaluation episodes: the keys of gymnax resets; on Gymnasium those of the training's evaluation round of that number (--seed R replays round R's episodes)."""
     gif: Path | None = None
     """Write one episode of seed 0 as a GIF here (Gymnasium environments that render rgb_array)."""
     gif_steps: int = 500
