@@ -189,6 +189,12 @@ def _check(argv: list[str], name: str, capsys) -> None:
         assert _flag(name) in err, (name, err)
     else:
         assert name in err, (name, err)
+    assert any(hint in err for hint in ALLOWED_HINTS), err  # and what is allowed
+
+
+ALLOWED_HINTS = ("must", "one of", " takes ", "choose", "allowed", "needs", "did you mean", "is not a", "use it with",
+                 "turn one", "holds", "lower them", "no run", "not a run", "cannot")  # fmt: skip
+"""Phrases by which a message says what is allowed (a bound, a choice, a type, a remedy)."""
 
 
 @pytest.mark.parametrize(("argv", "name"), _train_cases())

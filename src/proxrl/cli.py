@@ -108,7 +108,15 @@ def _one_line(panel: str) -> str:
     sections = [s for s in sections if s]
     if not titled and len(sections) > 1 and len(sections[0]) == 1:
         sections = sections[1:]  # the title, on its own line above a rule
-    return " ".join(sections[0]) if sections else "could not parse the command line"
+    if not sections:
+        return "could not parse the command line"
+    message = " ".join(sections[0])
+    # a value that does not parse: name what the option takes, from the usage line of tyro's helptext
+    bad = re.match(r"Error parsing (--[\w-]+): (.*)$", message)
+    usage = [line for section in sections[1:2] if section[0] == "Argument helptext:" for line in section[1:2]]
+    if bad and usage and usage[0].split(" ", 1)[0] == bad.group(1) and " " in usage[0]:
+        return f"{bad.group(1)} takes {usage[0].split(' ', 1)[1]}; {bad.group(2)}"
+    return message
 
 
 def _lecture(argv: list[str]) -> RunDir:

@@ -666,9 +666,15 @@ def read_config_json(run_dir: Path) -> dict[str, Any] | None:
         record = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
-        raise ConfigError(f"config.json in {str(run_dir)!r} does not parse: {reason}") from None
+        raise ConfigError(
+            f"config.json in {str(run_dir)!r} does not parse ({reason}): it is not a run directory proxrl wrote, "
+            "or its config.json is damaged"
+        ) from None
     if not isinstance(record, dict):
-        raise ConfigError(f"config.json in {str(run_dir)!r} does not hold a table of options")
+        raise ConfigError(
+            f"config.json in {str(run_dir)!r} does not hold a table of options: it is not a run directory proxrl "
+            "wrote, or its config.json is damaged"
+        )
     return record
 
 
