@@ -145,13 +145,13 @@ def test_evaluate_and_resume(run_dir):
         (["train", "ppo", "--resume", "/nonexistent/run"], "is not a run directory"),
         (["evaluate", "/nonexistent/run"], "is not a training run directory"),
         # tyro's own parse errors, as one line
-        (["train", "ppo", "--num-envs", "abc"], "Error parsing --num-envs: invalid literal for int()"),
+        (["train", "ppo", "--num-envs", "abc"], "--num-envs takes INT; invalid literal for int()"),
         (
             ["train", "ppo", "--bogus", "1"],
             "Unrecognized options: --bogus, 1 (see 'proxrl train ppo --help')",
         ),
         (["train", "ppo", "--env"], "Missing value for argument '--env'"),
-        (["train", "a2c", "--hidden", "64", "x"], "Error parsing --hidden"),
+        (["train", "a2c", "--hidden", "64", "x"], "--hidden takes [INT [INT ...]]; "),
         (["lecture"], "Expected one of {expert, bandit, conditioning, mdp, one-point}"),
         (["lecture", "bandit", "--no-such-option"], "Unrecognized options: --no-such-option"),
         (["evaluate"], "Missing from proxrl evaluate"),
