@@ -39,6 +39,27 @@ def test_ppo_mujoco_preset_is_the_ppo_paper_setting_and_typed_options_override_i
         plain.algo.rollout.num_steps == TRAINERS["ppo"].config().rollout.num_steps
         and not plain.run.normalize_obs
     )
+    # the preset's run options too, and typed ones (either spelling of the flag) override them
+    preset = _parse("ppo", ["--env", "HalfCheetah-v5", "--preset=mujoco"])
+    assert (preset.run.eval_every, preset.run.eval_episodes, preset.run.normalize_reward) == (
+        102_400,
+        5,
+        True,
+    )
+    typed = _parse("ppo", ["--env", "HalfCheetah-v5", "--preset", "mujoco", "--no-normalize-reward",
+                           "--eval-every", "5000"])  # fmt: skip
+    assert (typed.run.eval_every, typed.run.normalize_reward, typed.run.normalize_obs) == (5000, False, True)
+
+
+def test_an_agents_preset_is_applied_before_its_options():
+    from proxrl import ES
+
+    preset = PRESETS["es"]["pendulum"]
+    agent = ES("Pendulum-v1", preset="pendulum", lr=0.02, eval_episodes=3)
+    assert agent.config == override(TRAINERS["es"].config(), **{**preset.algo, "lr": 0.02})
+    assert preset.algo["lr"] != 0.02 and agent.run_config.eval_episodes == 3 != preset.run["eval_episodes"]
+    assert agent.run_config.eval_every == preset.run["eval_every"] != RunConfig().eval_every
+    agent.close()
 
 
 @pytest.mark.parametrize(("algo", "name"), [(a, n) for a, table in PRESETS.items() for n in table])
