@@ -134,7 +134,7 @@ def test_fixed_lag_gives_the_same_numbers_whatever_the_timing(local_ray, tmp_pat
     assert first == second
     lags = [float(r["policy_lag"]) for r in first[0]]
     assert lags == [0.0] + [1.0] * (len(lags) - 1)  # the first update's rollout was sent with θ_0
-    assert all(np.isfinite(float(r["eval_return_mean"])) for r in first[1])
+    assert [int(r["step"]) for r in first[1]] == [128, 256]  # both evaluation rounds written
 
 
 def test_async_logs_its_lag_and_sync_actors_feed_an_ordinary_learner(local_ray, tmp_path):

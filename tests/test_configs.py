@@ -178,6 +178,19 @@ def test_every_float_option_refuses_nan_and_infinity(algo, name, value):
     assert str(err.value).startswith(f"{name} must ") and "\n" not in str(err.value), str(err.value)
 
 
+def _another(value):
+    """A different value of ``value``'s type (None where there is no obvious one: strings, None)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5 + 0.25
+    if isinstance(value, tuple) and value:
+        return (*value, value[-1])
+    return None
+
+
 @pytest.mark.parametrize("algo", list(TRAINERS))
 def test_options_are_flat_names_and_records_round_trip(algo):
     """Every option has one name in its config (the CLI flag), override reaches it wherever its piece is, and
@@ -187,8 +200,17 @@ def test_options_are_flat_names_and_records_round_trip(algo):
     assert (
         len(paths) == len(set(paths)) >= 10
     )  # the walk reaches every piece (the smallest config, dpg_onpolicy: 11)
-    for name in paths:
-        assert get(override(config, **{name: get(config, name)}), name) == get(config, name)
+    moved = 0
+    for name in paths:  # each option set to another value of its type moves that option and no other
+        new = _another(get(config, name))
+        if new is None:
+            continue
+        changed = override(config, **{name: new})
+        assert get(changed, name) == new and all(
+            get(changed, o) == get(config, o) for o in paths if o != name
+        )
+        moved += 1
+    assert moved >= len(paths) // 2, (moved, len(paths))
     changed = override(config, lr=0.123, num_envs=3)
     assert (get(changed, "lr"), get(changed, "num_envs")) == (0.123, 3)
     assert from_record(type(config), to_record(changed)) == changed
