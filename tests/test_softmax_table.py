@@ -110,6 +110,13 @@ def test_prox_step_invariants(name):
     np.testing.assert_allclose(softmax.pi(thetas[0]), softmax.pi(theta), atol=1e-6)
     assert float(metrics["surrogate_gain"][1]) > 0
     assert float(metrics["kl"][1]) > 0 and float(metrics["step_norm"][1]) > 0
+    # the diagnostics are of the step taken: ‖θ_{k+1} − θ_k‖, Σ_s d(s)⟨π_{k+1} − π_k, q⟩, Σ_s d(s) KL(π_{k+1}, π_k)
+    new, p_new, p_k = thetas[1], softmax.pi(thetas[1]), softmax.pi(theta)
+    np.testing.assert_allclose(metrics["step_norm"][1], jnp.linalg.norm(new - theta), rtol=1e-4)
+    gain = jnp.sum(d[:, None] * (p_new - p_k) * q)
+    np.testing.assert_allclose(metrics["surrogate_gain"][1], gain, rtol=1e-3, atol=1e-6)
+    kl = jnp.sum(d * jnp.sum(p_new * (jnp.log(p_new) - jnp.log(p_k)), axis=-1))
+    np.testing.assert_allclose(metrics["kl"][1], kl, rtol=1e-3, atol=1e-7)
 
 
 def test_pinv_and_conjugate_gradient_solve_spd_system():
