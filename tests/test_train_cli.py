@@ -80,8 +80,18 @@ def test_train_writes_records(run_dir):
 
 
 def test_evaluate_and_resume(run_dir):
-    assert cli(["evaluate", str(run_dir), "--episodes", "2"]).returncode == 0
+    gif = run_dir / "episode.gif"
+    assert (
+        cli(["evaluate", str(run_dir), "--episodes", "2", "--gif", str(gif), "--gif-steps", "30"]).returncode
+        == 0
+    )
     assert "per seed" in (run_dir / "evaluation.md").read_text()
+    from PIL import Image
+
+    with Image.open(
+        gif
+    ) as image:  # one rendered episode of seed 0, at most --gif-steps frames (+ the reset's)
+        assert image.format == "GIF" and image.size[0] > 100 and 2 <= image.n_frames <= 31, image.n_frames
     args = ["train", "ppo", "--env", "CartPole-v1", "--num-seeds", "2", "--total-steps", "2048"]
     assert (
         cli(
