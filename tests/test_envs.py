@@ -175,6 +175,33 @@ def test_gym_termination_and_parity_with_jax_backend(cartpole):
         assert np.asarray(g).dtype.kind == np.asarray(j).dtype.kind, name
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_gymnax_and_gymnasium_are_the_same_dynamics(env_id):
+    """From the same state, gymnax and Gymnasium step to the same observations and rewards (float32 against
+    float64) under the same actions, so the two back ends train on one MDP."""
+    jenv = make_jax_env(env_id)
+    _, state = jenv.reset(jax.random.key(3))
+    genv = gym.make(env_id)
+    genv.reset(seed=0)
+    if env_id == "CartPole-v1":
+        genv.unwrapped.state = np.array([state.x, state.x_dot, state.theta, state.theta_dot], np.float64)
+        actions = [np.int64(t % 3 == 0) for t in range(20)]
+    else:
+        genv.unwrapped.state = np.array([state.theta, state.theta_dot], np.float64)
+        actions = list(np.random.default_rng(0).uniform(-2, 2, size=(20, 1)).astype(np.float32))
+    step = jax.jit(jenv.step)
+    for t, action in enumerate(actions):
+        out, state = step(jax.random.key(t), state, jnp.asarray(action))
+        obs, reward, terminated, _, _ = genv.step(action)
+        np.testing.assert_allclose(out.next_obs, obs, rtol=1e-4, atol=1e-4, err_msg=f"step {t}")
+        np.testing.assert_allclose(float(out.reward), reward, rtol=1e-4, atol=1e-4)
+        assert bool(out.terminated) == terminated
+        if terminated:  # gymnax resets here; Gymnasium waits for reset()
+            break
+    genv.close()
+    assert t >= 10
+
+
 # --- running statistics ---------------------------------------------------------------------------------
 
 
