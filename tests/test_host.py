@@ -146,3 +146,37 @@ def test_evaluation_rounds_never_share_an_episode_seed():
             runner.evaluate(None, None, r)
         assert calls == [10_000_000 + stride * r for r in range(3)]
         runner.close()
+
+
+def test_the_host_runner_acts_with_the_gymnax_loops_keys():
+    """Step t of a host rollout samples the behaviour policy with the key the gymnax loop gives step t
+    (loops.loop_update's rollout keyed fold_in(K, 1), the policy's half of each step's split), never with the
+    carry's successor key: on the observations of a gymnax rollout the host's actions are that rollout's own."""
+    from proxrl.deep import loops
+    from proxrl.deep.jax_envs import make_jax_env
+
+    config = override(PPOConfig(), num_envs=2, num_steps=32, hidden=(8,))
+    run_cfg = RunConfig(num_seeds=1, backend="gymnasium", progress=False)
+    runner = make_runner(config, "CartPole-v1", run_cfg)
+    try:
+        carry = runner.init(jax.random.split(jax.random.key(5), 1))
+        one = jax.tree.map(lambda x: x[0], carry)
+        env = make_jax_env("CartPole-v1")
+        obs, env_state = env.reset_batch(jax.random.key(6), 2)
+        policy = lambda c, o, k: loops.act(runner.learner, runner.norm, c, o, k)
+        traj, _, _ = env.rollout(jax.random.fold_in(one.key, 1), env_state, obs, policy, one, 32)
+        host = np.stack([np.asarray(runner._act(carry, traj.obs[t][None], t))[0] for t in range(32)])
+        np.testing.assert_array_equal(host, traj.action)
+        # with the successor key's draws instead, about half the actions of this near-uniform policy differ
+        successor = jax.random.split(one.key)[0]
+        other = np.stack(
+            [
+                np.asarray(
+                    loops.act(runner.learner, runner.norm, one, traj.obs[t], jax.random.fold_in(successor, t))
+                )
+                for t in range(32)
+            ]
+        )
+        assert np.mean(other != np.asarray(traj.action)) > 0.2
+    finally:
+        runner.close()

@@ -89,8 +89,13 @@ class HostRunner(Runner):
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
         self._obs: np.ndarray | None = None
 
+        num_steps = learner.num_steps
+
         def act(carry: Carry, obs: jax.Array, t: jax.Array) -> jax.Array:
-            return loops.act(learner, norm, carry, obs, jax.random.fold_in(carry.key, t))
+            # the gymnax loop's keys: step t of the rollout keyed fold_in(K, 1), the policy's half of its split
+            # (none of them is K's successor split(K)[0], which the next rollout starts from)
+            step_key = jax.random.split(jax.random.fold_in(carry.key, 1), num_steps)[t]
+            return loops.act(learner, norm, carry, obs, jax.random.split(step_key)[0])
 
         self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, None)))
         # the carry is donated: its buffers (a replay buffer of up to 10⁶ transitions) are updated in place
