@@ -147,10 +147,23 @@ def test_sweep_writes_one_row_per_cell_records_failures_resumes_and_reports(loca
         '[scores]\n"Pendulum-v1" = [-1600.0, 0.0]\n'
     )
     out = tmp_path / "sweep"
-    args = ["sweep", str(write(tmp_path, text)), "--out", str(out), "--no-progress", "--reps", "200"]
+    args = [
+        "sweep",
+        str(write(tmp_path, text)),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--reps",
+        "200",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     rows = {r["label"]: r for r in read_results(out / "results.csv")}
     assert len(read_results(out / "results.csv")) == 3, rows
+    # one after another, each cell in a process of its own (no cell runs in a process an earlier one shaped)
+    pids = [int(p.read_text().split()[0]) for p in sorted((out / "cells").glob(f"*/{PID_FILE}"))]
+    assert len(pids) == 3 and len(set(pids)) == 3, pids
     assert rows["ok"]["status"] == "ok", rows["ok"]
     assert len(json.loads(rows["ok"]["final_per_seed"])) == 2 and rows["ok"]["steps"] == "64"
     assert (out / rows["ok"]["run_dir"] / "eval.csv").is_file()

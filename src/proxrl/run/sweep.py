@@ -700,7 +700,9 @@ def run_sweep(
             ray.shutdown()
         raise ConfigError(f"cannot create sweep directory {str(out)!r}: {e.strerror}") from None
     _write_spec(out, spec)
-    task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_cell_task)
+    # one process per cell (max_calls=1): a cell's memory (a replay buffer, compiled functions) goes with it, and
+    # each cell imports the installed code afresh, so a cell never runs in a process that an earlier one shaped
+    task = ray.remote(num_cpus=1, max_calls=1, max_retries=max_retries, retry_exceptions=False)(_cell_task)
     limit = workers or len(todo) or 1
     watch = ClusterWatch(ray.get_runtime_context().gcs_address, results)
     pending = list(todo)
