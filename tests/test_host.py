@@ -165,7 +165,8 @@ def test_the_host_runner_acts_with_the_gymnax_loops_keys():
         obs, env_state = env.reset_batch(jax.random.key(6), 2)
         policy = lambda c, o, k: loops.act(runner.learner, runner.norm, c, o, k)
         traj, _, _ = env.rollout(jax.random.fold_in(one.key, 1), env_state, obs, policy, one, 32)
-        host = np.stack([np.asarray(runner._act(carry, traj.obs[t][None], t))[0] for t in range(32)])
+        keys = runner._rollout_keys(carry)
+        host = np.stack([np.asarray(runner._act(carry, traj.obs[t][None], keys, t))[0] for t in range(32)])
         np.testing.assert_array_equal(host, traj.action)
         # with the successor key's draws instead, about half the actions of this near-uniform policy differ
         successor = jax.random.split(one.key)[0]

@@ -91,13 +91,17 @@ class HostRunner(Runner):
 
         num_steps = learner.num_steps
 
-        def act(carry: Carry, obs: jax.Array, t: jax.Array) -> jax.Array:
-            # the gymnax loop's keys: step t of the rollout keyed fold_in(K, 1), the policy's half of its split
-            # (none of them is K's successor split(K)[0], which the next rollout starts from)
-            step_key = jax.random.split(jax.random.fold_in(carry.key, 1), num_steps)[t]
-            return loops.act(learner, norm, carry, obs, jax.random.split(step_key)[0])
+        def rollout_keys(carry: Carry) -> jax.Array:
+            # the gymnax loop's keys: step t of the rollout keyed fold_in(K, 1) split T ways (none of them is
+            # K's successor split(K)[0], which the next rollout starts from); derived once per rollout
+            return jax.random.split(jax.random.fold_in(carry.key, 1), num_steps)
 
-        self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, None)))
+        def act(carry: Carry, obs: jax.Array, keys: jax.Array, t: jax.Array) -> jax.Array:
+            # the policy's half of step t's split, as in the gymnax loop
+            return loops.act(learner, norm, carry, obs, jax.random.split(keys[t])[0])
+
+        self._rollout_keys = jax.jit(jax.vmap(rollout_keys))
+        self._act = jax.jit(jax.vmap(act, in_axes=(0, 0, 0, None)))
         # the carry is donated: its buffers (a replay buffer of up to 10⁶ transitions) are updated in place
         # instead of copied on every call (a 1e6-transition buffer copy cost TD3 ≈ 50 ms per step)
         # the seed axis is named so that schedule branches stay branches (loops.lockstep)
@@ -176,9 +180,10 @@ class HostRunner(Runner):
     def update(self, carry: Carry) -> tuple[Carry, Metrics]:
         """One rollout of ``num_steps`` steps per environment, then ``absorb`` (learn) for every seed."""
         n, b = self.num_seeds, self.learner.num_envs
+        keys = self._rollout_keys(carry)  # [N, T]
 
         def policy(obs: np.ndarray, t: int) -> np.ndarray:  # [N·B, ...] -> [N·B, ...]
-            action = np.asarray(self._act(carry, self._split(obs, b), t))
+            action = np.asarray(self._act(carry, self._split(obs, b), keys, t))
             return action.reshape(n * b, *action.shape[2:])
 
         if self.learner.episodic:  # every rollout from freshly reset environments, seeded by the update
