@@ -135,16 +135,16 @@ def test_evaluation_rounds_never_share_an_episode_seed():
         def close(self):
             pass
 
-    for n, e, stride in ((2, 600, 1200), (2, 10, 1000)):
-        runner = make_runner(
-            config, "CartPole-v1", RunConfig(num_seeds=n, eval_episodes=e, backend="gymnasium")
-        )
+    for n, e, stride, seed in ((2, 600, 1200, 0), (2, 10, 1000, 0), (2, 10, 1000, 7)):
+        run_cfg = RunConfig(num_seeds=n, eval_episodes=e, backend="gymnasium", seed=seed)
+        runner = make_runner(config, "CartPole-v1", run_cfg)
         assert isinstance(runner, HostRunner)
         runner._eval_env = Episodes()
         calls.clear()
         for r in range(3):
             runner.evaluate(None, None, r)
-        assert calls == [10_000_000 + stride * r for r in range(3)]
+        # the run's seed shifts every round's episode seeds (runs of other seeds evaluate on other episodes)
+        assert calls == [seed + 10_000_000 + stride * r for r in range(3)]
         runner.close()
 
 

@@ -118,6 +118,29 @@ def test_evaluate_and_resume(run_dir):
     assert refused.returncode == 2 and "another configuration" in refused.stderr
 
 
+def test_evaluation_md_holds_the_agents_evaluation(run_dir):
+    """`proxrl evaluate` writes what Agent.evaluate returns for the same checkpoint, episodes and seed: the
+    per-seed returns, and their mean over seeds; another evaluation seed is another evaluation."""
+    import numpy as np
+
+    from proxrl.agents import Agent
+
+    assert cli(["evaluate", str(run_dir), "--episodes", "3", "--seed", "7"]).returncode == 0
+    lines = (run_dir / "evaluation.md").read_text().splitlines()
+    assert "3 deterministic episodes per seed, evaluation seed 7." in lines
+    per_seed = next(line for line in lines if line.startswith("- per seed: "))
+    written = [float(x) for x in per_seed.removeprefix("- per seed: ").split(", ")]
+    agent = Agent.load(run_dir)
+    returns = agent.evaluate(episodes=3, seed=7)
+    assert per_seed == "- per seed: " + ", ".join(f"{r:.2f}" for r in returns)
+    mean = next(line for line in lines if line.startswith("- mean return over seeds: "))
+    assert mean.startswith(f"- mean return over seeds: {np.mean(returns):.2f} (")
+    assert len(written) == 2
+    # CartPole's episodes from other start states: a short-trained policy's returns move with the seed
+    others = [agent.evaluate(episodes=3, seed=s) for s in (8, 9, 10)]
+    assert any(not np.allclose(o, returns) for o in others)
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
