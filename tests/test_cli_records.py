@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -47,6 +48,36 @@ def test_lecture_expert_end_to_end(tmp_path, capsys):
 def test_lecture_bandit_and_conditioning_end_to_end(tmp_path):
     assert main(["lecture", "bandit", "--seeds", "4", "--rounds", "200", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "regret.png").exists()
+    # the records hold the runs' numbers: every algorithm on both instances, each row's mean and interval those
+    # of the final regrets of the same seeds run again here (metrics.csv keeps 6 significant digits), and the
+    # summary's table the same cells
+    from proxrl.lecture.bandit import BanditConfig
+    from proxrl.run.stats import mean_ci
+    from proxrl.tabular import bandit as B
+    from proxrl.tabular import rewards as rewards_lib
+
+    cfg = BanditConfig(seeds=4, rounds=200)
+    rows = list(csv.DictReader((tmp_path / "b" / "metrics.csv").open()))
+    names = [a.name for a in cfg.algorithms()]
+    assert [(r["instance"], r["algo"]) for r in rows] == [
+        (inst, name) for inst in ("stochastic", "adversarial") for name in names
+    ]
+    summary = (tmp_path / "b" / "summary.md").read_text()
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(np.arange(4))
+    models = {
+        "stochastic": rewards_lib.bernoulli(cfg.arms),
+        "adversarial": rewards_lib.switching_sequence(200, len(cfg.arms), cfg.switch_frac),
+    }
+    for row, (inst, algo) in zip(rows, [(i, a) for i in models for a in cfg.algorithms()], strict=True):
+        final = np.asarray(B.make_runner(algo, models[inst], None, 200)(keys).regret)[:, -1]
+        ci = mean_ci(final)
+        np.testing.assert_allclose(
+            [float(row[c]) for c in ("final_regret_mean", "ci_lo", "ci_hi")],
+            [ci.mean, ci.lo, ci.hi],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        assert f"| {inst} | {algo.name} | {algo.eta:.3g} | {algo.n} | {ci.short()} |" in summary
     args = [
         "lecture",
         "conditioning",
