@@ -228,6 +228,37 @@ def test_killed_worker_runs_its_cell_again_and_every_cell_has_one_row(local_ray,
     assert results and results[0].ran == 2
 
 
+def test_a_finished_sweep_run_again_neither_starts_nor_joins_ray(tmp_path, monkeypatch):
+    """With every cell in the table there is nothing to run: the rerun returns at once without Ray (starting it
+    would attach to whatever cluster the machine has, or leave an instance running)."""
+    import ray
+
+    import proxrl.run.sweep as sweep_module
+
+    spec = parse_spec(
+        {
+            "envs": ["CartPole-v1"],
+            "seeds": 1,
+            "total_steps": 512,
+            "settings": [{"algo": "ppo", "label": f"h{h}", "options": {"hidden": [h]}} for h in (8, 16)],
+        }
+    )
+    out = tmp_path / "sweep"
+    out.mkdir()
+    for cell in cells(spec):
+        write_row(out / "results.csv", {"key": cell.key, "label": cell.setting.name, "status": "ok"})
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a sweep with nothing to run")
+
+    monkeypatch.setattr(sweep_module, "connect", no_ray)
+    monkeypatch.setattr(ray, "init", no_ray)
+    assert not ray.is_initialized()
+    result = run_sweep(spec, out, progress=False)
+    assert (result.ran, result.skipped, len(result.rows)) == (0, 2, 2)
+    assert not ray.is_initialized()
+
+
 def test_a_cells_stderr_is_kept_in_its_notes_file(tmp_path, capsys):
     """A Ray worker's stderr is not shown, so a cell appends what its run prints there (here the note that the
     budget is not a whole number of updates) to notes.log, time-stamped, and passes it on."""

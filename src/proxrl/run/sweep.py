@@ -692,7 +692,10 @@ def run_sweep(
     done = {r["key"]: r for r in read_results(results)}
     skip = {k for k, r in done.items() if r["status"] == "ok" or not retry_failed}
     todo = [c for c in todo_all if c.key not in skip]
-    started = connect(address, workers) if todo else False
+    if not todo:  # every cell has its row: nothing to run, so Ray is neither started nor joined
+        _write_spec(out, spec)
+        return SweepResult(out, 0, len(todo_all), read_results(results))
+    started = connect(address, workers)
     try:
         (out / "cells").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -703,7 +706,7 @@ def run_sweep(
     # one process per cell (max_calls=1): a cell's memory (a replay buffer, compiled functions) goes with it, and
     # each cell imports the installed code afresh, so a cell never runs in a process that an earlier one shaped
     task = ray.remote(num_cpus=1, max_calls=1, max_retries=max_retries, retry_exceptions=False)(_cell_task)
-    limit = workers or len(todo) or 1
+    limit = workers or len(todo)
     watch = ClusterWatch(ray.get_runtime_context().gcs_address, results)
     pending = list(todo)
     running: dict[Any, Cell] = {}
