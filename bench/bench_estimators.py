@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     options = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
     for estimator in args.estimators:
-        config = override(TRAINERS[args.algo].config(), estimator=estimator, n_steps=args.n_steps, **options)
+        n = {"n_steps": args.n_steps} if estimator in ("n_step", "q_n_step") else {}  # only they have an n
+        config = override(TRAINERS[args.algo].config(), estimator=estimator, **n, **options)
         start = time.perf_counter()
         train = jax.jit(jax.vmap(make_train(config, args.env, args.steps)))
         state, _ = jax.block_until_ready(train(jax.random.split(jax.random.key(0), args.seeds)))

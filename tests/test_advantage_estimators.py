@@ -179,7 +179,7 @@ def test_n_step_with_n_1_is_td_and_q_n_step_with_n_1_is_the_sarsa_target():
 def test_a2c_steps_with_a_q_critic():
     """A2C runs an update with Q_φ(s, a) (Pendulum: E_πQ from sampled actions); the critic's regression moves φ.
     (Q_φ(s, ·) on CartPole runs in the CLI test below.)"""
-    config = override(A2CConfig(), num_envs=2, num_steps=8, hidden=(16,), estimator="q", n_steps=3)
+    config = override(A2CConfig(), num_envs=2, num_steps=8, hidden=(16,), estimator="q")
     trainer = gymnax_loop(config, "Pendulum-v1", 1)
     state = trainer.init(jax.random.key(0))
     new, metrics = jax.jit(trainer.update)(state)
@@ -227,11 +227,19 @@ def test_cli_flags_select_the_estimator(tmp_path):
     assert shapes[head] == (1, 16, 2), shapes
 
 
+UNUSED_N = (
+    "n_steps needs estimator 'n_step' or 'q_n_step' (it is their n; estimator '{}' does not use it); the rollout "
+    "length per environment, which Stable-Baselines3 calls by this name, is num_steps"
+)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
         ({"n_steps": -3}, "n_steps must be an integer >= 1, got -3"),
+        ({"n_steps": 2048}, UNUSED_N.format("gae")),
+        ({"estimator": "q", "n_steps": 3}, UNUSED_N.format("q")),
         ({"estimator": "lambda"}, "estimator must be one of gae, td, n_step, mc, q, q_n_step; got 'lambda'"),
         ({"num_action_samples": 0}, "num_action_samples must be an integer >= 1, got 0"),
     ],

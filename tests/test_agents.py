@@ -66,6 +66,10 @@ def test_predict_shapes_policies_and_seeds(trained):
             == runner.mode(state, np.broadcast_to(obs, (2, 1, 4)))[seed, 0]
         )
         np.testing.assert_array_equal(trained.predict(many, seed_index=seed)[0], modes[seed])
+    # an RL Zoo loop's call (recurrent state and episode starts by name) acts alike and gets no state back
+    sb3, none = trained.predict(many, state=None, episode_start=np.ones(64, bool), deterministic=True)
+    np.testing.assert_array_equal(sb3, modes[0])
+    assert none is None
     assert (modes[0] != modes[1]).any()  # the two seeds' policies differ, so seed_index is seen to matter
     # the behaviour policy samples: over 200 draws of a policy that is not yet deterministic, both actions
     draws = [int(trained.predict(obs, deterministic=False)[0]) for _ in range(200)]
@@ -168,6 +172,16 @@ def test_every_algorithm_has_an_agent_class():
         (lambda tmp: PPO.load(tmp, out=tmp / "x"), "out is for loading a file; the run directory"),
         (lambda tmp: PPO.load(tmp / "f", eval_every=3), "load() takes the run options out, progress"),
         (lambda tmp: PPO("CartPole-v1", address="localhost:1"), "address joins a Ray cluster for env-runner"),
+        # Stable-Baselines3 habits: each is one line saying what proxrl takes instead
+        (
+            lambda tmp: PPO("MlpPolicy", "CartPole-v1"),
+            "PPO takes the environment id first and no policy name",
+        ),
+        (lambda tmp: PPO("MlpPolicy"), "PPO takes the environment id first and no policy name"),
+        (lambda tmp: PPO("CartPole-v1", n_steps=2048), "n_steps needs estimator 'n_step' or 'q_n_step'"),
+        (lambda tmp: PPO("CartPole-v1").learn(total_timesteps=64), "total_steps is Stable-Baselines3's"),
+        (lambda tmp: PPO("CartPole-v1").learn(64, log_interval=4), "learn() has no argument 'log_interval'"),
+        (lambda tmp: PPO("CartPole-v1").learn(), "learn() needs total_steps"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument(make, message, tmp_path):
@@ -191,6 +205,7 @@ def test_bad_input_after_training(trained, tmp_path):
         ),
         (lambda: trained.predict(["a", "b", "c", "d"]), "observation must be numbers of shape (4,)"),
         (lambda: trained.evaluate(seed=-1), "seed must be"),
+        (lambda: trained.predict(np.zeros(4), deterministic="no"), "deterministic must be True or False"),
     ]:
         with pytest.raises(ConfigError) as err:
             call()

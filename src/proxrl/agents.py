@@ -149,11 +149,25 @@ class Agent:
     # --- training ---------------------------------------------------------------------------------------------
 
     @_checked
-    def learn(self, total_steps: int, callback: Any = None, progress: bool | None = None) -> Self:
+    def learn(
+        self, total_steps: int | None = None, callback: Any = None, progress: bool | None = None, **other: Any
+    ) -> Self:
         """Train ``total_steps`` more environment steps per seed (whole updates), writing the run's records.
         ``callback(report: ChunkReport)`` runs after each evaluation interval; a false answer (not ``None``)
         stops the run there. ``progress``: show a progress bar (default: the agent's ``progress`` option).
         Returns the agent."""
+        if other:
+            name = next(iter(other))
+            hint = (
+                ": total_steps is Stable-Baselines3's total_timesteps (steps more, per seed)"
+                if (name == "total_timesteps")
+                else ""
+            )
+            raise ConfigError(
+                f"learn() has no argument {name!r}; it takes total_steps, callback and progress{hint}"
+            )
+        if total_steps is None:
+            raise ConfigError("learn() needs total_steps: the environment steps per seed to train")
         total_steps = check_int_at_least("total_steps", total_steps)
         if callback is not None and not callable(callback):
             raise ConfigError(f"callback must be callable (report) -> bool | None, got {callback!r}")
@@ -207,14 +221,24 @@ class Agent:
 
     @_checked
     def predict(
-        self, observation: Any, deterministic: bool = True, seed_index: int = 0
+        self,
+        observation: Any,
+        deterministic: bool = True,
+        seed_index: int = 0,
+        *,
+        state: Any = None,
+        episode_start: Any = None,
     ) -> tuple[np.ndarray, None]:
         """``(action, None)`` for one observation (``observation_space.shape``) or a batch ``[B, ...]`` of them,
         by seed ``seed_index``'s policy: the deterministic policy (argmax, Gaussian mean, μ_θ; as evaluations
         use) or, with ``deterministic=False``, the behaviour policy that collected the training data (a sample,
         exploration noise included). Observations are standardised as in training when ``normalize_obs`` is on;
         continuous actions are clipped to the action space. The ``None`` stands for the recurrent state of
-        Stable-Baselines3's ``predict`` (proxrl's policies have none)."""
+        Stable-Baselines3's ``predict`` (proxrl's policies have none): its ``state`` and ``episode_start`` are
+        accepted by name and not used, so that loops written for Stable-Baselines3 run unchanged."""
+        del state, episode_start  # no recurrent state
+        if not isinstance(deterministic, bool | np.bool_):
+            raise ConfigError(f"deterministic must be True or False, got {deterministic!r}")
         runner, state = self._loaded()
         n = self.run_config.num_seeds
         check_int_at_least("seed_index", seed_index, 0)
@@ -361,7 +385,14 @@ class Agent:
 
 
 def _agent_class(algo: str, name: str) -> type[Agent]:
-    def __init__(self: Agent, env: str = "CartPole-v1", *, preset: str | None = None, **options: Any) -> None:
+    def __init__(
+        self: Agent, env: str = "CartPole-v1", *more: Any, preset: str | None = None, **options: Any
+    ) -> None:
+        if more or (isinstance(env, str) and env.endswith("Policy")):
+            raise ConfigError(
+                f"{name} takes the environment id first and no policy name: {name}('CartPole-v1', hidden=(64, 64)); "
+                "the networks are set by options such as hidden and activation"
+            )
         Agent.__init__(self, algo, env, preset=preset, **options)
 
     doc = (

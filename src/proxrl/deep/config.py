@@ -206,6 +206,12 @@ class AdvantageEstimator(GAE):
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_int_at_least("n_steps", self.n_steps, 1)
         check_int_at_least("num_action_samples", self.num_action_samples, 1)
+        if self.n_steps != AdvantageEstimator.n_steps and self.estimator not in ("n_step", "q_n_step"):
+            # the name Stable-Baselines3 gives the rollout length: a value here would silently do nothing
+            raise ConfigError(
+                f"n_steps needs estimator 'n_step' or 'q_n_step' (it is their n; estimator {self.estimator!r} "
+                "does not use it); the rollout length per environment, which Stable-Baselines3 calls by this name, is num_steps"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
