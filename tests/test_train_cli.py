@@ -118,6 +118,41 @@ def test_evaluate_and_resume(run_dir):
     assert refused.returncode == 2 and "another configuration" in refused.stderr
 
 
+def test_a_resume_takes_the_runs_options(run_dir, capsys):
+    """`proxrl train ppo --resume RUN_DIR --total-steps N` alone continues the run with the environment and
+    options of its config.json (here all but the budget differ from the defaults); an option typed beside it must
+    equal the run's, and a resume under another algorithm or into another --out is refused, each in one line."""
+    before = json.loads((run_dir / "config.json").read_text())
+    steps = int(list(csv.DictReader((run_dir / "eval.csv").open()))[-1]["step"])
+    total = steps + 512
+    assert (
+        cli(
+            ["train", "ppo", "--resume", str(run_dir), "--total-steps", str(total), "--no-progress"]
+        ).returncode
+        == 0
+    )
+    rows = list(csv.DictReader((run_dir / "eval.csv").open()))
+    assert [int(r["step"]) for r in rows][-2:] == [steps, total]
+    after = json.loads((run_dir / "config.json").read_text())
+    assert after["run"].pop("total_steps") == total
+    before["run"].pop("total_steps")
+    assert after == before
+    for argv, message in [
+        (
+            ["train", "ppo", "--resume", str(run_dir), "--num-envs", "4"],
+            "--num-envs was 2, now 4; leave it out",
+        ),
+        (["train", "td3", "--resume", str(run_dir)], "holds a 'ppo' run, not 'td3': continue it with"),
+        (
+            ["train", "ppo", "--resume", str(run_dir), "--out", "elsewhere"],
+            "a resumed run writes into its own",
+        ),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
 def test_evaluation_md_holds_the_agents_evaluation(run_dir):
     """`proxrl evaluate` writes what Agent.evaluate returns for the same checkpoint, episodes and seed: the
     per-seed returns, and their mean over seeds; another evaluation seed is another evaluation."""

@@ -45,7 +45,14 @@ import tyro
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, NonFiniteError
 from proxrl.lecture import bandit, conditioning, expert, mdp, one_point
-from proxrl.run.commands import EvaluateCommand, make_train_command, preset_defaults, run_evaluate, run_train
+from proxrl.run.commands import (
+    EvaluateCommand,
+    make_train_command,
+    preset_defaults,
+    resume_defaults,
+    run_evaluate,
+    run_train,
+)
 from proxrl.run.records import RunDir
 from proxrl.run.sweep import SweepError
 
@@ -137,7 +144,8 @@ def _train(argv: list[str]) -> RunDir:
     if name not in TRAINERS:
         raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(TRAINERS)}")
     command = make_train_command(name, TRAINERS[name].config)
-    cmd = _parse(command, f"proxrl train {name}", argv[1:], preset_defaults(command, argv[1:]))
+    defaults = resume_defaults(command, argv[1:]) or preset_defaults(command, argv[1:])
+    cmd = _parse(command, f"proxrl train {name}", argv[1:], defaults)
     return run_train(cmd)
 
 

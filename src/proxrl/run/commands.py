@@ -70,6 +70,42 @@ def preset_defaults(command: type, argv: list[str]) -> Any | None:
     return dataclasses.replace(base, preset=name, algo=algo_config, run=run_config)
 
 
+def resume_defaults(command: type, argv: list[str]) -> Any | None:
+    """The command's defaults taken from the run that ``--resume RUN_DIR`` in ``argv`` names (None without one,
+    or where RUN_DIR holds no config.json: training then says what is wrong): its environment, hyperparameters
+    and run options, so that a resume needs only ``--resume`` (and a new ``--total-steps``). Options typed beside
+    it override these, and the resume refuses those that differ from the run's."""
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--resume="):
+            path = arg.split("=", 1)[1]
+    if path is None:
+        return None
+    record = read_config_json(Path(path))
+    if record is None:
+        return None
+    algo = record.get("algo")
+    if algo != command.algo_name:
+        raise ConfigError(
+            f"--resume {path!r} holds a {algo!r} run, not {command.algo_name!r}: continue it with "
+            f"'proxrl train {algo} --resume {path}'"
+        )
+    try:
+        algo_config = from_record(
+            TRAINERS[algo].config, record["algo_config"], "its config.json's algo_config"
+        )
+        run_record = {**record["run"], "out": None, "resume": Path(path), "progress": True}
+        run_config = from_record(RunConfig, run_record, "its config.json's run options")
+        env = record["env"]
+    except (KeyError, TypeError) as e:
+        raise ConfigError(
+            f"--resume {path!r}: its config.json lacks {e}: it is not a run directory proxrl wrote, or it is damaged"
+        ) from None
+    return dataclasses.replace(command(), env=env, algo=algo_config, run=run_config)
+
+
 def run_train(cmd: Any) -> RunDir:
     check_finite(cmd.algo)  # NaN or infinite options are refused before anything is built
     check_finite(cmd.run)

@@ -128,6 +128,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and str(value) in ("", "."):
                 raise ConfigError(f"--{name.replace('_', '-')} must name a directory, got {str(value)!r}")
+        if self.out is not None and self.resume is not None and Path(self.out) != Path(self.resume):
+            raise ConfigError(
+                f"--out {str(self.out)!r} with --resume {str(self.resume)!r}: a resumed run writes into its own "
+                "directory; leave --out out"
+            )
 
 
 BACKENDS = ("auto", "gymnax", "gymnasium")
@@ -762,7 +767,7 @@ def _resume(
             where, before, now = diff
             raise ConfigError(
                 f"resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
-                f"now {now!r}; pass the same options"
+                f"now {now!r}; leave it out (proxrl train takes the run's options with --resume) or pass the run's value"
             )
         step = 0 if checkpoint is None else info.step
         if step % steps_per_update:
