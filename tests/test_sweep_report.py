@@ -130,6 +130,13 @@ def test_report_keeps_cells_of_different_budgets_apart_and_scores_every_run(tmp_
     # all 5 runs 0.06, 0.08, 0.1, 1, 0.96: IQM (one trimmed from each end) 0.38, mean 0.44, median 0.10
     assert f"| {small} | CartPole-v1 | 0.38 [0.07, 0.99] | 0.44 [" in text
     assert f"| {big} | CartPole-v1 | 0.90 [" in text and "here as few as 3" in text
+    # raw returns: the t interval of 30 … 500 (220 ± 297) is clipped to what a CartPole return can be
+    row = next(line for line in text.splitlines() if line.startswith(f"| {small} | 220.0 ("))
+    assert "[0.0, 500.0]" in row and "clipped to the known range [0, 500]" in row, row
+    # a sweep with no finished cell says so instead of an empty table
+    (tmp_path / "none").mkdir()
+    none = _results(tmp_path / "none", [], scores)
+    assert "No cell has finished: nothing to show yet." in report(none, reps=200).summary.read_text()
     # one budget, one name; the same name twice on one task is told apart by the cell key
     (tmp_path / "same").mkdir()
     same = _results(

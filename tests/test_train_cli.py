@@ -160,7 +160,8 @@ def test_evaluation_md_holds_the_agents_evaluation(run_dir):
 
     from proxrl.agents import Agent
 
-    assert cli(["evaluate", str(run_dir), "--episodes", "3", "--seed", "7"]).returncode == 0
+    done = cli(["evaluate", str(run_dir), "--episodes", "3", "--seed", "7"])
+    assert done.returncode == 0 and f"summary:       {run_dir / 'evaluation.md'}" in done.stdout, done.stdout
     lines = (run_dir / "evaluation.md").read_text().splitlines()
     assert "3 deterministic episodes per seed, evaluation seed 7." in lines
     per_seed = next(line for line in lines if line.startswith("- per seed: "))

@@ -19,7 +19,8 @@ Exit status:
 
 - 0: done;
 - 1: a sweep stopped because its Ray cluster was lost (one line; finished cells are kept and the same
-  command continues);
+  command continues), or a sweep that finished with failed cells (their errors are in its results.csv;
+  ``--retry-failed`` runs them again);
 - 2: bad input, printed as one line: an option out of range, a run directory that cannot be used (a corrupt,
   unhashed or foreign checkpoint, a config.json that disagrees with its checkpoint, a directory another process
   is training in, a symbolic link in it), or an operating-system error such as a full disk (the files of the run
@@ -195,7 +196,7 @@ def as_typed(message: str, argv: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 a sweep's cluster lost, 2 bad input or an OS error, 3 a
+    """Entry point; returns the exit status (0 ok, 1 a sweep's cluster lost or cells failed, 2 bad input or an OS error, 3 a
     non-finite value, 130 interrupted by Ctrl-C). Output cut short by its reader (``… | head``) ends quietly."""
     try:
         status = _main(argv)
@@ -248,9 +249,18 @@ def _main(argv: Sequence[str] | None) -> int:
     if rd is None:  # a command that only printed (proxrl sweep status)
         return 0
     print(f"run directory: {rd.path}")
-    print(f"summary:       {rd.path / 'summary.md'}")
+    summary = rd.path / ("evaluation.md" if command == "evaluate" else "summary.md")
+    print(f"summary:       {summary}")
     for png in sorted(rd.path.glob("*.png")):
         print(f"plot:          {png}")
+    failed = getattr(rd, "failed", 0)
+    if failed:  # a sweep that finished with failed cells
+        print(
+            f"proxrl: {failed} cell{'s' if failed > 1 else ''} failed (the error of each is in results.csv); "
+            "--retry-failed runs them again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -72,7 +72,15 @@ from proxrl.run.cluster import init_ray
 from proxrl.run.presets import PRESETS, apply_preset
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import HostState, Runner
-from proxrl.run.train import BACKENDS, CHECKPOINT, RunConfig, latest_per_step, make_runner, train
+from proxrl.run.train import (
+    BACKENDS,
+    CHECKPOINT,
+    RunConfig,
+    check_fit,
+    latest_per_step,
+    make_runner,
+    train,
+)
 
 RESULTS = "results.csv"
 SPEC = "sweep.json"
@@ -229,6 +237,7 @@ def _configs(setting: Setting, env: str, run: dict[str, Any]) -> tuple[Any, RunC
     algo_cfg.validate()
     resolve_backend(env, run_cfg.backend)  # a one-line ConfigError naming the closest ids
     num_updates(run_cfg.total_steps, algo_cfg.rollout.size)  # at least one update
+    check_fit(algo_cfg, env, run_cfg)  # the algorithm on the environment's spaces (SAC needs a Box, …)
     return algo_cfg, run_cfg
 
 

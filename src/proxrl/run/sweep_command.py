@@ -242,7 +242,7 @@ def sweep_main(argv: list[str]) -> Any:
     print(
         f"sweep: {result.ran} cells run, {result.skipped} already finished, {failed} failed in {out / 'results.csv'}"
     )
-    return report(out, args.reps)
+    return report(out, args.reps)._replace(failed=failed)
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -235,6 +235,8 @@ class Report(NamedTuple):
     path: Path
     summary: Path
     plots: list[Path]
+    failed: int = 0
+    """Cells of the sweep recorded as failed (``proxrl sweep`` then exits 1)."""
 
 
 def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
@@ -250,12 +252,18 @@ def report(sweep_dir: str | Path, reps: int = 2000, seed: int = 0) -> Report:
 
     # per task: raw final returns (mean over seeds, t interval) and, with bounds, normalised IQM/mean/median
     lines += ["## Final return per task", "", "Mean over seeds of the last evaluation (95 % t interval).", ""]
-    lines += ["| setting | " + " | ".join(table.envs) + " |", "|---" * (len(table.envs) + 1) + "|"]
-    for label in table.labels:
+    if not table.envs:
+        lines.append("No cell has finished: nothing to show yet.")
+    else:
+        lines += ["| setting | " + " | ".join(table.envs) + " |", "|---" * (len(table.envs) + 1) + "|"]
+    for label in table.labels if table.envs else ():
         cells = []
         for env in table.envs:
             r = table.returns[label].get(env)
-            cells.append("–" if r is None else f"{mean_ci(r).mean:.1f} ({mean_ci(r).interval()})")
+            ci = (
+                None if r is None else mean_ci(r, bounds=return_range(env))
+            )  # clipped to what a return can be
+            cells.append("–" if ci is None else f"{ci.mean:.1f} ({ci.interval()})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
 

@@ -24,6 +24,7 @@ environment id. :func:`make_train` is the same gymnax loop as one pure ``train(k
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -192,6 +193,24 @@ def _learner(
         if env_id in str(e):
             raise
         raise ConfigError(f"{e} ({env_id})") from None
+
+
+def check_fit(config: Any, env_id: str, run_cfg: RunConfig) -> None:
+    """Build the algorithm of ``config`` on the spaces of ``env_id`` (as :func:`make_runner` would, without a
+    runner or environments to step): a one-line ConfigError where they do not fit (SAC on a discrete action
+    space, …). Cheap, so that a sweep checks every cell before any runs."""
+    actors = run_cfg.num_actors > 0 or registry.entry_for(config)[0] == "appo"
+    gymnax = not actors and resolve_backend(env_id, run_cfg.backend) == "gymnax"
+    _learner(config, env_id, *_spaces(env_id, gymnax), planned_steps(run_cfg, config.rollout.size))
+
+
+@functools.lru_cache(maxsize=64)
+def _spaces(env_id: str, gymnax: bool) -> tuple[Space, Space]:
+    """``(observation_space, action_space)`` of a gymnax or Gymnasium environment, made once per process."""
+    if gymnax:
+        env = loops.env_for(env_id)
+        return env.observation_space, env.action_space
+    return gym_spaces(env_id)
 
 
 def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
