@@ -183,6 +183,8 @@ def test_evaluation_md_holds_the_agents_evaluation(run_dir):
         (["train", "ppo", "--env", "CartPol-v1"], "did you mean CartPole-v1"),
         (["train", "ppo", "--total-steps", "0"], "--total-steps must be an integer >= 1, got 0"),
         (["train", "ppo", "--num-seeds", "-1"], "--num-seeds must be an integer >= 1"),
+        (["train", "ppo", "--seed", "-1"], "--seed must be an integer in [0, 2^31), got -1"),
+        (["train", "ppo", "--seed", "3000000000"], "--seed must be an integer in [0, 2^31), got 3000000000"),
         (["train", "ppo", "--lr", "0"], "--lr must be a finite number > 0"),
         (["train", "ppo", "--clip-eps", "0"], "--clip-eps must be a finite number > 0"),
         (["train", "ppo", "--gamma", "1.5"], "--gamma must lie in [0, 1]"),

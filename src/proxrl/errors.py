@@ -192,12 +192,13 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} PiB"
 
 
-SEED_LIMIT = 2**32
-"""Seeds are integers in [0, 2³²): JAX's threefry keys hold 32-bit words."""
+SEED_LIMIT = 2**31
+"""Seeds are integers in [0, 2³¹): what a signed 32-bit integer holds, the bound every integer option has
+(:func:`proxrl.config.check_numbers`)."""
 
 
 def check_seed(name: str, value: int) -> int:
-    """An integer seed in [0, 2³²)."""
+    """An integer seed in [0, 2³¹)."""
     if isinstance(value, bool) or int(value) != value or not 0 <= int(value) < SEED_LIMIT:
-        raise ConfigError(f"{name} must be an integer in [0, 2^32), got {_fmt(value)}")
+        raise ConfigError(f"{name} must be an integer in [0, 2^31), got {_fmt(value)}")
     return int(value)

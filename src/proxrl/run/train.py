@@ -110,6 +110,8 @@ class RunConfig:
 
     def validate(self) -> None:
         """One-line ConfigError naming the first bad option."""
+        if isinstance(self.seed, int) and not isinstance(self.seed, bool):
+            check_seed("seed", self.seed)  # (before the general bound, so that every bad seed reads alike)
         check_numbers(self)
         check_choice("backend", self.backend, BACKENDS)
         check_int_at_least("num_actors", self.num_actors, 0)
