@@ -163,7 +163,11 @@ def test_evaluation_md_holds_the_agents_evaluation(run_dir):
     done = cli(["evaluate", str(run_dir), "--episodes", "3", "--seed", "7"])
     assert done.returncode == 0 and f"summary:       {run_dir / 'evaluation.md'}" in done.stdout, done.stdout
     lines = (run_dir / "evaluation.md").read_text().splitlines()
-    assert "3 deterministic episodes per seed, evaluation seed 7." in lines
+    step = list(csv.DictReader((run_dir / "eval.csv").open()))[-1]["step"]
+    assert (
+        f"The checkpoint at step {int(step):,} (per seed); 3 deterministic episodes per seed, evaluation seed 7."
+        in lines
+    )
     per_seed = next(line for line in lines if line.startswith("- per seed: "))
     written = [float(x) for x in per_seed.removeprefix("- per seed: ").split(", ")]
     agent = Agent.load(run_dir)

@@ -14,7 +14,7 @@ from proxrl.config import check_finite, from_record
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least, check_seed
-from proxrl.run.checkpoints import read_checkpoint, restore
+from proxrl.run.checkpoints import read_checkpoint, read_metadata, restore
 from proxrl.run.presets import apply_preset, presets_help
 from proxrl.run.records import RunDir, atomic_write_text
 from proxrl.run.runner import Runner
@@ -164,6 +164,7 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     if cmd.gif is not None and (str(cmd.gif) in ("", ".") or cmd.gif.is_dir()):
         raise ConfigError(f"--gif must name a file, got {str(cmd.gif)!r}")
     algo, env, _, runner, state = load_run(cmd.run_dir, cmd.episodes)
+    step = int(read_metadata(Path(cmd.run_dir) / CHECKPOINT)["step"])
     num_seeds = jax.tree.leaves(state)[0].shape[0]
     keys = jax.random.split(jax.random.key(cmd.seed), num_seeds)
     returns = runner.evaluate(state, keys, cmd.seed)
@@ -171,7 +172,8 @@ def run_evaluate(cmd: EvaluateCommand) -> RunDir:
     lines = [
         f"# Evaluation of {algo} on {env}",
         "",
-        f"{cmd.episodes} deterministic episodes per seed, evaluation seed {cmd.seed}.",
+        f"The checkpoint at step {step:,} (per seed); {cmd.episodes} deterministic "
+        f"episode{'s' if cmd.episodes > 1 else ''} per seed, evaluation seed {cmd.seed}.",
         "",
         f"- mean return over seeds: {ci.mean:.2f} ({ci.interval(2)})",
         f"- per seed: {', '.join(f'{r:.2f}' for r in returns)}",

@@ -68,7 +68,7 @@ def finish_run(
         f"{seeds} × {int(steps[-1]):,} environment steps"
         f"{', seeds trained together (vmapped)' if len(cols) > 1 else ''}.\n\n"
         f"- final evaluation return: {final.mean:.1f} ({final.interval()}), "
-        f"{run_cfg.eval_episodes} deterministic episodes per seed\n"
+        f"{run_cfg.eval_episodes} deterministic episode{'s' if run_cfg.eval_episodes > 1 else ''} per seed\n"
         f"- per seed: {', '.join(f'{r:.1f}' for r in per_seed[-1])}\n"
         f"- best evaluation per seed: {', '.join(f'{r:.1f}' for r in best)}\n"
         f"- training time: {training_seconds(rd):.1f} s (compile included in the first chunk)\n"
