@@ -240,3 +240,12 @@ def test_learn_continues_after_a_short_interval_and_after_an_error(tmp_path, cap
     assert notes == [note + "training 64 steps (1 update)"]
     assert agent.num_timesteps == 640
     agent.close()
+    # two handles on one run: each learn() goes on from the run's checkpoint, whichever handle trained last
+    other = PPO.load(tmp_path / "short")
+    other.learn(64)
+    agent.learn(64)
+    assert (other.num_timesteps, agent.num_timesteps) == (704, 768)
+    steps = [r.split(",")[0] for r in (tmp_path / "short" / "eval.csv").read_text().splitlines()[1:]]
+    assert steps[-3:] == ["640", "704", "768"]
+    other.close()
+    agent.close()

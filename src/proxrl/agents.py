@@ -169,6 +169,9 @@ class Agent:
         if total_steps is None:
             raise ConfigError("learn() needs total_steps: the environment steps per seed to train")
         total_steps = check_int_at_least("total_steps", total_steps)
+        if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists():
+            # the run's own count: another handle on the same run directory may have trained it further
+            self.num_timesteps = int(read_metadata(self.run_dir / CHECKPOINT)["step"])
         if callback is not None and not callable(callback):
             raise ConfigError(f"callback must be callable (report) -> bool | None, got {callback!r}")
         run = dataclasses.replace(
