@@ -226,3 +226,63 @@ def test_learning_step_updates_the_buffer_in_place():
 
     assert not buffer_copies(0), buffer_copies(0)
     assert buffer_copies(())  # positive control: not donated, the buffer is copied, and the search finds it
+
+
+def test_with_normalisation_the_buffer_keeps_raw_data_and_batches_are_normalised_when_drawn():
+    """Observation and reward normalisation with a replay buffer (Stable-Baselines3's VecNormalize): the buffer
+    holds the raw transitions, and a minibatch drawn after the second rollout is normalised with the statistics
+    of that time, old transitions as well as new. Two rollouts of constant observations c₁ then c₂ and rewards
+    5 then −3: every drawn observation is (c_i − μ)/σ and every reward r_i/√Var[ret] by the statistics after
+    both (kept each with its own time's statistics, c₁'s entries would read min(c₁/1, 10) = 10 here)."""
+    from proxrl.deep import loops
+    from proxrl.deep.jax_envs import BoxSpace
+    from proxrl.deep.normalize import normalize, scale_reward
+    from proxrl.deep.off_policy import common, td3
+
+    cfg = override(
+        td3.TD3Config(), num_envs=16, buffer_size=100, batch_size=64, learning_starts=1, gradient_steps=1
+    )
+    box = BoxSpace(np.full(3, -np.inf, np.float32), np.full(3, np.inf, np.float32), (3,))
+    act = BoxSpace(np.full(1, -1.0, np.float32), np.full(1, 1.0, np.float32), (1,))
+
+    def update(agent, batch, key):
+        seen = {"obs_lo": batch.obs.min(), "obs_hi": batch.obs.max(), "next_hi": batch.next_obs.max()}
+        return agent, seen | {"r_lo": batch.reward.min(), "r_hi": batch.reward.max()}
+
+    zeros = lambda state, obs, key=None: jnp.zeros((obs.shape[0], 1))
+    learner = common.replay_learner("spy", lambda k, o: jnp.zeros(()), zeros, zeros, update, cfg, box, act)
+    norm = loops.Normalization(obs=True, reward=True, gamma=0.99)
+    c1, c2 = np.array([10.0, 20.0, 30.0], np.float32), np.array([-4.0, 0.0, 2.0], np.float32)
+
+    def rollout(c, r):
+        return Transition(
+            obs=jnp.broadcast_to(c, (1, 1, 16, 3)),
+            action=jnp.zeros((1, 1, 16, 1)),
+            reward=jnp.full((1, 1, 16), r),
+            terminated=jnp.zeros((1, 1, 16), bool),
+            truncated=jnp.zeros((1, 1, 16), bool),
+            next_obs=jnp.broadcast_to(c, (1, 1, 16, 3)),
+        )
+
+    carry = jax.vmap(lambda k, o: loops.carry_init(learner, k, o, norm))(
+        jax.random.split(jax.random.key(0), 1), jnp.broadcast_to(c1, (1, 16, 3))
+    )
+    step = jax.jit(jax.vmap(lambda c, tr: loops.absorb(learner, norm, c, tr), axis_name=loops.SEED_AXIS))
+    carry, _ = step(carry, rollout(c1, 5.0))
+    carry, metrics = step(carry, rollout(c2, -3.0))
+    stored = np.asarray(carry.learner.buffer.data.obs[0, :32])
+    np.testing.assert_array_equal(
+        stored, np.concatenate([np.broadcast_to(c1, (16, 3)), np.broadcast_to(c2, (16, 3))])
+    )
+    np.testing.assert_array_equal(
+        np.asarray(carry.learner.buffer.data.reward[0, :32]), [5.0] * 16 + [-3.0] * 16
+    )
+    stats = jax.tree.map(lambda x: x[0], carry.obs_stats)
+    z = np.stack([normalize(stats, c1, clip=norm.clip), normalize(stats, c2, clip=norm.clip)])
+    np.testing.assert_allclose(float(metrics["obs_lo"][0]), z.min(), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["obs_hi"][0]), z.max(), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["next_hi"][0]), z.max(), rtol=1e-6)
+    assert z.max() < 5.0  # c₁ standardised among c₁ and c₂, not by the empty statistics of its own time
+    reward_norm = jax.tree.map(lambda x: x[0], carry.reward_norm)
+    r = [float(scale_reward(reward_norm, jnp.float32(v), clip=norm.clip)) for v in (-3.0, 5.0)]
+    np.testing.assert_allclose([float(metrics["r_lo"][0]), float(metrics["r_hi"][0])], r, rtol=1e-6)

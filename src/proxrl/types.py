@@ -76,6 +76,11 @@ class Learner(NamedTuple):
     environment i draws the reset and transition randomness of environment i mod G (common random numbers: the
     environments of a group start from the same states, and restart from the same states whenever their episodes
     end at the same step).
+    ``learn_raw(state, traj, view) -> (state, metrics)`` (optional, learners that keep data, such as a replay
+    buffer): ``learn`` on the raw rollout, keeping it raw, with ``view`` normalising whatever batch the learner
+    draws (observations standardised, rewards scaled) by the statistics of the time it is drawn, as
+    Stable-Baselines3's VecNormalize does with a replay buffer; used when normalisation is on. Without it such a
+    learner would keep each transition normalised by the statistics of its own time.
     ``episodic``: every rollout starts from freshly reset environments (each environment's first episode begins
     at the rollout's first step), for learners that score a policy by whole episodes from the start (ARS). Only
     each environment's first episode counts: ``learn`` must not use the steps after its first end (the host back
@@ -92,3 +97,6 @@ class Learner(NamedTuple):
     num_steps: int
     env_groups: int = 0
     episodic: bool = False
+    learn_raw: (
+        Callable[[State, Transition, Callable[[Transition], Transition]], tuple[State, Metrics]] | None
+    ) = None

@@ -14,8 +14,10 @@ Two back ends feed a learner the same time-major :class:`~proxrl.types.Transitio
 Normalisation (:class:`Normalization`, off by default) follows SB3's VecNormalize: observations are
 standardised with running statistics of every observation seen (clipped to ±clip); rewards are divided by
 the standard deviation of the running discounted return. A rollout is normalised with the statistics
-in force when it was collected (the ones ``act`` saw), and the statistics then absorb it; evaluation uses
-the current statistics without changing them. The statistics live in the carried state, so they are
+in force when it was collected (the ones ``act`` saw), and the statistics then absorb it; a learner that
+keeps data (a replay buffer, :attr:`~proxrl.types.Learner.learn_raw`) instead keeps the raw rollout and
+normalises each batch it draws with the statistics of that time, as SB3 does with a replay buffer. Evaluation
+uses the current statistics without changing them. The statistics live in the carried state, so they are
 saved with checkpoints.
 """
 
@@ -177,7 +179,24 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
         reward_norm, _ = jax.lax.scan(fold, reward_norm, (traj.reward, traj.terminated | traj.truncated))
         data = data._replace(reward=scale_reward(reward_norm, traj.reward, clip=norm.clip))
     k_next, _ = jax.random.split(carry.key)
-    state, metrics = learner.learn(carry.learner, data)
+    if learner.learn_raw is not None and (norm.obs or norm.reward):
+        # the learner keeps the raw rollout and normalises what it draws, with the statistics updated above
+        raw = traj._replace(
+            obs=jnp.asarray(traj.obs, jnp.float32), next_obs=jnp.asarray(traj.next_obs, jnp.float32)
+        )
+
+        def view(batch: Transition) -> Transition:
+            if norm.obs:
+                batch = batch._replace(
+                    obs=observe(obs_stats, batch.obs, norm), next_obs=observe(obs_stats, batch.next_obs, norm)
+                )
+            if norm.reward:
+                batch = batch._replace(reward=scale_reward(reward_norm, batch.reward, clip=norm.clip))
+            return batch
+
+        state, metrics = learner.learn_raw(carry.learner, raw, view)
+    else:
+        state, metrics = learner.learn(carry.learner, data)
     metrics = dict(metrics, episodic_return=ep_mean, episodes=ep_count)
     return Carry(state, obs_stats, reward_norm, running, k_next), metrics
 

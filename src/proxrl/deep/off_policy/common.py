@@ -395,11 +395,11 @@ def replay_learner(
     report NaN for a quantity it did not compute, e.g. TD3's actor loss between delayed updates), plus
     ``buffer_size`` (entries stored) and ``gradient_updates`` (this call's count: 0 or ``gradient_steps``).
 
-    Observation normalisation (``loops.Normalization(obs=True)``) reaches the buffer as the learner sees it:
-    observations are stored normalised with the statistics in force when they were collected (SB3 instead
-    stores raw observations and normalises at sampling time). Reward normalisation (``reward=True``) likewise
-    stores each reward scaled by the statistics of its own time, so old and new transitions of the buffer mix
-    scales in the Bellman targets; no off-policy preset turns either on.
+    With observation or reward normalisation on (``loops.Normalization``) the buffer keeps the raw transitions
+    and every minibatch is normalised when it is drawn, with the statistics of that time (``learn_raw``, as
+    Stable-Baselines3's VecNormalize does with a replay buffer), so old and new transitions share one scale in
+    the Bellman targets. An observation space that is not a box keeps each transition normalised by the
+    statistics of its own time. No off-policy preset turns normalisation on.
 
     Observations are cast to float32 and flattened to ``[..., D]`` before they reach the agent; stored
     observations are float32 ``[D]``, actions float32 ``[d]`` (box) or int32 ``()`` (discrete), rewards
@@ -439,7 +439,9 @@ def replay_learner(
     def mode(state: ReplayState, obs: Array) -> Array:
         return jnp.asarray(mode_agent(state.agent, feats(obs)), act_dtype)
 
-    def learn(state: ReplayState, traj: Transition) -> tuple[ReplayState, Metrics]:
+    def learn(
+        state: ReplayState, traj: Transition, view: Callable[[Transition], Transition] | None = None
+    ) -> tuple[ReplayState, Metrics]:
         flat = flatten_rollout(traj)
         flat = Transition(
             obs=feats(flat.obs),
@@ -457,6 +459,8 @@ def replay_learner(
             jax.random.split(k_sample, gradient_steps)
         )
         buffer = replay_add(state.buffer, flat, after=batches)
+        if view is not None:  # raw transitions in the buffer, normalised as they are drawn
+            batches = viewed(batches, view)
         keys = jax.random.split(k_updates, gradient_steps)
 
         def train(agent: State, batches: Transition) -> tuple[State, Metrics]:
@@ -474,4 +478,25 @@ def replay_learner(
         )
         return ReplayState(agent, buffer, env_steps, key), metrics
 
-    return Learner(name, init, act, mode, learn, int(cfg.rollout.num_envs), int(cfg.rollout.num_steps))
+    def viewed(batches: Transition, view: Callable[[Transition], Transition]) -> Transition:
+        """``view`` on stored transitions ``[..., D]``: observations in the space's shape, then features again."""
+        shape = tuple(observation_space.shape)
+        lead = batches.obs.shape[:-1]
+        raw = batches._replace(
+            obs=batches.obs.reshape(*lead, *shape), next_obs=batches.next_obs.reshape(*lead, *shape)
+        )
+        seen = view(raw)
+        return seen._replace(obs=feats(seen.obs), next_obs=feats(seen.next_obs))
+
+    # raw storage needs observations that can be reshaped back into the space (a box)
+    learn_raw = learn if isinstance(observation_space, BoxSpace) else None
+    return Learner(
+        name,
+        init,
+        act,
+        mode,
+        learn,
+        int(cfg.rollout.num_envs),
+        int(cfg.rollout.num_steps),
+        learn_raw=learn_raw,
+    )
