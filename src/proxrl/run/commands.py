@@ -54,15 +54,22 @@ def make_train_command(algo: str, config_type: type) -> type:
     return TrainCommand
 
 
+def typed_value(argv: list[str], flag: str) -> str | None:
+    """The value typed for ``flag`` in ``argv`` (``--flag VALUE`` or ``--flag=VALUE``; the last one wins), or
+    None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def preset_defaults(command: type, argv: list[str]) -> Any | None:
     """The command's defaults with the preset named by ``--preset NAME`` in ``argv`` applied (None without one),
     so that the options typed beside it override the preset."""
-    name = None
-    for i, arg in enumerate(argv):
-        if arg == "--preset" and i + 1 < len(argv):
-            name = argv[i + 1]
-        elif arg.startswith("--preset="):
-            name = arg.split("=", 1)[1]
+    name = typed_value(argv, "--preset")
     if name is None:
         return None
     base = command()
@@ -75,12 +82,7 @@ def resume_defaults(command: type, argv: list[str]) -> Any | None:
     or where RUN_DIR holds no config.json: training then says what is wrong): its environment, hyperparameters
     and run options, so that a resume needs only ``--resume`` (and a new ``--total-steps``). Options typed beside
     it override these, and the resume refuses those that differ from the run's."""
-    path = None
-    for i, arg in enumerate(argv):
-        if arg == "--resume" and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif arg.startswith("--resume="):
-            path = arg.split("=", 1)[1]
+    path = typed_value(argv, "--resume")
     if path is None:
         return None
     record = read_config_json(Path(path))
