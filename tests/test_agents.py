@@ -178,6 +178,8 @@ def test_every_algorithm_has_an_agent_class():
             "PPO takes the environment id first and no policy name",
         ),
         (lambda tmp: PPO("MlpPolicy"), "PPO takes the environment id first and no policy name"),
+        (lambda tmp: PPO("MlpPolicy", env="CartPole-v1"), "PPO takes the environment id first and no policy"),
+        (lambda tmp: PPO(policy="MlpPolicy", env="CartPole-v1"), "PPO takes the environment id first and no"),
         (lambda tmp: PPO("CartPole-v1", n_steps=2048), "n_steps needs estimator 'n_step' or 'q_n_step'"),
         (lambda tmp: PPO("CartPole-v1").learn(total_timesteps=64), "total_steps is Stable-Baselines3's"),
         (lambda tmp: PPO("CartPole-v1").learn(64, log_interval=4), "learn() has no argument 'log_interval'"),

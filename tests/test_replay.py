@@ -286,3 +286,40 @@ def test_with_normalisation_the_buffer_keeps_raw_data_and_batches_are_normalised
     reward_norm = jax.tree.map(lambda x: x[0], carry.reward_norm)
     r = [float(scale_reward(reward_norm, jnp.float32(v), clip=norm.clip)) for v in (-3.0, 5.0)]
     np.testing.assert_allclose([float(metrics["r_lo"][0]), float(metrics["r_hi"][0])], r, rtol=1e-6)
+
+
+def test_a_checkpoint_of_normalised_replay_data_is_not_resumed_as_raw(tmp_path, capsys):
+    """A checkpoint says its replay buffer holds raw transitions (metadata ``replay_storage``); one without it
+    (written when normalised transitions were stored) is refused for a replay learner with normalisation, in
+    one line, rather than normalised a second time. With the field the same run resumes."""
+    import shutil
+
+    from proxrl.cli import main
+    from proxrl.run.checkpoints import encode, read_checkpoint
+
+    args = [
+        "train",
+        "td3",
+        "--env",
+        "Pendulum-v1",
+        "--normalize-obs",
+        "--hidden",
+        "8",
+        "--learning-starts",
+        "64",
+    ]
+    args += ["--buffer-size", "400", "--batch-size", "16", "--eval-every", "128", "--eval-episodes", "1"]
+    args += ["--no-progress"]
+    run = tmp_path / "run"
+    assert main([*args, "--total-steps", "128", "--out", str(run)]) == 0
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    checkpoint = read_checkpoint(old / "checkpoint.safetensors")
+    assert checkpoint.metadata["replay_storage"] == "raw"
+    metadata = {k: v for k, v in checkpoint.metadata.items() if k != "replay_storage"}
+    (old / "checkpoint.safetensors").write_bytes(encode(checkpoint.arrays, metadata))
+    capsys.readouterr()
+    assert main(["train", "td3", "--resume", str(old), "--total-steps", "256"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a replay buffer of normalised transitions" in err and err.count("\n") == 1, err
+    assert main(["train", "td3", "--resume", str(run), "--total-steps", "256", "--no-progress"]) == 0

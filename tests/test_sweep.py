@@ -89,6 +89,11 @@ GOOD = f'envs = ["CartPole-v1"]\n{RUN}[[settings]]\nalgo = "ppo"\noptions = {{ {
             GOOD + '[[settings]]\nalgo = "sac"\n',
             "cell sac on CartPole-v1: SAC needs a continuous (Box) action",
         ),
+        (
+            GOOD.replace("seeds = 2", 'seeds = 2\nbackend = "gymnax"')
+            + f'[[settings]]\nalgo = "appo"\noptions = {{ {TINY} }}\n',
+            "env-runner actors step Gymnasium environments",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )

@@ -147,6 +147,8 @@ def test_a_resume_takes_the_runs_options(run_dir, capsys):
             ["train", "ppo", "--resume", str(run_dir), "--out", "elsewhere"],
             "a resumed run writes into its own",
         ),
+        (["train", "ppo", "--resume", str(run_dir), "--preset", "classic"], "--lr was 0.00025, now 0.001"),
+        (["train", "ppo", "--resume", str(run_dir), "--preset", "atari"], "'atari' is not a preset of ppo"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -188,6 +190,8 @@ def test_evaluation_md_holds_the_agents_evaluation(run_dir):
         (["train", "ppo", "--total-steps", "0"], "--total-steps must be an integer >= 1, got 0"),
         (["train", "ppo", "--num-seeds", "-1"], "--num-seeds must be an integer >= 1"),
         (["train", "ppo", "--seed", "-1"], "--seed must be an integer in [0, 2^31), got -1"),
+        (["train", "td3", "--env", "Pendulum-v1", "--num-actors", "2"], "a replay learner keeps its buffer"),
+        (["train", "appo", "--backend", "gymnax"], "env-runner actors step Gymnasium environments"),
         (["train", "ppo", "--seed", "3000000000"], "--seed must be an integer in [0, 2^31), got 3000000000"),
         (["train", "ppo", "--lr", "0"], "--lr must be a finite number > 0"),
         (["train", "ppo", "--clip-eps", "0"], "--clip-eps must be a finite number > 0"),

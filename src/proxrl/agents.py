@@ -42,6 +42,7 @@ import numpy as np
 
 from proxrl.config import override
 from proxrl.deep import loops
+from proxrl.deep.config import check_unused
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.jax_envs import BoxSpace
 from proxrl.deep.registry import TRAINERS
@@ -117,6 +118,7 @@ class Agent:
         if preset is not None:
             config, run = apply_preset(algo, preset, config, run)
         config = override(config, **{k: v for k, v in options.items() if k not in RUN_OPTIONS})
+        check_unused(config)
         run = dataclasses.replace(run, **{k: v for k, v in options.items() if k in RUN_OPTIONS})
         self._setup(algo, env, config, run)
 
@@ -388,14 +390,14 @@ class Agent:
 
 
 def _agent_class(algo: str, name: str) -> type[Agent]:
-    def __init__(
-        self: Agent, env: str = "CartPole-v1", *more: Any, preset: str | None = None, **options: Any
-    ) -> None:
-        if more or (isinstance(env, str) and env.endswith("Policy")):
+    def __init__(self: Agent, *args: Any, preset: str | None = None, **options: Any) -> None:
+        policy = (args and isinstance(args[0], str) and args[0].endswith("Policy")) or "policy" in options
+        if policy or len(args) > 1 or (args and "env" in options):
             raise ConfigError(
                 f"{name} takes the environment id first and no policy name: {name}('CartPole-v1', hidden=(64, 64)); "
                 "the networks are set by options such as hidden and activation"
             )
+        env = args[0] if args else options.pop("env", "CartPole-v1")
         Agent.__init__(self, algo, env, preset=preset, **options)
 
     doc = (

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 
@@ -206,12 +207,21 @@ class AdvantageEstimator(GAE):
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_int_at_least("n_steps", self.n_steps, 1)
         check_int_at_least("num_action_samples", self.num_action_samples, 1)
-        if self.n_steps != AdvantageEstimator.n_steps and self.estimator not in ("n_step", "q_n_step"):
-            # the name Stable-Baselines3 gives the rollout length: a value here would silently do nothing
-            raise ConfigError(
-                f"n_steps needs estimator 'n_step' or 'q_n_step' (it is their n; estimator {self.estimator!r} "
-                "does not use it); the rollout length per environment, which Stable-Baselines3 calls by this name, is num_steps"
-            )
+
+
+def check_unused(config: Any) -> None:
+    """A one-line ConfigError for an option set to a value the configuration cannot use: ``n_steps`` (the name
+    Stable-Baselines3 gives the rollout length) with an advantage estimator that has no n. For configurations
+    built now (the CLI, agents, sweep cells); a run recorded before this check loads and resumes as it ran."""
+    advantage = getattr(config, "advantage", None)
+    if not isinstance(advantage, AdvantageEstimator):
+        return
+    if advantage.n_steps != AdvantageEstimator.n_steps and advantage.estimator not in ("n_step", "q_n_step"):
+        raise ConfigError(
+            f"n_steps needs estimator 'n_step' or 'q_n_step' (it is their n; estimator {advantage.estimator!r} "
+            "does not use it); the rollout length per environment, which Stable-Baselines3 calls by this name, "
+            "is num_steps"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -514,13 +514,7 @@ def make_actor_runner(
 
     from proxrl.run.host import gym_spaces
 
-    if hasattr(config, "replay"):
-        raise ConfigError(
-            "env-runner actors receive the learner's whole state every update, and a replay learner keeps its buffer "
-            "in it: run this algorithm without --num-actors"
-        )
-    if run_cfg.backend == "gymnax":
-        raise ConfigError("env-runner actors step Gymnasium environments: use --backend auto or gymnasium")
+    # (the options were checked by proxrl.run.train.make_runner: no replay learner, no gymnax back end)
     if env_id not in gym.registry:
         from proxrl.deep.gym_envs import resolve_backend
 

@@ -11,6 +11,7 @@ import numpy as np
 import tyro
 
 from proxrl.config import check_finite, from_record
+from proxrl.deep.config import check_unused
 from proxrl.deep.gym_envs import make_gym_env
 from proxrl.deep.registry import TRAINERS
 from proxrl.errors import ConfigError, check_int_at_least, check_seed
@@ -89,6 +90,11 @@ def resume_defaults(command: type, argv: list[str]) -> Any | None:
     if record is None:
         return None
     algo = record.get("algo")
+    if not isinstance(algo, str) or algo not in TRAINERS:
+        raise ConfigError(
+            f"--resume {path!r}: its config.json names no algorithm proxrl trains ({algo!r}): it is not a run "
+            "directory proxrl wrote, or it is damaged"
+        )
     if algo != command.algo_name:
         raise ConfigError(
             f"--resume {path!r} holds a {algo!r} run, not {command.algo_name!r}: continue it with "
@@ -98,19 +104,29 @@ def resume_defaults(command: type, argv: list[str]) -> Any | None:
         algo_config = from_record(
             TRAINERS[algo].config, record["algo_config"], "its config.json's algo_config"
         )
-        run_record = {**record["run"], "out": None, "resume": Path(path), "progress": True}
+        # where compilations are cached and which cluster to join belong to this session, not to the run
+        here = {
+            name: getattr(RunConfig(), name) for name in ("address", "compile_cache", "compile_cache_dir")
+        }
+        run_record = {**record["run"], **here, "out": None, "resume": Path(path), "progress": True}
         run_config = from_record(RunConfig, run_record, "its config.json's run options")
         env = record["env"]
     except (KeyError, TypeError) as e:
+        what = f"lacks {e}" if isinstance(e, KeyError) else f"does not hold the tables of a run ({e})"
         raise ConfigError(
-            f"--resume {path!r}: its config.json lacks {e}: it is not a run directory proxrl wrote, or it is damaged"
+            f"--resume {path!r}: its config.json {what}: it is not a run directory proxrl wrote, or it is damaged"
         ) from None
-    return dataclasses.replace(command(), env=env, algo=algo_config, run=run_config)
+    preset = typed_value(argv, "--preset")
+    if preset is not None:  # applied on the run's options: the resume then refuses whatever it changes
+        algo_config, run_config = apply_preset(algo, preset, algo_config, run_config)
+    return dataclasses.replace(command(), env=env, preset=preset, algo=algo_config, run=run_config)
 
 
 def run_train(cmd: Any) -> RunDir:
     check_finite(cmd.algo)  # NaN or infinite options are refused before anything is built
     check_finite(cmd.run)
+    if cmd.run.resume is None:  # (a resumed run continues with the options it was recorded with)
+        check_unused(cmd.algo)
     runner = make_runner(cmd.algo, cmd.env, cmd.run)
     return train(runner, cmd.run, cmd.algo, cmd.env)
 

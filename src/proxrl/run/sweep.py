@@ -64,6 +64,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from proxrl.config import get, options, override
+from proxrl.deep.config import check_unused
 from proxrl.deep.gym_envs import resolve_backend
 from proxrl.deep.on_policy.common import num_updates
 from proxrl.deep.registry import TRAINERS
@@ -235,6 +236,7 @@ def _configs(setting: Setting, env: str, run: dict[str, Any]) -> tuple[Any, RunC
     algo_cfg = override(algo_cfg, **dict(setting.options))
     run_cfg.validate()
     algo_cfg.validate()
+    check_unused(algo_cfg)
     resolve_backend(env, run_cfg.backend)  # a one-line ConfigError naming the closest ids
     num_updates(run_cfg.total_steps, algo_cfg.rollout.size)  # at least one update
     check_fit(algo_cfg, env, run_cfg)  # the algorithm on the environment's spaces (SAC needs a Box, …)

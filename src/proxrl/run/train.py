@@ -197,27 +197,9 @@ def _learner(
         raise ConfigError(f"{e} ({env_id})") from None
 
 
-def check_fit(config: Any, env_id: str, run_cfg: RunConfig) -> None:
-    """Build the algorithm of ``config`` on the spaces of ``env_id`` (as :func:`make_runner` would, without a
-    runner or environments to step): a one-line ConfigError where they do not fit (SAC on a discrete action
-    space, …). Cheap, so that a sweep checks every cell before any runs."""
-    actors = run_cfg.num_actors > 0 or registry.entry_for(config)[0] == "appo"
-    gymnax = not actors and resolve_backend(env_id, run_cfg.backend) == "gymnax"
-    _learner(config, env_id, *_spaces(env_id, gymnax), planned_steps(run_cfg, config.rollout.size))
-
-
-@functools.lru_cache(maxsize=64)
-def _spaces(env_id: str, gymnax: bool) -> tuple[Space, Space]:
-    """``(observation_space, action_space)`` of a gymnax or Gymnasium environment, made once per process."""
-    if gymnax:
-        env = loops.env_for(env_id)
-        return env.observation_space, env.action_space
-    return gym_spaces(env_id)
-
-
-def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
-    """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
-    resolves to (see :class:`RunConfig`); the reward normaliser discounts with the config's ``gamma``."""
+def _check_run(config: Any, run_cfg: RunConfig) -> tuple[Normalization, int, bool]:
+    """What :func:`make_runner` checks before it builds anything (one-line ConfigErrors): the options, their
+    combinations, and what env-runner actors need; returns ``(normalisation, step budget, actors)``."""
     registry.entry_for(config)  # a config of a registered algorithm (one line naming them otherwise)
     check_finite_config(config)
     check_finite(run_cfg)
@@ -236,6 +218,38 @@ def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
         raise ConfigError(
             "--address joins a Ray cluster for env-runner actors: use it with --num-actors N or appo"
         )
+    if actors and hasattr(config, "replay"):
+        raise ConfigError(
+            "env-runner actors receive the learner's whole state every update, and a replay learner keeps its buffer "
+            "in it: run this algorithm without --num-actors"
+        )
+    if actors and run_cfg.backend == "gymnax":
+        raise ConfigError("env-runner actors step Gymnasium environments: use --backend auto or gymnasium")
+    return norm, budget, actors
+
+
+def check_fit(config: Any, env_id: str, run_cfg: RunConfig) -> None:
+    """What :func:`make_runner` checks, and the algorithm of ``config`` built on the spaces of ``env_id``, without
+    a runner or environments to step: a one-line ConfigError where they do not fit (SAC on a discrete action
+    space, options that exclude each other, …). Cheap, so that a sweep checks every cell before any runs."""
+    _, budget, actors = _check_run(config, run_cfg)
+    gymnax = not actors and resolve_backend(env_id, run_cfg.backend) == "gymnax"
+    _learner(config, env_id, *_spaces(env_id, gymnax), budget)
+
+
+@functools.lru_cache(maxsize=64)
+def _spaces(env_id: str, gymnax: bool) -> tuple[Space, Space]:
+    """``(observation_space, action_space)`` of a gymnax or Gymnasium environment, made once per process."""
+    if gymnax:
+        env = loops.env_for(env_id)
+        return env.observation_space, env.action_space
+    return gym_spaces(env_id)
+
+
+def make_runner(config: Any, env_id: str, run_cfg: RunConfig) -> Runner:
+    """The runner of the algorithm ``config`` configures on ``env_id``, on the back end ``run_cfg.backend``
+    resolves to (see :class:`RunConfig`); the reward normaliser discounts with the config's ``gamma``."""
+    norm, budget, actors = _check_run(config, run_cfg)
     if actors:  # Ray env-runner actors
         from proxrl.run.actors import make_actor_runner
 
@@ -418,7 +432,11 @@ def train(
     updates_per_chunk, _ = plan(run_cfg, spu)
     budget = planned_steps(run_cfg, spu) // spu  # updates
     if run_cfg.resume is not None:
-        rd, start, checkpoint, record = _resume(Path(run_cfg.resume), runner.name, record, budget * spu, spu)
+        raw = getattr(runner, "learner", None) is not None and runner.learner.learn_raw is not None  # type: ignore[attr-defined]
+        raw = raw and (run_cfg.normalize_obs or run_cfg.normalize_reward)
+        rd, start, checkpoint, record = _resume(
+            Path(run_cfg.resume), runner.name, record, budget * spu, spu, raw_replay=raw
+        )
     else:
         rd = RunDir(f"{runner.name}-{env_id.replace('/', '_')}", run_cfg.out, lock=True)
         start, checkpoint = 0, None
@@ -503,6 +521,7 @@ def train(
                         rd.path / CHECKPOINT,
                         state,
                         {"algo": runner.name, "chunk": c + 1, "step": step, "config": record}
+                        | {"replay_storage": REPLAY_STORAGE}
                         | ({} if host is None else {"host": host.meta}),
                         None if host is None else host.arrays,
                     )
@@ -755,13 +774,25 @@ def _option(path: tuple[str, ...]) -> str:
     return "--" + str(path[-1]).replace("_", "-") if path else "the configuration"
 
 
+REPLAY_STORAGE = "raw"
+"""What a checkpoint's replay buffer holds (metadata ``replay_storage``): raw transitions, normalised when drawn
+(:attr:`proxrl.types.Learner.learn_raw`). Checkpoints without the field were written when a replay learner with
+normalisation stored normalised transitions; such a run is not resumed (its buffer would be normalised twice)."""
+
+
 def _resume(
-    path: Path, algo: str, record: dict, budget_steps: int, steps_per_update: int
+    path: Path,
+    algo: str,
+    record: dict,
+    budget_steps: int,
+    steps_per_update: int,
+    raw_replay: bool = False,
 ) -> tuple[RunDir, int, Checkpoint | None, dict]:
     """The locked run directory ``path``, cut back to its checkpoint, the number of chunks done, the verified
     checkpoint (None: a run stopped before its first checkpoint, started again from scratch) and the
     configuration record with the run's id. The checkpoint's step must lie within the budget (``budget_steps``
-    per seed)."""
+    per seed). ``raw_replay``: the run keeps raw transitions in a replay buffer with normalisation on, so its
+    checkpoint must say it holds raw ones (:data:`REPLAY_STORAGE`)."""
     if not path.is_dir():
         raise ConfigError(f"resume {str(path)!r} is not a run directory")
     rd = RunDir.reopen(path)
@@ -789,6 +820,12 @@ def _resume(
             raise ConfigError(
                 f"resume {str(path)!r} was run with another configuration: {_option(where)} was {before!r}, "
                 f"now {now!r}; leave it out (proxrl train takes the run's options with --resume) or pass the run's value"
+            )
+        if raw_replay and checkpoint is not None and "replay_storage" not in checkpoint.metadata:
+            raise ConfigError(
+                f"checkpoint {str(path / CHECKPOINT)!r} holds a replay buffer of normalised transitions, written "
+                "before replay buffers kept raw ones (normalised when drawn); this version would normalise them "
+                "twice: start the run again in a new directory"
             )
         step = 0 if checkpoint is None else info.step
         if step % steps_per_update:
