@@ -257,6 +257,8 @@ def test_a_finished_sweep_run_again_neither_starts_nor_joins_ray(tmp_path, monke
     out.mkdir()
     for cell in cells(spec):
         write_row(out / "results.csv", {"key": cell.key, "label": cell.setting.name, "status": "ok"})
+    # a failed row of a cell the sweep file no longer has: kept in the table, not counted as this sweep's failure
+    write_row(out / "results.csv", {"key": "0123456789ab", "label": "gone", "status": "failed", "error": "E"})
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for a sweep with nothing to run")
@@ -266,7 +268,7 @@ def test_a_finished_sweep_run_again_neither_starts_nor_joins_ray(tmp_path, monke
     monkeypatch.setattr(ray, "get_runtime_context", no_ray)  # (it starts Ray when none runs)
     started = ray.is_initialized()  # (another test of this module may hold one)
     result = run_sweep(spec, out, progress=False)
-    assert (result.ran, result.skipped, len(result.rows)) == (0, 2, 2)
+    assert (result.ran, result.skipped, len(result.rows), result.failed) == (0, 2, 3, 0)
     assert ray.is_initialized() == started
 
 

@@ -114,6 +114,11 @@ class Agent:
             raise ConfigError(f"env must be an environment id (a string), got {env!r}")
         if "total_steps" in options:
             raise ConfigError("total_steps is learn()'s argument: agent.learn(total_steps)")
+        if "verbose" in options:  # Stable-Baselines3's logging level
+            raise ConfigError(
+                "proxrl agents take no verbose level: progress=True shows a progress bar, and every run writes "
+                "metrics.csv, summary.md and TensorBoard events to its run directory"
+            )
         config, run = TRAINERS[algo].config(), RunConfig(progress=False)
         if preset is not None:
             config, run = apply_preset(algo, preset, config, run)
@@ -162,7 +167,7 @@ class Agent:
             name = next(iter(other))
             hint = (
                 ": total_steps is Stable-Baselines3's total_timesteps (steps more, per seed)"
-                if (name == "total_timesteps")
+                if name == "total_timesteps"
                 else ""
             )
             raise ConfigError(

@@ -80,7 +80,9 @@ class Learner(NamedTuple):
     buffer): ``learn`` on the raw rollout, keeping it raw, with ``view`` normalising whatever batch the learner
     draws (observations standardised, rewards scaled) by the statistics of the time it is drawn, as
     Stable-Baselines3's VecNormalize does with a replay buffer; used when normalisation is on. Without it such a
-    learner would keep each transition normalised by the statistics of its own time.
+    learner would keep each transition normalised by the statistics of its own time. A wrapper that replaces
+    ``learn`` (``learner._replace(learn=…)``) replaces ``learn_raw`` too, or sets it to ``None``: otherwise runs
+    with normalisation would call the unwrapped one.
     ``episodic``: every rollout starts from freshly reset environments (each environment's first episode begins
     at the rollout's first step), for learners that score a policy by whole episodes from the start (ARS). Only
     each environment's first episode counts: ``learn`` must not use the steps after its first end (the host back

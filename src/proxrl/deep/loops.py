@@ -162,14 +162,15 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
     else:
         ep_mean, ep_count, running = episode_stats(traj, carry.episode_return)
     obs_stats, reward_norm = carry.obs_stats, carry.reward_norm
-    data = traj._replace(
+    raw = traj._replace(
         obs=jnp.asarray(traj.obs, jnp.float32), next_obs=jnp.asarray(traj.next_obs, jnp.float32)
     )
+    data = raw  # normalised below with the statistics ``act`` used
     if norm.obs:
         data = data._replace(
-            obs=observe(obs_stats, data.obs, norm), next_obs=observe(obs_stats, data.next_obs, norm)
+            obs=observe(obs_stats, raw.obs, norm), next_obs=observe(obs_stats, raw.next_obs, norm)
         )
-        obs_stats = running_stats_update(obs_stats, jnp.asarray(traj.obs, jnp.float32), within)
+        obs_stats = running_stats_update(obs_stats, raw.obs, within)
     if norm.reward:
 
         def fold(state: RewardNormState, xs: tuple[Array, Array]) -> tuple[RewardNormState, None]:
@@ -181,9 +182,6 @@ def absorb(learner: Learner, norm: Normalization, carry: Carry, traj: Transition
     k_next, _ = jax.random.split(carry.key)
     if learner.learn_raw is not None and (norm.obs or norm.reward):
         # the learner keeps the raw rollout and normalises what it draws, with the statistics updated above
-        raw = traj._replace(
-            obs=jnp.asarray(traj.obs, jnp.float32), next_obs=jnp.asarray(traj.next_obs, jnp.float32)
-        )
 
         def view(batch: Transition) -> Transition:
             if norm.obs:

@@ -669,12 +669,19 @@ def _cell_task(cell: Cell, cell_dir: str) -> dict[str, Any]:
 @dataclasses.dataclass
 class SweepResult:
     """What :func:`run_sweep` did: the sweep directory, cells run now, cells skipped (already in the table),
-    and every row of the table."""
+    every row of the table (also rows of cells no longer in the sweep file), and ``keys``, the cell keys of the
+    sweep file."""
 
     path: Path
     ran: int
     skipped: int
     rows: list[dict[str, str]]
+    keys: frozenset[str] = frozenset()
+
+    @property
+    def failed(self) -> int:
+        """Cells of the sweep file whose row says failed (rows of cells no longer in the file do not count)."""
+        return sum(r["status"] != "ok" for r in self.rows if r["key"] in self.keys)
 
 
 def run_sweep(
@@ -705,7 +712,7 @@ def run_sweep(
     todo = [c for c in todo_all if c.key not in skip]
     if not todo:  # every cell has its row: nothing to run, so Ray is neither started nor joined
         _write_spec(out, spec)
-        return SweepResult(out, 0, len(todo_all), read_results(results))
+        return SweepResult(out, 0, len(todo_all), read_results(results), frozenset(c.key for c in todo_all))
     started = connect(address, workers)
     try:
         (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -742,7 +749,8 @@ def run_sweep(
     finally:
         if started and not watch.lost:  # with the cluster gone, shutting down would wait for it
             ray.shutdown()
-    return SweepResult(out, len(todo), len(todo_all) - len(todo), read_results(results))
+    keys = frozenset(c.key for c in todo_all)
+    return SweepResult(out, len(todo), len(todo_all) - len(todo), read_results(results), keys)
 
 
 def _result(ref: Any, cell: Cell, out: Path) -> dict[str, Any]:

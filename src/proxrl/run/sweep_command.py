@@ -238,7 +238,7 @@ def sweep_main(argv: list[str]) -> Any:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
     )
-    failed = sum(r["status"] != "ok" for r in result.rows)
+    failed = result.failed
     print(
         f"sweep: {result.ran} cells run, {result.skipped} already finished, {failed} failed in {out / 'results.csv'}"
     )
