@@ -185,6 +185,7 @@ def test_every_algorithm_has_an_agent_class():
         (lambda tmp: PPO("CartPole-v1").learn(64, log_interval=4), "learn() has no argument 'log_interval'"),
         (lambda tmp: PPO("CartPole-v1").learn(), "learn() needs total_steps"),
         (lambda tmp: PPO("CartPole-v1", verbose=1), "proxrl agents take no verbose level: progress=True"),
+        (lambda tmp: PPO.load(tmp / "f", verbose=1), "proxrl agents take no verbose level: progress=True"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument(make, message, tmp_path):

@@ -268,7 +268,13 @@ def test_a_finished_sweep_run_again_neither_starts_nor_joins_ray(tmp_path, monke
     monkeypatch.setattr(ray, "get_runtime_context", no_ray)  # (it starts Ray when none runs)
     started = ray.is_initialized()  # (another test of this module may hold one)
     result = run_sweep(spec, out, progress=False)
-    assert (result.ran, result.skipped, len(result.rows), result.failed) == (0, 2, 3, 0)
+    assert (result.ran, result.skipped, len(result.rows), result.failed, result.failed_elsewhere) == (
+        0,
+        2,
+        3,
+        0,
+        1,
+    )
     assert ray.is_initialized() == started
 
 

@@ -87,6 +87,12 @@ def _checked(method: Any) -> Any:
     return wrapper
 
 
+NO_VERBOSE = (
+    "proxrl agents take no verbose level: progress=True shows a progress bar, and every run writes "
+    "metrics.csv, summary.md and TensorBoard events to its run directory"
+)
+"""The answer to Stable-Baselines3's ``verbose`` argument."""
+
 RUN_OPTIONS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("total_steps", "resume"))
 """The run options an agent takes beside the algorithm's (:class:`~proxrl.run.train.RunConfig`); the budget is
 ``learn``'s argument."""
@@ -115,10 +121,7 @@ class Agent:
         if "total_steps" in options:
             raise ConfigError("total_steps is learn()'s argument: agent.learn(total_steps)")
         if "verbose" in options:  # Stable-Baselines3's logging level
-            raise ConfigError(
-                "proxrl agents take no verbose level: progress=True shows a progress bar, and every run writes "
-                "metrics.csv, summary.md and TensorBoard events to its run directory"
-            )
+            raise ConfigError(NO_VERBOSE)
         config, run = TRAINERS[algo].config(), RunConfig(progress=False)
         if preset is not None:
             config, run = apply_preset(algo, preset, config, run)
@@ -329,6 +332,8 @@ class Agent:
         allowed = ("out", "progress", "compile_cache", "compile_cache_dir")
         unknown = sorted(set(options) - set(allowed))
         if unknown:
+            if "verbose" in unknown:
+                raise ConfigError(NO_VERBOSE)
             raise ConfigError(f"load() takes the run options {', '.join(allowed)}; got {unknown[0]!r}")
         path = Path(path)
         step = 0

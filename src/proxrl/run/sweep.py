@@ -676,12 +676,17 @@ class SweepResult:
     ran: int
     skipped: int
     rows: list[dict[str, str]]
-    keys: frozenset[str] = frozenset()
+    keys: frozenset[str]
 
     @property
     def failed(self) -> int:
         """Cells of the sweep file whose row says failed (rows of cells no longer in the file do not count)."""
         return sum(r["status"] != "ok" for r in self.rows if r["key"] in self.keys)
+
+    @property
+    def failed_elsewhere(self) -> int:
+        """Failed rows of cells the sweep file no longer has (an earlier version of it wrote them)."""
+        return sum(r["status"] != "ok" for r in self.rows if r["key"] not in self.keys)
 
 
 def run_sweep(

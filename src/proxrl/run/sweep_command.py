@@ -239,8 +239,14 @@ def sweep_main(argv: list[str]) -> Any:
         progress=not args.no_progress,
     )
     failed = result.failed
+    elsewhere = (
+        f" (and {result.failed_elsewhere} failed of cells not in this sweep file)"
+        if result.failed_elsewhere
+        else ""
+    )
     print(
-        f"sweep: {result.ran} cells run, {result.skipped} already finished, {failed} failed in {out / 'results.csv'}"
+        f"sweep: {result.ran} cells run, {result.skipped} already finished, {failed} failed{elsewhere} "
+        f"in {out / 'results.csv'}"
     )
     return report(out, args.reps)._replace(failed=failed)
 
