@@ -707,6 +707,7 @@ def run_sweep(
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
     todo_all = check_cells(spec)
+    keys = frozenset(c.key for c in todo_all)
     _check_workers(workers)
     if address is not None:
         check_address(address)
@@ -717,7 +718,7 @@ def run_sweep(
     todo = [c for c in todo_all if c.key not in skip]
     if not todo:  # every cell has its row: nothing to run, so Ray is neither started nor joined
         _write_spec(out, spec)
-        return SweepResult(out, 0, len(todo_all), read_results(results), frozenset(c.key for c in todo_all))
+        return SweepResult(out, 0, len(todo_all), read_results(results), keys)
     started = connect(address, workers)
     try:
         (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -754,7 +755,6 @@ def run_sweep(
     finally:
         if started and not watch.lost:  # with the cluster gone, shutting down would wait for it
             ray.shutdown()
-    keys = frozenset(c.key for c in todo_all)
     return SweepResult(out, len(todo), len(todo_all) - len(todo), read_results(results), keys)
 
 
